@@ -1,0 +1,31 @@
+"""Syllabus contracts: what travels on the bus, and what a plugin implements.
+
+This package depends on pydantic and pluggy only, so a plugin author's package never
+pulls in NATS, torch or Triton.
+"""
+
+from . import _hookspecs as hookspecs
+from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
+from ._ids import COLLECTION_PATTERN, canonical_json, content_id, normalise_text, sha256_hex
+from ._messages import *  # noqa: F403
+from ._messages import __all__ as _messages_all
+from ._protocols import *  # noqa: F403
+from ._protocols import __all__ as _protocols_all
+from ._subjects import *  # noqa: F403
+from ._subjects import __all__ as _subjects_all
+
+__all__ = [
+    "COLLECTION_PATTERN",
+    "HOOK_KINDS",
+    "PROJECT",
+    "canonical_json",
+    "content_id",
+    "hookimpl",
+    "hookspec",
+    "hookspecs",
+    "normalise_text",
+    "sha256_hex",
+    *_messages_all,
+    *_protocols_all,
+    *_subjects_all,
+]

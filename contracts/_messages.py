@@ -1,0 +1,406 @@
+"""The pydantic models of every message on the bus.
+
+Each message carries ``schema_version`` and knows its own ``dedup_id()``: the
+content-derived id that goes into ``Nats-Msg-Id`` so a redelivery or a rerun publishes
+nothing new. ``SUBJECT_MODELS`` ties each subject to the model that travels on it.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import _subjects as s
+from ._ids import COLLECTION_PATTERN, content_id
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SUBJECT_MODELS",
+    "ApiSpecSubmitted",
+    "ChunkCreated",
+    "ChunkDropReason",
+    "ChunkDropped",
+    "ChunkLineage",
+    "DeadLetter",
+    "DocumentIngested",
+    "DocumentRejected",
+    "DocumentSubmitted",
+    "Event",
+    "ModelDeployed",
+    "PluginRef",
+    "QARecord",
+    "RecordDecision",
+    "RejectionReason",
+    "TeacherRef",
+    "ToolTrajectory",
+    "TrainingCompleted",
+    "TrainingFailed",
+    "TrainingProgress",
+    "TrainingRequested",
+]
+
+SCHEMA_VERSION = 1
+
+Collection = Field(pattern=COLLECTION_PATTERN, description="collection (data set) name")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every message. Unknown fields are ignored so that an older consumer keeps
+    working when a newer producer adds one; ``schema_version`` says which shape was sent."""
+
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    subject: ClassVar[str]
+    schema_version: int = SCHEMA_VERSION
+
+    def dedup_id(self) -> str:
+        """The ``Nats-Msg-Id``. By default a hash of the whole message; events override it
+        with the id of what they announce."""
+        return f"{type(self).__name__}:{content_id(self.model_dump(mode='json'))}"
+
+
+class PluginRef(BaseModel):
+    """Which technique plugin produced something, and at which version."""
+
+    name: str
+    version: str = "0"
+
+
+class TeacherRef(BaseModel):
+    """The teacher (LLM back end, or the offline ``extractive`` one) and its model."""
+
+    kind: str
+    model: str
+
+
+# --- documents -------------------------------------------------------------------------
+
+
+class RejectionReason(StrEnum):
+    """Why a document was not ingested. Every value shows up in the run report."""
+
+    EMPTY = "empty_file"
+    TOO_LARGE = "too_large"
+    UNKNOWN_TYPE = "unknown_type"
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    NO_TEXT_LAYER = "no_text_layer"
+    NO_TEXT = "no_text"
+    UNSAFE_NAME = "unsafe_name"
+    MISSING_OBJECT = "missing_object"
+
+
+class DocumentSubmitted(Event):
+    """A document's bytes are in the store under ``store_key``; please ingest them."""
+
+    subject: ClassVar[str] = s.DOCUMENTS_SUBMITTED
+    doc_id: str = Field(description="sha256 of the document's bytes")
+    collection: str = Collection
+    filename: str = Field(description="the original file name, without folders")
+    store_key: str
+    size_bytes: int = Field(ge=0)
+    media_type: str | None = Field(default=None, description="a hint; ingest sniffs the content")
+    run_id: str | None = None
+    submitted_at: datetime = Field(default_factory=_now)
+
+    def dedup_id(self) -> str:
+        return f"documents.submitted:{self.collection}:{self.doc_id}"
+
+
+class DocumentIngested(Event):
+    """Summary of one document's ingest: pages, chunks created and dropped, timings."""
+
+    subject: ClassVar[str] = s.DOCUMENTS_INGESTED
+    doc_id: str
+    collection: str = Collection
+    filename: str
+    media_type: str
+    parser: PluginRef
+    chunker: PluginRef
+    pages: int = 0
+    size_bytes: int = 0
+    chunk_ids: list[str] = Field(default_factory=list, description="chunks announced for it")
+    chunks_dropped: dict[str, int] = Field(default_factory=dict, description="by reason")
+    parse_seconds: float = 0.0
+    chunk_seconds: float = 0.0
+    warnings: list[str] = Field(default_factory=list)
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"documents.ingested:{self.collection}:{self.doc_id}:{self.run_id}"
+
+
+class DocumentRejected(Event):
+    """A document that could not be ingested, with the reason, so nothing is lost silently."""
+
+    subject: ClassVar[str] = s.DOCUMENTS_REJECTED
+    doc_id: str
+    collection: str = Collection
+    filename: str
+    reason: RejectionReason
+    detail: str
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"documents.rejected:{self.collection}:{self.doc_id}:{self.reason}:{self.run_id}"
+
+
+# --- chunks ----------------------------------------------------------------------------
+
+
+class ChunkLineage(BaseModel):
+    """Where a chunk came from: the document, the pages and span, and who made it."""
+
+    doc_id: str
+    filename: str
+    media_type: str
+    pages: list[int] = Field(default_factory=list, description="1-based page numbers")
+    section: list[str] = Field(default_factory=list, description="heading path")
+    char_start: int = Field(ge=0, description="span in the parsed document's text")
+    char_end: int = Field(ge=0)
+    parser: PluginRef
+    chunker: PluginRef
+    settings_hash: str = Field(description="hash of the chunker settings")
+
+
+class ChunkCreated(Event):
+    """A new, de-duplicated chunk. Its JSON is also stored at ``chunks/<chunk_id>.json``."""
+
+    subject: ClassVar[str] = s.CHUNKS_CREATED
+    chunk_id: str = Field(description="sha256 of the normalised text")
+    collection: str = Collection
+    text: str
+    token_count: int
+    index: int = Field(ge=0, description="position of the chunk in its document")
+    store_key: str
+    lineage: ChunkLineage
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"chunks.created:{self.collection}:{self.chunk_id}"
+
+
+class ChunkDropReason(StrEnum):
+    EXACT_DUPLICATE = "exact_duplicate"
+    NEAR_DUPLICATE = "near_duplicate"
+    ALREADY_INGESTED = "already_ingested"
+    TOO_SHORT = "too_short"
+
+
+class ChunkDropped(Event):
+    """A chunk that was not announced, and why (a duplicate names what it duplicates)."""
+
+    subject: ClassVar[str] = s.CHUNKS_DROPPED
+    chunk_id: str
+    collection: str = Collection
+    doc_id: str
+    reason: ChunkDropReason
+    duplicate_of: str | None = None
+    similarity: float | None = None
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"chunks.dropped:{self.collection}:{self.doc_id}:{self.chunk_id}:{self.run_id}"
+
+
+# --- question/answer records -----------------------------------------------------------
+
+
+class RecordDecision(BaseModel):
+    """One filter's verdict on one record: kept or dropped, with score and reason."""
+
+    filter: str
+    kept: bool
+    score: float | None = None
+    threshold: float | None = None
+    reason: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class QARecord(Event):
+    """An instruction/response pair with its lineage, scores and every filter decision."""
+
+    subject: ClassVar[str] = s.QA_GENERATED
+    record_id: str
+    collection: str = Collection
+    kind: Literal["qa", "backtranslation", "anti_sycophancy"] = "qa"
+    instruction: str
+    response: str
+    rationale: str | None = None
+    chunk_id: str | None = None
+    lineage: ChunkLineage | None = None
+    technique: PluginRef
+    teacher: TeacherRef
+    prompt_hash: str | None = None
+    scores: dict[str, float] = Field(default_factory=dict)
+    decisions: list[RecordDecision] = Field(default_factory=list)
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        # the decisions are part of the id so each stage's version is its own message
+        return f"qa:{self.collection}:{self.record_id}:{len(self.decisions)}:{self.rationale is not None}"
+
+    @staticmethod
+    def make_id(*, chunk_id: str | None, technique: PluginRef, teacher: TeacherRef,
+                settings: dict[str, Any], instruction: str, response: str) -> str:
+        return content_id(chunk_id, technique.model_dump(), teacher.model_dump(), settings,
+                          instruction, response)
+
+
+# --- tools -----------------------------------------------------------------------------
+
+
+class ApiSpecSubmitted(Event):
+    subject: ClassVar[str] = s.API_SPECS_SUBMITTED
+    spec_id: str = Field(description="sha256 of the spec's bytes")
+    collection: str = Collection
+    filename: str
+    store_key: str
+    allowed_hosts: list[str] = Field(default_factory=list)
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"specs.submitted:{self.collection}:{self.spec_id}"
+
+
+class ToolTrajectory(Event):
+    """A verified tool-call trajectory in OpenAI chat form (``messages`` with ``tools``)."""
+
+    subject: ClassVar[str] = s.TOOLS_ANNOTATED
+    trajectory_id: str
+    collection: str = Collection
+    spec_id: str
+    group: Literal["I1", "I2", "I3"]
+    instruction: str
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    final_answer: str | None = None
+    method: Literal["dfsdt", "react"] = "dfsdt"
+    solved: bool = False
+    technique: PluginRef
+    teacher: TeacherRef
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"tools.annotated:{self.collection}:{self.trajectory_id}"
+
+
+# --- training and serving --------------------------------------------------------------
+
+
+class TrainingRequested(Event):
+    subject: ClassVar[str] = s.TRAINING_REQUESTED
+    job_id: str
+    dataset: str = Field(description="<collection>/<version>")
+    base_model: str = Field(description="a local path or a store key")
+    method: Literal["full", "lora"] = "lora"
+    gpus: int = Field(default=1, ge=0)
+    nodes: int = Field(default=1, ge=1)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+    def dedup_id(self) -> str:
+        return f"training.requested:{self.job_id}"
+
+
+class TrainingProgress(Event):
+    subject: ClassVar[str] = s.TRAINING_PROGRESS
+    job_id: str
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    gpu_memory_bytes: int | None = None
+
+    def dedup_id(self) -> str:
+        return f"training.progress:{self.job_id}:{self.step}"
+
+
+class TrainingCompleted(Event):
+    subject: ClassVar[str] = s.TRAINING_COMPLETED
+    job_id: str
+    model_id: str
+    store_prefix: str
+    dataset: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    def dedup_id(self) -> str:
+        return f"training.completed:{self.job_id}"
+
+
+class TrainingFailed(Event):
+    subject: ClassVar[str] = s.TRAINING_FAILED
+    job_id: str
+    reason: str
+    log_tail: str = ""
+
+    def dedup_id(self) -> str:
+        return f"training.failed:{self.job_id}"
+
+
+class ModelDeployed(Event):
+    subject: ClassVar[str] = s.MODELS_DEPLOYED
+    model_id: str
+    name: str
+    version: int = 1
+    endpoint: str
+    eval_scores: dict[str, float] = Field(default_factory=dict)
+
+    def dedup_id(self) -> str:
+        return f"models.deployed:{self.model_id}:{self.version}"
+
+
+# --- failures --------------------------------------------------------------------------
+
+
+class DeadLetter(Event):
+    """A message a service could not handle: the original payload, headers and the reason."""
+
+    subject: ClassVar[str] = "syllabus.dlq.<service>"
+    service: str
+    original_subject: str
+    reason: str
+    deliveries: int
+    payload_b64: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    stream_sequence: int | None = None
+    failed_at: datetime = Field(default_factory=_now)
+
+    @classmethod
+    def of(cls, *, service: str, subject: str, payload: bytes, headers: dict[str, str],
+           reason: str, deliveries: int, stream_sequence: int | None) -> DeadLetter:
+        return cls(service=service, original_subject=subject, reason=reason,
+                   deliveries=deliveries, payload_b64=base64.b64encode(payload).decode(),
+                   headers=dict(headers), stream_sequence=stream_sequence)
+
+    @property
+    def payload(self) -> bytes:
+        return base64.b64decode(self.payload_b64)
+
+    def dedup_id(self) -> str:
+        return f"dlq:{self.service}:{self.stream_sequence}:{content_id(self.payload_b64)}"
+
+
+#: Which model travels on which subject.
+SUBJECT_MODELS: dict[str, type[Event]] = {
+    m.subject: m
+    for m in (
+        DocumentSubmitted, DocumentIngested, DocumentRejected, ChunkCreated, ChunkDropped,
+        ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
+        TrainingCompleted, TrainingFailed, ModelDeployed,
+    )
+}
+SUBJECT_MODELS[s.QA_RATIONALIZED] = QARecord
+SUBJECT_MODELS[s.RECORDS_ACCEPTED] = QARecord
+SUBJECT_MODELS[s.RECORDS_REJECTED] = QARecord
+SUBJECT_MODELS[s.QA_GENERATED] = QARecord

@@ -1,0 +1,215 @@
+"""What a technique plugin implements, and what it is handed.
+
+Plugins register *objects* that satisfy one of these Protocols, so the hook signatures
+stay stable while a technique's interface grows. Everything a technique needs (a teacher,
+a store, an HTTP client with an allow-list) reaches it as an argument described here;
+plugins never import ``syllabus.services``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from ._messages import ChunkCreated, QARecord, RecordDecision, RejectionReason, ToolTrajectory
+
+__all__ = [
+    "ArtifactStore",
+    "Augmenter",
+    "ChatMessage",
+    "ChunkDraft",
+    "ChunkOptions",
+    "Chunker",
+    "Completion",
+    "Exporter",
+    "Filter",
+    "GenerationParams",
+    "ParseError",
+    "ParsedDocument",
+    "Parser",
+    "QuestionGenerator",
+    "RationaleGenerator",
+    "Section",
+    "Teacher",
+    "ToolAnnotator",
+]
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Keys are ``/``-separated relative paths (``chunks/<id>.json``); they never contain
+    ``..`` or start with ``/``. Writes go to content-addressed keys, so they are idempotent."""
+
+    def put(self, key: str, data: bytes | IO[bytes], *, length: int | None = None,
+            content_type: str = "application/octet-stream") -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def stream(self, key: str, *, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def presign(self, key: str, *, expires_seconds: int = 3600) -> str: ...
+
+
+# --- ingest ----------------------------------------------------------------------------
+
+
+class ParseError(Exception):
+    """Raised by a parser for input it cannot turn into text. ``reason`` is reported."""
+
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Section(BaseModel):
+    """A run of text with the structure it sits in: a PDF page, or a block under a heading."""
+
+    text: str
+    heading_path: list[str] = Field(default_factory=list)
+    page: int | None = Field(default=None, description="1-based page number, when paged")
+    kind: str = Field(default="paragraph", description="paragraph | heading | page | list | table")
+
+
+class ParsedDocument(BaseModel):
+    media_type: str
+    title: str | None = None
+    pages: int = Field(default=0, description="page count for paged media, else 0")
+    sections: list[Section]
+    warnings: list[str] = Field(default_factory=list)
+
+
+@runtime_checkable
+class Parser(Protocol):
+    """Turns one media type's bytes into sections of text."""
+
+    name: str
+    media_types: tuple[str, ...]
+    #: higher is tried first when sniffing
+    priority: int
+
+    def sniff(self, head: bytes, filename: str) -> bool:
+        """True when ``head`` (the first 8 KiB) looks like this parser's media type."""
+        ...
+
+    def parse(self, data: bytes, *, filename: str) -> ParsedDocument:
+        """Raise ``ParseError`` for encrypted, corrupt or text-less input."""
+        ...
+
+
+class ChunkOptions(BaseModel):
+    max_tokens: int = Field(default=384, ge=16)
+    overlap_tokens: int = Field(default=48, ge=0)
+    min_tokens: int = Field(default=8, ge=1)
+
+
+class ChunkDraft(BaseModel):
+    text: str
+    token_count: int
+    heading_path: list[str] = Field(default_factory=list)
+    pages: list[int] = Field(default_factory=list)
+    char_start: int = 0
+    char_end: int = 0
+
+
+@runtime_checkable
+class Chunker(Protocol):
+    name: str
+
+    def chunk(self, doc: ParsedDocument, *, options: ChunkOptions) -> list[ChunkDraft]: ...
+
+
+# --- teachers --------------------------------------------------------------------------
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class GenerationParams(BaseModel):
+    temperature: float = 0.0
+    max_tokens: int = 512
+    json_schema: dict[str, Any] | None = None
+    stop: list[str] | None = None
+
+
+class Completion(BaseModel):
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """An LLM (or the offline ``extractive`` heuristics) that generates and judges."""
+
+    kind: str
+    model: str
+
+    async def complete(self, messages: Sequence[ChatMessage], *,
+                       params: GenerationParams) -> Completion: ...
+
+
+# --- record techniques -----------------------------------------------------------------
+
+
+@runtime_checkable
+class QuestionGenerator(Protocol):
+    name: str
+
+    async def generate(self, chunk: ChunkCreated, *, teacher: Teacher,
+                       options: dict[str, Any]) -> list[QARecord]: ...
+
+
+@runtime_checkable
+class RationaleGenerator(Protocol):
+    name: str
+
+    async def rationalize(self, record: QARecord, *, teacher: Teacher,
+                          options: dict[str, Any]) -> QARecord: ...
+
+
+@runtime_checkable
+class Filter(Protocol):
+    name: str
+
+    async def judge(self, record: QARecord, *, teacher: Teacher | None,
+                    options: dict[str, Any]) -> RecordDecision: ...
+
+
+@runtime_checkable
+class Augmenter(Protocol):
+    name: str
+
+    async def augment(self, records: Sequence[QARecord], *, teacher: Teacher | None,
+                      options: dict[str, Any]) -> list[QARecord]: ...
+
+
+@runtime_checkable
+class ToolAnnotator(Protocol):
+    name: str
+
+    async def annotate(self, spec: dict[str, Any], *, teacher: Teacher, http: Any,
+                       options: dict[str, Any]) -> list[ToolTrajectory]: ...
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    name: str
+    formats: tuple[str, ...]
+
+    def export(self, records: Iterable[QARecord], *, fmt: str, out: IO[bytes]) -> int:
+        """Write ``records`` to ``out`` in ``fmt``; return how many were written."""
+        ...

@@ -1,0 +1,169 @@
+"""The ``syllabus`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from syllabus.contracts import COLLECTION_PATTERN
+
+__all__ = ["main"]
+
+
+def _collection(_ctx, _param, value: str | None) -> str | None:
+    if value is not None and not re.match(COLLECTION_PATTERN, value):
+        raise click.BadParameter(f"{value!r}: use 1-64 lower-case letters, digits, '-' or '_', "
+                                 "starting with a letter or digit")
+    return value
+
+
+def _settings(**overrides):
+    from ..runtime import load_settings
+    try:
+        return load_settings(**overrides)
+    except Exception as exc:  # a bad recipe or environment variable: say which
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="syllabus")
+def main() -> None:
+    """Syllabus: turn documents into LLM fine-tuning data, as services on a message bus.
+
+    Settings come from ./syllabus.toml (or $SYLLABUS_CONFIG) and SYLLABUS_... environment
+    variables, nested with "__" (SYLLABUS_NATS__URL, SYLLABUS_STORE__KIND, ...).
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", "-c", default="default", show_default=True, callback=_collection,
+              help="Collection (data set) the documents belong to.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("syllabus-out"), show_default=True,
+              help="Work folder: the NATS data, the local store, the results and the report.")
+@click.option("--timeout", type=float, default=None,
+              help="Give up if the pipeline has not drained after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | None,
+        as_json: bool) -> None:
+    """Run the whole pipeline on PATHS (files or folders) in one process.
+
+    Starts an embedded NATS server and a local store under --out, ingests every document,
+    waits until every service is done, writes <out>/chunks.jsonl and <out>/report.json,
+    and prints a report. Needs no network and no running services.
+    """
+    from ..runtime import configure_logging
+    from ._run import run_pipeline
+
+    console = Console(stderr=True)
+    configure_logging("WARNING", json_lines=False)
+    settings = _settings()
+    try:
+        report = asyncio.run(run_pipeline(list(paths), collection=collection, out=out,
+                                          settings=settings, console=console,
+                                          timeout=timeout))
+    except (FileNotFoundError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        report.render(Console())
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", "-c", default=None, callback=_collection,
+              help="Collection (default: the 'collection' setting).")
+def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
+    """Upload PATHS (files or folders) to the store and publish them for ingest.
+
+    Uses the configured NATS (SYLLABUS_NATS__URL) and store (SYLLABUS_STORE__...)."""
+    from ..ingest import iter_files, submit_path
+    from ..runtime import Runtime
+
+    settings = _settings()
+    coll = collection or settings.collection
+
+    async def go() -> int:
+        rt = Runtime.create(settings, client_name="syllabus-cli")
+        await rt.bus.start()
+        failures = 0
+        try:
+            for path in iter_files(paths):
+                res = await submit_path(rt, path, collection=coll)
+                line = f"{res.outcome:10} {res.doc_id[:12]} {path}"
+                if res.outcome == "rejected":
+                    failures += 1
+                    line += f"  ({res.reason}: {res.detail})"
+                click.echo(line)
+        finally:
+            await rt.bus.close()
+        return failures
+
+    try:
+        failures = asyncio.run(go())
+    except (OSError, TimeoutError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    sys.exit(1 if failures else 0)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--host", default=None, help="HTTP host (default: the http.host setting).")
+@click.option("--port", type=int, default=None, help="HTTP port (default: the http.port setting).")
+def serve(name: str, host: str | None, port: int | None) -> None:
+    """Run one service (e.g. 'ingest') against the configured NATS and store.
+
+    This is what a Kubernetes pod runs. It serves /metrics, /health/live, /health/ready and
+    the service's own HTTP routes, which need a bearer token when http.token is set.
+    """
+    import uvicorn
+
+    from ._serve import build_service_app
+    from ._services import SERVICES
+
+    if name not in SERVICES:
+        raise click.BadParameter(f"unknown service {name!r}; known: {', '.join(SERVICES)}",
+                                 param_hint="NAME")
+    settings = _settings()
+    from ..runtime import configure_logging
+    configure_logging(settings.log_level)
+    app = build_service_app(name, settings)
+    uvicorn.run(app, host=host or settings.http.host, port=port or settings.http.port,
+                log_config=None, access_log=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List the installed plugins, the hooks they implement and what they register."""
+    from ..runtime import PluginManager
+
+    logging.getLogger("syllabus.plugins").setLevel(logging.CRITICAL)
+    settings = _settings()
+    pm = PluginManager(allow=settings.plugin_allow_list())
+    reg = pm.registry()
+    rows = []
+    for p in pm.plugins:
+        objects = [f"{r.kind}:{r.name}" for hook in reg.values() for r in hook if r.plugin == p.name]
+        rows.append({"name": p.name, "version": p.version, "module": p.module, "hooks": p.hooks,
+                     "registers": objects, "error": p.error})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    t = Table(header_style="bold")
+    for col in ("plugin", "version", "hooks", "registers", "status"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["version"], ", ".join(r["hooks"]), ", ".join(r["registers"]),
+                  f"[red]{r['error']}[/red]" if r["error"] else "ok")
+    Console().print(t)

@@ -1,0 +1,98 @@
+"""The run report: counts per stage, rejections by reason, timings, built from the
+events that the run's messages left on the bus (so it is right after a crash and a rerun)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from syllabus.contracts import DocumentIngested, DocumentRejected
+
+__all__ = ["RunReport"]
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    collection: str
+    out_dir: str
+    teacher: str = "none (this build ingests only; no teacher was used)"
+    files: int = 0
+    submitted: int = 0
+    already_submitted: int = 0
+    ingested: int = 0
+    rejected: int = 0
+    pages: int = 0
+    bytes: int = 0
+    chunks_created: int = 0
+    chunks_in_collection: int = 0
+    chunks_dropped: dict[str, int] = field(default_factory=dict)
+    rejections: dict[str, list[str]] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def add_ingested(self, ev: DocumentIngested) -> None:
+        self.ingested += 1
+        self.pages += ev.pages
+        self.bytes += ev.size_bytes
+        self.chunks_created += len(ev.chunk_ids)
+        for reason, n in ev.chunks_dropped.items():
+            self.chunks_dropped[reason] = self.chunks_dropped.get(reason, 0) + n
+        self.timings["parse_seconds"] = self.timings.get("parse_seconds", 0.0) + ev.parse_seconds
+        self.timings["chunk_seconds"] = self.timings.get("chunk_seconds", 0.0) + ev.chunk_seconds
+        self.warnings.extend(f"{ev.filename}: {w}" for w in ev.warnings)
+
+    def add_rejected(self, ev: DocumentRejected) -> None:
+        self.rejected += 1
+        self.rejections.setdefault(ev.reason.value, []).append(f"{ev.filename}: {ev.detail}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self, console: Console) -> None:
+        t = Table(title=f"Syllabus run {self.run_id} — collection {self.collection!r}",
+                  show_header=True, header_style="bold")
+        t.add_column("stage")
+        t.add_column("count", justify="right")
+        t.add_column("details")
+        t.add_row("files", str(self.files), "")
+        t.add_row("documents submitted", str(self.submitted),
+                  f"{self.already_submitted} already submitted earlier (skipped)"
+                  if self.already_submitted else "")
+        t.add_row("documents ingested", str(self.ingested),
+                  f"{self.pages} pages, {self.bytes / 1e6:.2f} MB")
+        t.add_row("documents rejected", str(self.rejected),
+                  ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.rejections.items())))
+        dropped = Counter(self.chunks_dropped)
+        t.add_row("chunks created", str(self.chunks_created),
+                  f"{self.chunks_in_collection} in the collection in all")
+        t.add_row("chunks dropped", str(sum(dropped.values())),
+                  ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
+        t.add_row("dead letters", str(len(self.dead_letters)),
+                  "; ".join(d["reason"][:80] for d in self.dead_letters[:3]))
+        console.print(t)
+        if self.rejections:
+            r = Table(title="rejections by reason", header_style="bold")
+            r.add_column("reason")
+            r.add_column("file and detail")
+            for reason, items in sorted(self.rejections.items()):
+                for item in items:
+                    r.add_row(reason, item)
+            console.print(r)
+        for w in self.warnings:
+            console.print(f"[yellow]warning[/yellow] {w}")
+        tm = self.timings
+        console.print(
+            f"teacher: {self.teacher}\n"
+            f"timings: total {tm.get('total_seconds', 0):.2f}s, "
+            f"submit {tm.get('submit_seconds', 0):.2f}s, "
+            f"parse {tm.get('parse_seconds', 0):.2f}s, chunk {tm.get('chunk_seconds', 0):.2f}s, "
+            f"wait for the pipeline {tm.get('drain_seconds', 0):.2f}s")
+        for name, path in self.outputs.items():
+            console.print(f"{name}: {path}")

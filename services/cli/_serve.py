@@ -1,0 +1,33 @@
+"""One service as a process: its router on a broker, plus the HTTP side, in one ASGI app."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from ..runtime import Runtime, Settings, build_http_app
+from ._services import load_service
+
+__all__ = ["build_service_app"]
+
+
+def build_service_app(name: str, settings: Settings, *, runtime: Runtime | None = None) -> Starlette:
+    module = load_service(name)
+    rt = runtime or Runtime.create(settings, client_name=f"syllabus-{name}")
+    rt.bus.broker.include_router(module.build_router(rt))
+    routes = module.http_routes(rt) if hasattr(module, "http_routes") else []
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        await rt.bus.start()
+        try:
+            yield
+        finally:
+            await rt.bus.close()
+
+    token = settings.http.token.get_secret_value() if settings.http.token else None
+    app = build_http_app(service=name, ready=rt.ready, routes=routes, token=token,
+                         lifespan=lifespan)
+    app.state.runtime = rt
+    return app

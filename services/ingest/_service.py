@@ -1,0 +1,185 @@
+"""The ingest handler: ``syllabus.documents.submitted`` -> parse -> chunk -> de-duplicate ->
+``syllabus.chunks.created`` (and ``chunks.dropped``, ``documents.ingested`` or
+``documents.rejected``, so every document and every chunk has an outcome on the bus)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+from faststream.nats import NatsRouter
+
+from syllabus.contracts import (
+    DOCUMENTS_SUBMITTED,
+    ChunkCreated,
+    ChunkDropped,
+    ChunkDropReason,
+    ChunkLineage,
+    ChunkOptions,
+    DocumentIngested,
+    DocumentRejected,
+    DocumentSubmitted,
+    ParseError,
+    PluginRef,
+    RejectionReason,
+    content_id,
+    normalise_text,
+    sha256_hex,
+)
+
+from ..runtime import (
+    CHUNKS,
+    DOCUMENTS,
+    INGEST_BYTES,
+    PARSE_SECONDS,
+    HandlerContext,
+    ObjectNotFound,
+    Runtime,
+)
+from ._dedup import BUCKET, Deduplicator, VerdictKind
+from ._documents import SNIFF_BYTES, Rejection, check_filename, detect_parser
+
+__all__ = ["SERVICE", "build_router", "chunk_key", "reject"]
+
+SERVICE = "ingest"
+log = logging.getLogger("syllabus.ingest")
+
+
+def chunk_key(chunk_id: str) -> str:
+    return f"chunks/{chunk_id}.json"
+
+
+async def reject(rt: Runtime, *, doc_id: str, collection: str, filename: str,
+                 reason: RejectionReason, detail: str, run_id: str | None) -> DocumentRejected:
+    event = DocumentRejected(doc_id=doc_id, collection=collection, filename=filename,
+                             reason=reason, detail=detail, run_id=run_id)
+    await rt.bus.publish(event)
+    DOCUMENTS.labels(outcome="rejected", reason=reason.value).inc()
+    log.warning("rejected %s: %s", filename, detail)
+    return event
+
+
+def build_router(rt: Runtime) -> NatsRouter:
+    """The ingest service's FastStream router, bound to ``rt``'s bus, store and plugins."""
+    cfg = rt.settings.ingest
+    parsers = rt.plugins.objects("register_parsers")
+    if not parsers:
+        raise RuntimeError("ingest needs at least one parser plugin; none is loaded "
+                           f"(plugin errors: {rt.plugins.errors or 'none'})")
+    chunker_reg = rt.plugins.get("register_chunkers", cfg.chunker)
+    options = ChunkOptions(max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens,
+                           min_tokens=cfg.min_tokens)
+    settings_hash = content_id(options.model_dump())[:16]
+    chunker_ref = PluginRef(name=f"{chunker_reg.plugin}:{chunker_reg.name}",
+                            version=chunker_reg.version)
+    dedup: dict[str, Deduplicator] = {}
+
+    async def deduplicator() -> Deduplicator:
+        if "d" not in dedup:
+            kv = await rt.bus.broker.key_value(BUCKET, history=1)
+            dedup["d"] = Deduplicator(kv, threshold=cfg.near_duplicate_threshold,
+                                      num_perm=cfg.num_perm, shingle_words=cfg.shingle_words)
+        return dedup["d"]
+
+    router = NatsRouter()
+
+    @rt.bus.consumer(router, service=SERVICE, subject=DOCUMENTS_SUBMITTED)
+    async def ingest_document(doc: DocumentSubmitted, ctx: HandlerContext) -> None:
+        """Parse a submitted document into de-duplicated chunks."""
+        run_id = doc.run_id or ctx.run_id
+        try:
+            check_filename(doc.filename)
+            if doc.size_bytes == 0:
+                raise Rejection(RejectionReason.EMPTY, f"{doc.filename} is empty (0 bytes)")
+            if doc.size_bytes > cfg.max_file_bytes:
+                raise Rejection(RejectionReason.TOO_LARGE,
+                                f"{doc.filename} is {doc.size_bytes} bytes, over the "
+                                f"{cfg.max_file_bytes}-byte limit (ingest.max_file_bytes)")
+            try:
+                data = await rt.to_thread(rt.store.get, doc.store_key)
+            except ObjectNotFound as exc:
+                raise Rejection(RejectionReason.MISSING_OBJECT,
+                                f"{doc.filename}: {doc.store_key} is not in the store") from exc
+            if sha256_hex(data) != doc.doc_id:
+                raise Rejection(RejectionReason.CORRUPT,
+                                f"{doc.filename}: stored bytes do not match doc_id {doc.doc_id}")
+            if not data:
+                raise Rejection(RejectionReason.EMPTY, f"{doc.filename} is empty (0 bytes)")
+            parser_reg = detect_parser(data[:SNIFF_BYTES], doc.filename, parsers)
+            started = time.perf_counter()
+            try:
+                parsed = await rt.to_thread(parser_reg.obj.parse, data, filename=doc.filename)
+            except ParseError as exc:
+                raise Rejection(exc.reason, f"{doc.filename}: {exc.detail}") from exc
+            except Exception as exc:
+                log.exception("parser %s failed on %s", parser_reg.name, doc.filename)
+                raise Rejection(RejectionReason.CORRUPT,
+                                f"{doc.filename}: the {parser_reg.name} parser failed "
+                                f"({type(exc).__name__}: {exc})") from exc
+        except Rejection as rej:
+            await reject(rt, doc_id=doc.doc_id, collection=doc.collection,
+                         filename=doc.filename, reason=rej.reason, detail=rej.detail,
+                         run_id=run_id)
+            return
+        parse_seconds = time.perf_counter() - started
+        PARSE_SECONDS.labels(media_type=parsed.media_type).observe(parse_seconds)
+        INGEST_BYTES.inc(len(data))
+
+        started = time.perf_counter()
+        drafts = await rt.to_thread(chunker_reg.obj.chunk, parsed, options=options)
+        chunk_seconds = time.perf_counter() - started
+        parser_ref = PluginRef(name=f"{parser_reg.plugin}:{parser_reg.name}",
+                               version=parser_reg.version)
+        d = await deduplicator()
+        announced: list[str] = []
+        dropped: Counter[str] = Counter()
+        seen_here: set[str] = set()
+        for index, draft in enumerate(drafts):
+            chunk_id = sha256_hex(normalise_text(draft.text))
+            if chunk_id in seen_here:  # the same text twice in one document
+                dropped[ChunkDropReason.EXACT_DUPLICATE.value] += 1
+                continue
+            seen_here.add(chunk_id)
+            verdict = await d.check(collection=doc.collection, chunk_id=chunk_id,
+                                    doc_id=doc.doc_id, run_id=run_id, text=draft.text)
+            if verdict.kind in (VerdictKind.NEW, VerdictKind.REDELIVERED):
+                chunk = ChunkCreated(
+                    chunk_id=chunk_id, collection=doc.collection, text=draft.text,
+                    token_count=draft.token_count, index=index, store_key=chunk_key(chunk_id),
+                    run_id=run_id,
+                    lineage=ChunkLineage(
+                        doc_id=doc.doc_id, filename=doc.filename, media_type=parsed.media_type,
+                        pages=draft.pages, section=draft.heading_path,
+                        char_start=draft.char_start, char_end=draft.char_end,
+                        parser=parser_ref, chunker=chunker_ref, settings_hash=settings_hash))
+                if not await rt.to_thread(rt.store.exists, chunk.store_key):
+                    await rt.to_thread(rt.store.put, chunk.store_key,
+                                       chunk.model_dump_json().encode(),
+                                       content_type="application/json")
+                await rt.bus.publish(chunk)
+                await d.mark_announced(collection=doc.collection, chunk_id=chunk_id,
+                                       doc_id=doc.doc_id, run_id=run_id)
+                announced.append(chunk_id)
+                if verdict.kind is VerdictKind.NEW:
+                    CHUNKS.labels(outcome="created", reason="").inc()
+            else:
+                reason = ChunkDropReason(verdict.kind.value)
+                await rt.bus.publish(ChunkDropped(
+                    chunk_id=chunk_id, collection=doc.collection, doc_id=doc.doc_id,
+                    reason=reason, duplicate_of=verdict.duplicate_of,
+                    similarity=verdict.similarity, run_id=run_id))
+                dropped[reason.value] += 1
+                CHUNKS.labels(outcome="dropped", reason=reason.value).inc()
+
+        await rt.bus.publish(DocumentIngested(
+            doc_id=doc.doc_id, collection=doc.collection, filename=doc.filename,
+            media_type=parsed.media_type, parser=parser_ref, chunker=chunker_ref,
+            pages=parsed.pages, size_bytes=len(data), chunk_ids=announced,
+            chunks_dropped=dict(dropped), parse_seconds=parse_seconds,
+            chunk_seconds=chunk_seconds, warnings=parsed.warnings, run_id=run_id))
+        DOCUMENTS.labels(outcome="ingested", reason="").inc()
+        log.info("ingested %s: %d chunks, %d dropped", doc.filename, len(announced),
+                 sum(dropped.values()))
+
+    return router

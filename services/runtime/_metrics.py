@@ -1,0 +1,45 @@
+"""The project's own Prometheus metrics (FastStream's middleware adds the bus metrics).
+
+All metrics live in the process-wide default registry, labelled by service, so the
+embedded mode (every service in one process) and a pod (one service) expose the same names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+__all__ = [
+    "CHUNKS",
+    "DEAD_LETTERS",
+    "DOCUMENTS",
+    "HANDLER_FAILURES",
+    "HANDLER_SECONDS",
+    "INGEST_BYTES",
+    "PARSE_SECONDS",
+    "READY",
+    "REGISTRY",
+]
+
+HANDLER_SECONDS = Histogram(
+    "syllabus_handler_seconds", "Time spent handling one message", ["service", "subject"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+HANDLER_FAILURES = Counter(
+    "syllabus_handler_failures_total", "Handler exceptions (each is retried or dead-lettered)",
+    ["service", "subject", "error"],
+)
+DEAD_LETTERS = Counter(
+    "syllabus_dead_letters_total", "Messages sent to syllabus.dlq.<service>", ["service", "cause"],
+)
+DOCUMENTS = Counter(
+    "syllabus_documents_total", "Documents ingested or rejected", ["outcome", "reason"],
+)
+CHUNKS = Counter(
+    "syllabus_chunks_total", "Chunks announced or dropped", ["outcome", "reason"],
+)
+INGEST_BYTES = Counter("syllabus_ingest_bytes_total", "Bytes of documents parsed")
+PARSE_SECONDS = Histogram(
+    "syllabus_parse_seconds", "Time to parse one document", ["media_type"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+READY = Gauge("syllabus_ready", "1 when the broker and the store are reachable", ["service"])

@@ -1,0 +1,152 @@
+"""Settings: a ``syllabus.toml`` recipe, overridden by ``SYLLABUS_...`` environment variables.
+
+Nested fields use ``__``: ``SYLLABUS_NATS__URL``, ``SYLLABUS_STORE__KIND``,
+``SYLLABUS_INGEST__MAX_FILE_BYTES``. Secrets (``SecretStr``) come only from the
+environment or mounted files (``SYLLABUS_SECRETS_DIR``); they never appear in logs or
+in ``repr``. The recipe file is found at ``SYLLABUS_CONFIG`` or ``./syllabus.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "BusSettings",
+    "HttpSettings",
+    "IngestSettings",
+    "NatsSettings",
+    "Settings",
+    "StoreSettings",
+    "load_settings",
+]
+
+
+class NatsSettings(BaseModel):
+    url: str = "nats://127.0.0.1:4222"
+    #: seconds within which JetStream drops a second publish with the same Nats-Msg-Id
+    duplicate_window: float = 3600.0
+    #: seconds; 0 keeps messages until the limits below are hit
+    max_age: float = 0.0
+    max_bytes: int = -1
+    connect_timeout: float = 5.0
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: Path | None = None
+
+
+class BusSettings(BaseModel):
+    #: deliveries before a message goes to the dead-letter subject
+    max_deliver: int = Field(default=5, ge=1)
+    #: seconds to wait before each redelivery after a failure (the last one repeats)
+    backoff: list[float] = Field(default_factory=lambda: [1.0, 5.0, 15.0, 30.0])
+    #: seconds the server waits for an ack before it redelivers (kept alive while working)
+    ack_wait: float = 30.0
+    #: messages fetched per pull request
+    batch_size: int = Field(default=4, ge=1)
+    #: messages one replica handles at the same time
+    concurrency: int = Field(default=4, ge=1)
+
+
+class StoreSettings(BaseModel):
+    kind: Literal["local", "s3"] = "local"
+    #: LocalStore root
+    path: Path = Path(".syllabus/store")
+    endpoint: str | None = None
+    bucket: str = "syllabus"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    secure: bool = True
+    region: str | None = None
+
+
+class HttpSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = 8080
+    #: when set, every endpoint except the health probes needs ``Authorization: Bearer <token>``
+    token: SecretStr | None = None
+
+
+class IngestSettings(BaseModel):
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    chunker: str = "structured"
+    max_tokens: int = Field(default=384, ge=16)
+    overlap_tokens: int = Field(default=48, ge=0)
+    min_tokens: int = Field(default=8, ge=1)
+    #: Jaccard similarity (on word shingles) at or above which a chunk is a near duplicate
+    near_duplicate_threshold: float = Field(default=0.8, gt=0.0, le=1.0)
+    shingle_words: int = Field(default=5, ge=1)
+    num_perm: int = Field(default=128, ge=16)
+
+    @field_validator("overlap_tokens")
+    @classmethod
+    def _overlap_below_budget(cls, v: int, info: Any) -> int:
+        max_tokens = info.data.get("max_tokens", 384)
+        if v >= max_tokens:
+            raise ValueError(f"overlap_tokens ({v}) must be below max_tokens ({max_tokens})")
+        return v
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SYLLABUS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=os.environ.get("SYLLABUS_SECRETS_DIR") or None,
+    )
+
+    collection: str = "default"
+    #: comma-separated allow-list of plugin (entry point) names; empty loads them all
+    plugins: str = ""
+    log_level: str = "INFO"
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings,
+                                                     file_secret_settings]
+        recipe = _recipe_path()
+        if recipe is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=recipe))
+        return tuple(sources)
+
+    def plugin_allow_list(self) -> set[str] | None:
+        names = {p.strip() for p in self.plugins.split(",") if p.strip()}
+        return names or None
+
+
+def _recipe_path() -> Path | None:
+    explicit = os.environ.get("SYLLABUS_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"SYLLABUS_CONFIG names {path}, which is not a file")
+        return path
+    default = Path("syllabus.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the recipe and the environment; ``overrides`` win over both."""
+    return Settings(**overrides)
