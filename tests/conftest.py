@@ -19,7 +19,7 @@ from syllabus.services.runtime import (
 pytest_plugins = ["tests.s3server"]
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "examples" / "bees"
 
 # settings in the developer's environment must not leak into the tests
 for _k in [k for k in os.environ if k.startswith("SYLLABUS_")]:

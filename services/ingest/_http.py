@@ -37,7 +37,7 @@ def http_routes(rt: Runtime) -> list[Route]:
         except Exception as exc:
             return error_response(400, f"could not read the multipart body: {exc}",
                                   code="bad_request")
-        async with form:
+        try:
             collection = str(form.get("collection") or rt.settings.collection)
             if not re.match(COLLECTION_PATTERN, collection):
                 return error_response(400, f"invalid collection name {collection!r}: use "
@@ -54,6 +54,8 @@ def http_routes(rt: Runtime) -> list[Route]:
                                         collection=collection, run_id=run_id,
                                         media_type=f.content_type)
                 results.append(res.__dict__)
+        finally:
+            await form.close()
         status = 400 if all(r["outcome"] == "rejected" for r in results) else 202
         return JSONResponse({"collection": collection, "documents": results},
                             status_code=status)

@@ -1,0 +1,176 @@
+"""Markdown parser: headings become the ``heading_path`` of the blocks below them.
+
+Parsed with markdown-it-py (CommonMark plus GFM tables and strikethrough). Each heading
+is a ``Section`` of ``kind="heading"`` and each block under it one of ``paragraph``,
+``list`` (one line per item, nested items indented two spaces per level), ``table``
+(cells joined with `` | ``) or ``code`` (fenced or indented, verbatim). Markdown syntax
+is stripped: a link becomes its text, emphasis markers and inline HTML tags go, images
+and HTML blocks are dropped, soft line breaks become spaces. YAML (``---``) or TOML
+(``+++``) front matter is skipped; its ``title:``, else the first ``h1``, is the title.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
+
+__all__ = ["MarkdownParser", "register_parsers"]
+
+_EXTENSIONS = (".md", ".markdown", ".mdx", ".mkd", ".mdown")
+_FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?(?:---|\.\.\.|\+\+\+)[ \t]*(?:\n|\Z)",
+                           re.DOTALL)
+_FRONT_TITLE = re.compile(r"""^title\s*[:=]\s*["']?(.*?)["']?\s*$""", re.MULTILINE)
+_ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
+_SETEXT = re.compile(r"^[^\s].*\n {0,3}(?:=+|-{2,})[ \t]*$", re.MULTILINE)
+_LINK = re.compile(r"!?\[[^\]\n]+\]\([^)\s]+(?:\s+\"[^\"]*\")?\)|^\[[^\]\n]+\]:\s+\S", re.MULTILINE)
+_FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
+_SPACES = re.compile(r"[ \t]+")
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def _strip_front_matter(text: str) -> tuple[str, str | None]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return text, None
+    title = _FRONT_TITLE.search(match.group(2) or "")
+    return text[match.end():], (title.group(1).strip() or None) if title else None
+
+
+def _inline_text(token) -> str:
+    parts: list[str] = []
+    for child in token.children or ():
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type == "softbreak":
+            parts.append(" ")
+        elif child.type == "hardbreak":
+            parts.append("\n")
+        # image (alt text included), html_inline and the *_open/_close markers are dropped
+    lines = (_SPACES.sub(" ", line).strip() for line in "".join(parts).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+        self.stack: list[tuple[int, str]] = []
+        self.first_h1: str | None = None
+
+    @property
+    def path(self) -> list[str]:
+        return [title for _, title in self.stack]
+
+    def heading(self, level: int, text: str) -> None:
+        if not text:
+            return
+        if level == 1 and self.first_h1 is None:
+            self.first_h1 = text
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+        self.sections.append(Section(text=text, heading_path=self.path, kind="heading"))
+
+    def block(self, text: str, kind: str) -> None:
+        if text.strip():
+            self.sections.append(Section(text=text.strip("\n"), heading_path=self.path,
+                                         kind=kind))
+
+
+def _build(tokens) -> _Builder:
+    out = _Builder()
+    lists = 0  # depth of open lists
+    list_lines: list[str] = []
+    table_rows: list[str] | None = None
+    row: list[str] = []
+    heading_level: int | None = None
+    for token in tokens:
+        kind = token.type
+        if kind == "heading_open":
+            heading_level = int(token.tag[1])
+        elif kind == "heading_close":
+            heading_level = None
+        elif kind in ("bullet_list_open", "ordered_list_open"):
+            lists += 1
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            lists -= 1
+            if lists == 0:
+                out.block("\n".join(list_lines), "list")
+                list_lines = []
+        elif kind == "table_open":
+            table_rows = []
+        elif kind == "table_close":
+            out.block("\n".join(table_rows or []), "table")
+            table_rows = None
+        elif kind == "tr_open":
+            row = []
+        elif kind == "tr_close" and table_rows is not None:
+            if any(row):
+                table_rows.append(" | ".join(row))
+        elif kind in ("fence", "code_block"):
+            if lists:
+                indent = "  " * (lists - 1)
+                list_lines += [indent + line for line in token.content.rstrip("\n").split("\n")]
+            else:
+                out.block(token.content.rstrip("\n"), "code")
+        elif kind == "inline":
+            text = _inline_text(token)
+            if heading_level is not None:
+                out.heading(heading_level, text.replace("\n", " "))
+            elif table_rows is not None:
+                row.append(text.replace("\n", " "))
+            elif lists:
+                if text:
+                    list_lines.append("  " * (lists - 1) + text.replace("\n", " "))
+            else:
+                out.block(text, "paragraph")
+        # html_block, hr, blockquote and paragraph markers add no text
+    return out
+
+
+class MarkdownParser:
+    """CommonMark (with GFM tables) via markdown-it-py, headings kept as structure."""
+
+    name = "markdown"
+    media_types = ("text/markdown", "text/x-markdown")
+    priority = 50
+
+    def sniff(self, head: bytes, filename: str) -> bool:
+        if not head.strip() or b"\x00" in head:
+            return False
+        try:
+            text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+        except UnicodeDecodeError:
+            return False
+        if filename.lower().endswith(_EXTENSIONS):
+            return True
+        if text.startswith("#!"):  # a script's comments are not headings
+            return False
+        text, _ = _strip_front_matter(text.replace("\r\n", "\n"))
+        headings = len(_ATX.findall(text)) + len(_SETEXT.findall(text))
+        links = len(_LINK.findall(text))
+        fences = len(_FENCE.findall(text)) // 2
+        return (headings >= 1 and headings + links + fences >= 2) or links >= 3
+
+    def parse(self, data: bytes, *, filename: str) -> ParsedDocument:
+        from markdown_it import MarkdownIt
+
+        text = _decode(data).replace("\r\n", "\n").replace("\r", "\n")
+        text, title = _strip_front_matter(text)
+        md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+        out = _build(md.parse(text))
+        if not out.sections:
+            raise ParseError(RejectionReason.NO_TEXT, "the Markdown document has no text")
+        return ParsedDocument(media_type="text/markdown", title=title or out.first_h1,
+                              sections=out.sections)
+
+
+@hookimpl
+def register_parsers(register):
+    register(MarkdownParser())

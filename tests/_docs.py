@@ -1,0 +1,224 @@
+"""Bad and odd documents, built on the fly for tests (``from tests._docs import ...``).
+
+Every ``*_bytes`` function returns a new document as bytes; ``write_bad_inputs(folder)``
+writes the whole set of bad inputs into a folder and returns them with the rejection
+each one should get, for tests that feed files to the ingest service. Nothing here
+needs the network or fonts beyond fpdf2's built-in Helvetica; PNGs are made with
+``zlib`` and ``struct``.
+
+What each PDF does with the real libraries (pypdfium2 5, pypdf 7), checked by
+``tests/test_parsers.py``:
+
+- ``truncated_pdf_bytes()`` cuts a PDF in half: neither library can open it (``corrupt``).
+- ``tail_truncated_pdf_bytes()`` loses only the end of the trailer (``startxref`` and
+  ``%%EOF``): pdfium rebuilds the cross-reference table and reads every page, so the
+  parser accepts it with a "truncated" warning.
+- ``damaged_pdf_bytes()`` blanks the trailer's ``/Root`` entry: pdfium refuses the file,
+  pypdf finds the catalog by searching for it and reads every page, so the parser falls
+  back to pypdf and says so in a warning.
+- ``broken_page_pdf_bytes()`` blanks one page object's header: pdfium opens the file but
+  cannot load that page; the parser keeps the other pages and names the lost one.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from syllabus.contracts import RejectionReason
+
+__all__ = [
+    "BadInput",
+    "bad_inputs",
+    "broken_page_pdf_bytes",
+    "corrupt_pdf_bytes",
+    "damaged_pdf_bytes",
+    "encrypted_pdf_bytes",
+    "html_bytes",
+    "owner_password_pdf_bytes",
+    "pdf_bytes",
+    "png_bytes",
+    "scanned_pdf_bytes",
+    "tail_truncated_pdf_bytes",
+    "truncated_pdf_bytes",
+    "write_bad_inputs",
+    "zip_bytes",
+]
+
+_FIXED_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+
+DEFAULT_PAGES = (
+    "Worker bees build comb from wax that they secrete from glands on the abdomen.",
+    "Propolis is a resin collected from tree buds and used to seal gaps in the hive.",
+    "Drones gather at congregation areas where they wait for virgin queens to fly past.",
+)
+
+
+def pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES, *, title: str | None = None) -> bytes:
+    """A valid PDF with one page per string (Helvetica, so latin-1 text only)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    if title:
+        pdf.set_title(title)
+    for text in pages:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        if text:
+            pdf.multi_cell(0, 6, text)
+    return bytes(pdf.output())
+
+
+def encrypted_pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES, *, password: str = "secret",
+                        algorithm: str = "AES-128") -> bytes:
+    """A PDF that needs the user password ``password`` to open."""
+    return _encrypt(pdf_bytes(pages), user_password=password, algorithm=algorithm)
+
+
+def owner_password_pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES) -> bytes:
+    """Encrypted with an owner password only: it opens (and must parse) without one."""
+    return _encrypt(pdf_bytes(pages), user_password="", algorithm="AES-128")
+
+
+def _encrypt(data: bytes, *, user_password: str, algorithm: str) -> bytes:
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=io.BytesIO(data))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret",
+                   algorithm=algorithm)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def truncated_pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES, *, keep: float = 0.5) -> bytes:
+    """The first ``keep`` fraction of a valid PDF, like an interrupted download."""
+    data = pdf_bytes(pages)
+    return data[: int(len(data) * keep)]
+
+
+def tail_truncated_pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES) -> bytes:
+    """A valid PDF cut just before ``startxref``: every object and the trailer survive."""
+    data = pdf_bytes(pages)
+    return data[: data.rindex(b"startxref")]
+
+
+def damaged_pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES) -> bytes:
+    """A PDF whose trailer lost its ``/Root`` entry (blanked out, so offsets stay valid)."""
+    data = pdf_bytes(pages)
+    return re.sub(rb"/Root \d+ 0 R", lambda m: b" " * len(m.group()), data, count=1)
+
+
+def broken_page_pdf_bytes(pages: Sequence[str] = DEFAULT_PAGES, *, broken: int = 2) -> bytes:
+    """A PDF whose ``broken``-th page object has its ``N 0 obj`` header blanked out."""
+    data = pdf_bytes(pages)
+    headers = list(re.finditer(rb"\n(\d+) 0 obj\n<<\n(?:/[^\n]*\n)*?/Type /Page\n", data))
+    if len(headers) < broken:
+        raise ValueError(f"the PDF has {len(headers)} page objects")
+    match = headers[broken - 1]
+    start, end = match.start(1), match.end(1) + len(b" 0 obj")
+    return data[:start] + b" " * (end - start) + data[end:]
+
+
+def corrupt_pdf_bytes(size: int = 4096) -> bytes:
+    """A ``%PDF-`` header followed by deterministic garbage."""
+    garbage = bytes((i * 7919 + 13) % 251 for i in range(size))
+    return b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + garbage
+
+
+def png_bytes(width: int = 64, height: int = 64) -> bytes:
+    """A valid RGB PNG (a grey gradient with a darker band, like a scanned line of text)."""
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)  # filter type: none
+        for x in range(width):
+            value = 40 if height // 3 <= y < height // 3 + 4 and 4 <= x < width - 4 else 200 + (x * 50) // width
+            rows += bytes((value, value, value))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(rows), 9)) + chunk(b"IEND", b""))
+
+
+def scanned_pdf_bytes(pages: int = 2) -> bytes:
+    """A PDF whose pages hold only an image: no text layer, as from a scanner."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    image = io.BytesIO(png_bytes(120, 160))
+    for _ in range(pages):
+        pdf.add_page()
+        image.seek(0)
+        pdf.image(image, x=10, y=10, w=120)
+    return bytes(pdf.output())
+
+
+def zip_bytes() -> bytes:
+    """A small ZIP archive (binary, an unknown type for every parser)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo("notes.txt", date_time=(2024, 1, 1, 0, 0, 0))
+        archive.writestr(info, "Bees keep the brood nest at about 35 degrees Celsius.\n" * 20)
+    return out.getvalue()
+
+
+def html_bytes(body: str, *, title: str = "Test page", charset: str = "utf-8",
+               declare: bool = True) -> bytes:
+    """An HTML page encoded in ``charset``, declaring it in ``<meta charset>`` if ``declare``."""
+    meta = f'<meta charset="{charset}">' if declare else ""
+    page = (f"<!DOCTYPE html><html><head>{meta}<title>{title}</title></head>"
+            f"<body>{body}</body></html>")
+    return page.encode(charset)
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A file that the ingest service must reject, and the reason it must give."""
+
+    filename: str
+    reason: RejectionReason
+    data: bytes
+
+    def write(self, folder: Path) -> Path:
+        path = Path(folder) / self.filename
+        path.write_bytes(self.data)
+        return path
+
+
+@functools.cache
+def bad_inputs() -> tuple[BadInput, ...]:
+    """Every bad input with the rejection it must get: ``empty_file`` and ``unknown_type``
+    come from the service's own checks, the others from a parser's ``ParseError``."""
+    return (
+        BadInput("encrypted.pdf", RejectionReason.ENCRYPTED, encrypted_pdf_bytes()),
+        BadInput("truncated.pdf", RejectionReason.CORRUPT, truncated_pdf_bytes()),
+        BadInput("garbage.pdf", RejectionReason.CORRUPT, corrupt_pdf_bytes()),
+        BadInput("scanned.pdf", RejectionReason.NO_TEXT_LAYER, scanned_pdf_bytes()),
+        BadInput("empty.txt", RejectionReason.EMPTY, b""),
+        BadInput("image.png", RejectionReason.UNKNOWN_TYPE, png_bytes()),
+        BadInput("archive.zip", RejectionReason.UNKNOWN_TYPE, zip_bytes()),
+        BadInput("blank.html", RejectionReason.NO_TEXT,
+                 html_bytes("<nav><ul><li></li></ul></nav><div>   </div>")),
+        BadInput("whitespace.txt", RejectionReason.NO_TEXT, b"  \n\n\t \n"),
+    )
+
+
+def write_bad_inputs(folder: Path) -> dict[str, tuple[Path, RejectionReason]]:
+    """Write every bad input into ``folder``; returns ``{filename: (path, reason)}``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {bad.filename: (bad.write(folder), bad.reason) for bad in bad_inputs()}

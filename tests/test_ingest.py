@@ -1,0 +1,219 @@
+"""The ingest service on a real nats-server, with the local store and a real S3 server:
+the examples end to end, bad inputs, idempotent re-ingest, two replicas de-duplicating,
+redelivery after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+from collections import Counter
+
+from syllabus.contracts import (
+    CHUNKS_CREATED,
+    CHUNKS_DROPPED,
+    DLQ_ALL,
+    DOCUMENTS_INGESTED,
+    DOCUMENTS_REJECTED,
+    ChunkCreated,
+    ChunkDropped,
+    DocumentIngested,
+    DocumentRejected,
+    DocumentSubmitted,
+    RejectionReason,
+)
+from syllabus.services.cli._run import wait_drained
+from syllabus.services.ingest import build_router, iter_files, submit_file, submit_path
+from syllabus.services.runtime import LocalStore, Runtime, replay
+
+from ._docs import write_bad_inputs
+from .conftest import EXAMPLES
+
+
+async def _ingest_runtime(settings, *, store=None, name="ingest-test") -> Runtime:
+    rt = Runtime.create(settings, store=store, client_name=name)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    return rt
+
+
+async def _events(rt: Runtime, subject: str, model):
+    return [model.model_validate_json(m.data) for m in await replay(rt.bus, subject)]
+
+
+async def test_examples_end_to_end_on_s3(settings, s3_store):
+    settings.collection = "bees"
+    rt = await _ingest_runtime(settings, store=s3_store)
+    try:
+        files = list(iter_files([EXAMPLES]))
+        docs = [f for f in files if f.suffix in {".pdf", ".html", ".md", ".txt"}]
+        assert len(docs) >= 7
+        for f in docs:
+            res = await submit_path(rt, f, collection="bees", run_id="r1")
+            assert res.outcome == "submitted", res
+        await wait_drained(rt, timeout=120)
+
+        ingested = await _events(rt, DOCUMENTS_INGESTED, DocumentIngested)
+        assert sorted(e.filename for e in ingested) == sorted(f.name for f in docs)
+        assert await _events(rt, DOCUMENTS_REJECTED, DocumentRejected) == []
+        chunks = await _events(rt, CHUNKS_CREATED, ChunkCreated)
+        assert len(chunks) == len({c.chunk_id for c in chunks}) >= 2 * len(docs)
+        by_doc = {e.doc_id: e for e in ingested}
+        for c in chunks:
+            # stored once under its content id, in S3, with its lineage
+            assert ChunkCreated.model_validate_json(s3_store.get(c.store_key)) == c
+            assert c.lineage.doc_id in by_doc and c.chunk_id in by_doc[c.lineage.doc_id].chunk_ids
+            assert c.token_count <= settings.ingest.max_tokens
+            if c.lineage.media_type == "application/pdf":
+                assert c.lineage.pages and all(p >= 1 for p in c.lineage.pages)
+        pdfs = [e for e in ingested if e.media_type == "application/pdf"]
+        assert pdfs and all(e.pages >= 2 for e in pdfs)
+        # the reposted waggle-dance article and the original share near-duplicate chunks:
+        # whichever of the two was handled second lost them
+        dropped = await _events(rt, CHUNKS_DROPPED, ChunkDropped)
+        pair = {e.doc_id: e for e in ingested
+                if e.filename in ("waggle-dance-repost.md", "foragers-waggle-dance.html")}
+        assert len(pair) == 2
+        assert sum(sum(e.chunks_dropped.values()) for e in pair.values()) >= 3
+        near = [d for d in dropped if d.doc_id in pair and d.reason == "near_duplicate"]
+        assert near and all(d.similarity >= settings.ingest.near_duplicate_threshold for d in near)
+        kept = {c.chunk_id: c for c in chunks}
+        assert all(kept[d.duplicate_of].lineage.doc_id in pair for d in near)
+        # headers and footers repeated on every PDF page never reach a chunk
+        assert not any("Page 1 of" in c.text or "Page 2 of" in c.text for c in chunks)
+        assert await replay(rt.bus, DLQ_ALL) == []
+    finally:
+        await rt.bus.close()
+
+
+async def test_bad_inputs_are_rejected_with_reasons_and_good_ones_still_ingested(settings, tmp_path):
+    settings.ingest.max_file_bytes = 200_000
+    rt = await _ingest_runtime(settings)
+    try:
+        bad = write_bad_inputs(tmp_path / "bad")
+        big = tmp_path / "bad" / "huge.txt"
+        big.write_bytes(b"bees " * 50_000)  # 250 kB, over the limit set above
+        bad["huge.txt"] = (big, RejectionReason.TOO_LARGE)
+        for path, _ in bad.values():
+            await submit_path(rt, path, collection="bad", run_id="r1")
+        # an upload whose name tries to leave its folder, through the submit path ...
+        res = await submit_file(rt, io.BytesIO(b"hello bees"), filename="../../etc/passwd",
+                                collection="bad", run_id="r1")
+        assert res.outcome == "rejected" and res.reason == "unsafe_name"
+        # ... and straight on the bus from a careless producer
+        rt.store.put("documents/x", b"hello")
+        await rt.bus.publish(DocumentSubmitted(
+            doc_id="f" * 64, collection="bad", filename="..\\..\\boot.ini", store_key="documents/x",
+            size_bytes=5, run_id="r1"))
+        good = EXAMPLES / "swarming.md"
+        await submit_path(rt, good, collection="bad", run_id="r1")
+        await wait_drained(rt, timeout=60)
+
+        rejected = await _events(rt, DOCUMENTS_REJECTED, DocumentRejected)
+        got = Counter((r.filename, r.reason) for r in rejected)
+        for name, (_, reason) in bad.items():
+            assert got[(name, reason)] == 1, (name, reason, got)
+        unsafe = [r for r in rejected if r.reason is RejectionReason.UNSAFE_NAME]
+        assert len(unsafe) == 2
+        assert all("not allowed" in r.detail for r in unsafe)
+        for r in rejected:
+            assert r.detail  # every rejection says why
+        ingested = await _events(rt, DOCUMENTS_INGESTED, DocumentIngested)
+        assert [e.filename for e in ingested] == ["swarming.md"]
+        assert await replay(rt.bus, DLQ_ALL) == []
+    finally:
+        await rt.bus.close()
+
+
+async def test_reingest_gives_same_chunk_ids_and_no_new_announcements(settings):
+    settings.nats.duplicate_window = 1.0
+    rt = await _ingest_runtime(settings)
+    try:
+        docs = [EXAMPLES / "swarming.md", EXAMPLES / "honeybee-colony.pdf"]
+        for d in docs:
+            assert (await submit_path(rt, d, collection="re", run_id="r1")).outcome == "submitted"
+        await wait_drained(rt, timeout=60)
+        first = await _events(rt, CHUNKS_CREATED, ChunkCreated)
+        assert first
+
+        # again at once: JetStream drops the duplicate submissions (same Nats-Msg-Id)
+        for d in docs:
+            assert (await submit_path(rt, d, collection="re", run_id="r2")).outcome == "duplicate"
+        # again after the duplicate window: ingest sees them, and announces nothing new
+        await asyncio.sleep(1.5)
+        for d in docs:
+            assert (await submit_path(rt, d, collection="re", run_id="r3")).outcome == "submitted"
+        await wait_drained(rt, timeout=60)
+
+        assert await _events(rt, CHUNKS_CREATED, ChunkCreated) == first
+        ingested = await _events(rt, DOCUMENTS_INGESTED, DocumentIngested)
+        r1 = {e.filename: e for e in ingested if e.run_id == "r1"}
+        r3 = {e.filename: e for e in ingested if e.run_id == "r3"}
+        assert set(r3) == {d.name for d in docs}
+        for name, e in r3.items():
+            assert e.chunk_ids == []
+            assert e.chunks_dropped == {"already_ingested": len(r1[name].chunk_ids)}
+    finally:
+        await rt.bus.close()
+
+
+def _paragraph(rng: random.Random, n: int = 80) -> str:
+    """About 250 (approximate) tokens: one chunk. One word changed in the middle leaves
+    Jaccard ~0.88 on five-word shingles."""
+    words = "hive comb brood nectar pollen queen drone worker wax frame colony swarm".split()
+    return " ".join(rng.choice(words) + str(rng.randint(0, 9999)) for _ in range(n)) + "."
+
+
+async def test_two_replicas_share_the_consumer_and_the_dedup_state(settings):
+    rng = random.Random(11)
+    replicas = [await _ingest_runtime(settings, name=f"replica-{i}") for i in range(2)]
+    try:
+        groups = 10
+        for g in range(groups):
+            base = _paragraph(rng)
+            words = base.split()
+            words[len(words) // 2] = "changed"
+            variants = [base, "  " + base.upper() + "\n", " ".join(words)]  # same, exact, near
+            for v, text in enumerate(variants):
+                res = await submit_file(replicas[(g + v) % 2], io.BytesIO(text.encode()),
+                                        filename=f"g{g}-v{v}.txt", collection="dup", run_id="r1")
+                assert res.outcome == "submitted"
+        await asyncio.gather(*(wait_drained(r, timeout=120) for r in replicas))
+
+        chunks = await _events(replicas[0], CHUNKS_CREATED, ChunkCreated)
+        dropped = await _events(replicas[0], CHUNKS_DROPPED, ChunkDropped)
+        per_group = Counter(c.lineage.filename.split("-")[0] for c in chunks)
+        assert per_group == {f"g{g}": 1 for g in range(groups)}, per_group
+        assert Counter(d.reason.value for d in dropped) == {"exact_duplicate": groups,
+                                                             "near_duplicate": groups}
+    finally:
+        for r in replicas:
+            await r.bus.close()
+
+
+class FlakyStore(LocalStore):
+    """A real local store whose first read of a document fails, as a network blip would."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.failures = 0
+
+    def get(self, key: str) -> bytes:
+        if key.startswith("documents/") and self.failures == 0:
+            self.failures += 1
+            raise ConnectionError("store unreachable")
+        return super().get(key)
+
+
+async def test_failed_ingest_is_redelivered_and_then_succeeds(settings, tmp_path):
+    store = FlakyStore(tmp_path / "flaky")
+    rt = await _ingest_runtime(settings, store=store)
+    try:
+        await submit_path(rt, EXAMPLES / "swarming.md", collection="flaky", run_id="r1")
+        await wait_drained(rt, timeout=60)
+        assert store.failures == 1
+        [ingested] = await _events(rt, DOCUMENTS_INGESTED, DocumentIngested)
+        assert ingested.chunk_ids
+        assert await replay(rt.bus, DLQ_ALL) == []
+    finally:
+        await rt.bus.close()
