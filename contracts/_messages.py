@@ -164,8 +164,9 @@ class ChunkLineage(BaseModel):
     media_type: str
     pages: list[int] = Field(default_factory=list, description="1-based page numbers")
     section: list[str] = Field(default_factory=list, description="heading path")
-    char_start: int = Field(ge=0, description="span in the parsed document's text")
-    char_end: int = Field(ge=0)
+    char_start: int = Field(ge=0, description="start of the chunk in the document's normalised "
+                            "text (what the chunker's normalise_document returns)")
+    char_end: int = Field(ge=0, description="end of that span (exclusive)")
     parser: PluginRef
     chunker: PluginRef
     settings_hash: str = Field(description="hash of the chunker settings")

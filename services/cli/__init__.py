@@ -121,7 +121,7 @@ def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
 @click.option("--host", default=None, help="HTTP host (default: the http.host setting).")
 @click.option("--port", type=int, default=None, help="HTTP port (default: the http.port setting).")
 def serve(name: str, host: str | None, port: int | None) -> None:
-    """Run one service (e.g. 'ingest') against the configured NATS and store.
+    """Run one service, such as ingest, against the configured NATS and store.
 
     This is what a Kubernetes pod runs. It serves /metrics, /health/live, /health/ready and
     the service's own HTTP routes, which need a bearer token when http.token is set.
