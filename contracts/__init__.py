@@ -13,6 +13,8 @@ from ._protocols import *  # noqa: F403
 from ._protocols import __all__ as _protocols_all
 from ._subjects import *  # noqa: F403
 from ._subjects import __all__ as _subjects_all
+from ._tasks import *  # noqa: F403
+from ._tasks import __all__ as _tasks_all
 
 __all__ = [
     "COLLECTION_PATTERN",
@@ -28,4 +30,5 @@ __all__ = [
     *_messages_all,
     *_protocols_all,
     *_subjects_all,
+    *_tasks_all,
 ]

@@ -58,8 +58,7 @@ def register_tool_annotators(register: Register) -> None:
 
 @hookspec
 def register_teachers(register: Register) -> None:
-    """Register ``Teacher`` factories: callables ``(settings: dict) -> Teacher`` with a
-    ``kind`` attribute."""
+    """Register ``TeacherFactory`` objects (one per teacher kind)."""
 
 
 @hookspec
@@ -76,6 +75,6 @@ HOOK_KINDS: dict[str, str] = {
     "register_filters": "Filter",
     "register_augmenters": "Augmenter",
     "register_tool_annotators": "ToolAnnotator",
-    "register_teachers": "Teacher",
+    "register_teachers": "TeacherFactory",
     "register_exporters": "Exporter",
 }

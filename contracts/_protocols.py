@@ -33,6 +33,8 @@ __all__ = [
     "RationaleGenerator",
     "Section",
     "Teacher",
+    "TeacherError",
+    "TeacherFactory",
     "ToolAnnotator",
 ]
 
@@ -137,10 +139,19 @@ class ChatMessage(BaseModel):
 
 
 class GenerationParams(BaseModel):
+    """How to generate. ``task`` and ``inputs`` name the structured request behind the
+    prompt (see ``syllabus.contracts.TASKS``): an LLM teacher answers the messages and may
+    ignore them; the offline ``extractive`` teacher answers from them, in the output format
+    the task's prompt asks for, so the technique parses both the same way."""
+
     temperature: float = 0.0
     max_tokens: int = 512
-    json_schema: dict[str, Any] | None = None
+    top_p: float | None = None
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="ask for JSON matching this schema (structured output)")
     stop: list[str] | None = None
+    task: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
 
 
 class Completion(BaseModel):
@@ -149,17 +160,41 @@ class Completion(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    latency_seconds: float = 0.0
+
+
+class TeacherError(Exception):
+    """A failed teacher call. ``retryable`` (429, 5xx, time-outs, dropped connections) tells
+    the runtime to retry with back-off; anything else fails the call at once."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
 
 
 @runtime_checkable
 class Teacher(Protocol):
-    """An LLM (or the offline ``extractive`` heuristics) that generates and judges."""
+    """An LLM (or the offline ``extractive`` heuristics) that generates and judges.
+
+    A teacher makes one call per ``complete``; the runtime around it adds bounded
+    concurrency, the time-out, retries, the response cache and metrics."""
 
     kind: str
     model: str
 
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion: ...
+
+
+@runtime_checkable
+class TeacherFactory(Protocol):
+    """What ``register_teachers`` registers: makes a ``Teacher`` of one ``kind`` from the
+    recipe's ``[teacher]`` options (``model``, ``url``, ...)."""
+
+    kind: str
+
+    def create(self, options: dict[str, Any]) -> Teacher: ...
 
 
 # --- record techniques -----------------------------------------------------------------

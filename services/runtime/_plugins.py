@@ -39,7 +39,7 @@ class Registered:
 
     @property
     def name(self) -> str:
-        return str(getattr(self.obj, "name", None) or getattr(self.obj, "kind", "?"))
+        return str(getattr(self.obj, "name", None) or getattr(self.obj, "kind", None) or "?")
 
 
 @dataclass
@@ -113,9 +113,7 @@ class PluginManager:
                     log.error("plugin %s %s", plugin.name, plugin.error)
                     continue
                 for obj in got:
-                    # teachers are registered as factories with a ``kind``
-                    ok = hasattr(obj, "kind") if proto_name == "Teacher" else isinstance(obj, proto)
-                    if not ok:
+                    if not isinstance(obj, proto):
                         plugin.error = (f"{hook} registered {obj!r}, which does not implement "
                                         f"{proto_name}")
                         log.error("plugin %s %s", plugin.name, plugin.error)

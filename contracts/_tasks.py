@@ -1,0 +1,35 @@
+"""The structured tasks techniques ask teachers for, with their inputs and output formats.
+
+A technique sends a prompt (messages) *and* ``GenerationParams(task=..., inputs=...)``.
+An LLM teacher answers the prompt; the offline ``extractive`` teacher answers the task from
+``inputs``. Both answer in the format below, which the technique parses the same way.
+
+=================  ===============================================  ==========================
+task               inputs                                           output
+=================  ===============================================  ==========================
+``qa_pairs``       ``passage`` (str), ``n`` (int)                   JSON ``{"pairs": [{"question": str, "answer": str}, ...]}``
+``backtranslate``  ``response`` (str)                               the instruction, as plain text
+``curate``         ``instruction``, ``response`` (str)              brief reasoning, then ``Score: <1-5>`` on the last line
+``rationale``      ``question``, ``context`` (str)                  step-by-step reasoning, then ``So the answer is <answer>.``
+``judge``          ``instruction``, ``response``, ``context`` (str)  JSON ``{"score": <1-5>, "reasoning": str}``
+=================  ===============================================  ==========================
+"""
+
+from __future__ import annotations
+
+__all__ = ["TASK_BACKTRANSLATE", "TASK_CURATE", "TASK_JUDGE", "TASK_QA_PAIRS",
+           "TASK_RATIONALE", "TASKS"]
+
+TASK_QA_PAIRS = "qa_pairs"
+TASK_BACKTRANSLATE = "backtranslate"
+TASK_CURATE = "curate"
+TASK_RATIONALE = "rationale"
+TASK_JUDGE = "judge"
+
+TASKS: dict[str, tuple[str, ...]] = {
+    TASK_QA_PAIRS: ("passage", "n"),
+    TASK_BACKTRANSLATE: ("response",),
+    TASK_CURATE: ("instruction", "response"),
+    TASK_RATIONALE: ("question", "context"),
+    TASK_JUDGE: ("instruction", "response", "context"),
+}
