@@ -7,8 +7,11 @@ pulls in NATS, torch or Triton.
 from . import _hookspecs as hookspecs
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
 from ._ids import COLLECTION_PATTERN, canonical_json, content_id, normalise_text, sha256_hex
+from ._keys import chunk_key, document_key, teacher_cache_key
 from ._messages import *  # noqa: F403
 from ._messages import __all__ as _messages_all
+from ._parsing import *  # noqa: F403
+from ._parsing import __all__ as _parsing_all
 from ._protocols import *  # noqa: F403
 from ._protocols import __all__ as _protocols_all
 from ._subjects import *  # noqa: F403
@@ -21,13 +24,17 @@ __all__ = [
     "HOOK_KINDS",
     "PROJECT",
     "canonical_json",
+    "chunk_key",
+    "document_key",
     "content_id",
     "hookimpl",
     "hookspec",
     "hookspecs",
     "normalise_text",
     "sha256_hex",
+    "teacher_cache_key",
     *_messages_all,
+    *_parsing_all,
     *_protocols_all,
     *_subjects_all,
     *_tasks_all,

@@ -30,6 +30,7 @@ __all__ = [
     "DocumentRejected",
     "DocumentSubmitted",
     "Event",
+    "GenerationFailed",
     "ModelDeployed",
     "PluginRef",
     "QARecord",
@@ -241,19 +242,47 @@ class QARecord(Event):
     technique: PluginRef
     teacher: TeacherRef
     prompt_hash: str | None = None
+    system: str | None = Field(default=None, description="system prompt the example is tagged "
+                               "with (Humpback's 'Answer with knowledge from web search.')")
     scores: dict[str, float] = Field(default_factory=dict)
     decisions: list[RecordDecision] = Field(default_factory=list)
     run_id: str | None = None
 
     def dedup_id(self) -> str:
-        # the decisions are part of the id so each stage's version is its own message
-        return f"qa:{self.collection}:{self.record_id}:{len(self.decisions)}:{self.rationale is not None}"
+        # one message per record and subject (Bus.publish prefixes the subject when a record
+        # travels on another subject than qa.generated)
+        return f"qa:{self.collection}:{self.record_id}"
+
+    @property
+    def rejected(self) -> bool:
+        """True when any filter decided to drop it."""
+        return any(not d.kept for d in self.decisions)
 
     @staticmethod
     def make_id(*, chunk_id: str | None, technique: PluginRef, teacher: TeacherRef,
                 settings: dict[str, Any], instruction: str, response: str) -> str:
         return content_id(chunk_id, technique.model_dump(), teacher.model_dump(), settings,
                           instruction, response)
+
+
+class GenerationFailed(Event):
+    """A teacher's output that could not be used even after one retry showing it the error:
+    kept with the raw output, so "why is there no record for this chunk?" has an answer."""
+
+    subject: ClassVar[str] = s.GENERATION_FAILED
+    collection: str = Collection
+    stage: str = Field(description="the service: question-gen, rationale, ...")
+    technique: PluginRef
+    teacher: TeacherRef
+    chunk_id: str | None = None
+    record_id: str | None = None
+    reason: str
+    raw_output: str = ""
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return (f"generation.failed:{self.collection}:{self.stage}:{self.technique.name}:"
+                f"{self.chunk_id}:{self.record_id}")
 
 
 # --- tools -----------------------------------------------------------------------------
@@ -397,7 +426,7 @@ SUBJECT_MODELS: dict[str, type[Event]] = {
     m.subject: m
     for m in (
         DocumentSubmitted, DocumentIngested, DocumentRejected, ChunkCreated, ChunkDropped,
-        ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
+        GenerationFailed, ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
         TrainingCompleted, TrainingFailed, ModelDeployed,
     )
 }

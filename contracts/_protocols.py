@@ -24,6 +24,7 @@ __all__ = [
     "Chunker",
     "Completion",
     "Exporter",
+    "Failure",
     "Filter",
     "GenerationParams",
     "ParseError",
@@ -32,6 +33,7 @@ __all__ = [
     "QuestionGenerator",
     "RationaleGenerator",
     "Section",
+    "TechniqueOutput",
     "Teacher",
     "TeacherError",
     "TeacherFactory",
@@ -200,20 +202,43 @@ class TeacherFactory(Protocol):
 # --- record techniques -----------------------------------------------------------------
 
 
+class Failure(BaseModel):
+    """Teacher output a technique could not use (after one retry), with the raw output."""
+
+    reason: str
+    raw_output: str = ""
+    record_id: str | None = None
+
+
+class TechniqueOutput(BaseModel):
+    """What a generating technique returns. A record carrying a decision with
+    ``kept=False`` is rejected (it goes to ``syllabus.records.rejected``, reason included);
+    a failure goes to ``syllabus.generation.failed``. Nothing is dropped silently."""
+
+    records: list[QARecord] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+
+
 @runtime_checkable
 class QuestionGenerator(Protocol):
+    """Chunk -> instruction/response records (qa-pairs, backtranslation, ...)."""
+
     name: str
 
     async def generate(self, chunk: ChunkCreated, *, teacher: Teacher,
-                       options: dict[str, Any]) -> list[QARecord]: ...
+                       options: dict[str, Any]) -> TechniqueOutput: ...
 
 
 @runtime_checkable
 class RationaleGenerator(Protocol):
+    """Record -> the same record with a rationale (or a decision saying why it has none)."""
+
     name: str
 
-    async def rationalize(self, record: QARecord, *, teacher: Teacher,
-                          options: dict[str, Any]) -> QARecord: ...
+    async def rationalize(self, record: QARecord, *, context: str | None, teacher: Teacher,
+                          options: dict[str, Any]) -> TechniqueOutput:
+        """``context`` is the text of the record's source chunk, when it has one."""
+        ...
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ __all__ = [
     "DOCUMENTS_INGESTED",
     "DOCUMENTS_REJECTED",
     "DOCUMENTS_SUBMITTED",
+    "GENERATION_FAILED",
     "HEADER_COLLECTION",
     "HEADER_MSG_ID",
     "HEADER_RUN_ID",
@@ -46,6 +47,7 @@ CHUNKS_CREATED = "syllabus.chunks.created"
 CHUNKS_DROPPED = "syllabus.chunks.dropped"
 QA_GENERATED = "syllabus.qa.generated"
 QA_RATIONALIZED = "syllabus.qa.rationalized"
+GENERATION_FAILED = "syllabus.generation.failed"
 RECORDS_ACCEPTED = "syllabus.records.accepted"
 RECORDS_REJECTED = "syllabus.records.rejected"
 API_SPECS_SUBMITTED = "syllabus.specs.submitted"

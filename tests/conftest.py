@@ -16,7 +16,7 @@ from syllabus.services.runtime import (
     StoreSettings,
 )
 
-pytest_plugins = ["tests.s3server"]
+pytest_plugins = ["tests.s3server", "tests.openai_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "bees"

@@ -43,6 +43,21 @@ def test_run_on_examples_twice(tmp_path):
     assert len(lines) == report["chunks_created"] == report["chunks_in_collection"]
     chunk = json.loads(lines[0])
     assert chunk["collection"] == "bees" and chunk["lineage"]["doc_id"]
+    # question-gen and rationale ran with the offline extractive teacher, and said so
+    assert report["teacher"].startswith("extractive") and "no LLM" in report["teacher"]
+    qg, ra = report["stages"]["question-gen"], report["stages"]["rationale"]
+    assert qg["by qa-pairs"] > 20 and qg["by backtranslation"] > 10
+    assert ra["records"] == qg["records"] and ra["with a rationale"] > ra["records"] * 0.7
+    assert report["teacher_stats"]["calls"] > 0
+    rows = [json.loads(x) for x in (out / "dataset.openai.jsonl").read_text().splitlines()]
+    assert len(rows) == report["dataset_rows"] == qg["records"]
+    for row in rows:
+        roles = [m["role"] for m in row["messages"]]
+        assert roles in (["user", "assistant"], ["system", "user", "assistant"])
+        assert all(m["content"].strip() for m in row["messages"])
+        meta = row["metadata"]
+        assert meta["doc_id"] and meta["chunk_id"] and meta["teacher"] == "extractive:extractive-v1"
+    assert any(m["filename"].endswith(".pdf") and m["pages"] for m in (r["metadata"] for r in rows))
 
     second = _run("run", str(EXAMPLES), "--out", str(out), "--collection", "bees", "--json",
                   cwd=tmp_path)
@@ -51,6 +66,7 @@ def test_run_on_examples_twice(tmp_path):
     assert again["chunks_created"] == 0
     assert again["already_submitted"] == len(docs)
     assert (out / "chunks.jsonl").read_text().splitlines() == lines
+    assert again["teacher_stats"]["calls"] == 0 and again["dataset_rows"] == len(rows)
 
 
 def test_run_with_a_third_party_parser_and_bad_files(tmp_path):

@@ -52,14 +52,21 @@ def main() -> None:
               help="Work folder: the NATS data, the local store, the results and the report.")
 @click.option("--timeout", type=float, default=None,
               help="Give up if the pipeline has not drained after this many seconds.")
+@click.option("--format", "fmt", type=click.Choice(["openai", "alpaca", "sharegpt",
+                                                    "step-by-step"]),
+              default="openai", show_default=True,
+              help="Data set format: OpenAI chat JSONL, Alpaca, ShareGPT, or the step-by-step "
+                   "predict:/explain: multi-task pairs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | None,
-        as_json: bool) -> None:
+        fmt: str, as_json: bool) -> None:
     """Run the whole pipeline on PATHS (files or folders) in one process.
 
-    Starts an embedded NATS server and a local store under --out, ingests every document,
-    waits until every service is done, writes <out>/chunks.jsonl and <out>/report.json,
-    and prints a report. Needs no network and no running services.
+    Starts an embedded NATS server and a local store under --out, then ingest ->
+    question-gen -> rationale with the configured teacher (the offline 'extractive' one by
+    default). Waits until every service is done, writes <out>/chunks.jsonl,
+    <out>/dataset.<format>.jsonl and <out>/report.json, and prints a report. Needs no
+    network and no running services.
     """
     from ..runtime import configure_logging
     from ._run import run_pipeline
@@ -69,9 +76,9 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
     settings = _settings()
     try:
         report = asyncio.run(run_pipeline(list(paths), collection=collection, out=out,
-                                          settings=settings, console=console,
+                                          settings=settings, console=console, fmt=fmt,
                                           timeout=timeout))
-    except (FileNotFoundError, TimeoutError) as exc:
+    except (FileNotFoundError, TimeoutError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -162,7 +169,7 @@ def plugins(as_json: bool) -> None:
         return
     t = Table(header_style="bold")
     for col in ("plugin", "version", "hooks", "registers", "status"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(r["name"], r["version"], ", ".join(r["hooks"]), ", ".join(r["registers"]),
                   f"[red]{r['error']}[/red]" if r["error"] else "ok")

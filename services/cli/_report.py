@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from syllabus.contracts import DocumentIngested, DocumentRejected
+from syllabus.contracts import DocumentIngested, DocumentRejected, QARecord
 
 __all__ = ["RunReport"]
 
@@ -20,7 +20,11 @@ class RunReport:
     run_id: str
     collection: str
     out_dir: str
-    teacher: str = "none (this build ingests only; no teacher was used)"
+    teacher: str = "none (no stage used a teacher)"
+    teacher_stats: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    record_rejections: dict[str, int] = field(default_factory=dict)
+    dataset_rows: int = 0
     files: int = 0
     submitted: int = 0
     already_submitted: int = 0
@@ -52,6 +56,17 @@ class RunReport:
         self.rejected += 1
         self.rejections.setdefault(ev.reason.value, []).append(f"{ev.filename}: {ev.detail}")
 
+    def count(self, stage: str, what: str, n: int = 1) -> None:
+        self.stages.setdefault(stage, {})
+        self.stages[stage][what] = self.stages[stage].get(what, 0) + n
+
+    def add_record_rejection(self, record: QARecord) -> None:
+        decision = next(d for d in record.decisions if not d.kept)
+        reason = decision.filter
+        if decision.score is not None and decision.threshold is not None:
+            reason += f" (score < {decision.threshold:g})"
+        self.record_rejections[reason] = self.record_rejections.get(reason, 0) + 1
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -74,6 +89,14 @@ class RunReport:
                   f"{self.chunks_in_collection} in the collection in all")
         t.add_row("chunks dropped", str(sum(dropped.values())),
                   ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
+        for stage, counts in self.stages.items():
+            main = counts.get("records", 0)
+            t.add_row(f"{stage} records", str(main),
+                      ", ".join(f"{k}: {v}" for k, v in counts.items() if k != "records"))
+        if self.record_rejections:
+            t.add_row("records rejected", str(sum(self.record_rejections.values())),
+                      ", ".join(f"{k}: {v}" for k, v in sorted(self.record_rejections.items())))
+        t.add_row("data set rows", str(self.dataset_rows), "the whole collection")
         t.add_row("dead letters", str(len(self.dead_letters)),
                   "; ".join(d["reason"][:80] for d in self.dead_letters[:3]))
         console.print(t)
@@ -88,8 +111,15 @@ class RunReport:
         for w in self.warnings:
             console.print(f"[yellow]warning[/yellow] {w}")
         tm = self.timings
+        ts = self.teacher_stats
+        teacher_line = f"teacher: {self.teacher}"
+        if ts:
+            teacher_line += (f"; {ts['calls']} calls, {ts['cache_hits']} cache hits, "
+                             f"{ts['retries']} retries, {ts['prompt_tokens']} prompt + "
+                             f"{ts['completion_tokens']} completion tokens, "
+                             f"{ts['seconds']:.2f}s in calls")
         console.print(
-            f"teacher: {self.teacher}\n"
+            f"{teacher_line}\n"
             f"timings: total {tm.get('total_seconds', 0):.2f}s, "
             f"submit {tm.get('submit_seconds', 0):.2f}s, "
             f"parse {tm.get('parse_seconds', 0):.2f}s, chunk {tm.get('chunk_seconds', 0):.2f}s, "

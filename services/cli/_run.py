@@ -13,8 +13,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,30 +26,42 @@ from syllabus.contracts import (
     DLQ_ALL,
     DOCUMENTS_INGESTED,
     DOCUMENTS_REJECTED,
+    GENERATION_FAILED,
     HEADER_RUN_ID,
+    QA_GENERATED,
+    QA_RATIONALIZED,
+    RECORDS_REJECTED,
     STREAM_NAME,
     ChunkCreated,
     DeadLetter,
     DocumentIngested,
     DocumentRejected,
+    Event,
+    GenerationFailed,
+    QARecord,
 )
 
 from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay
 from ._report import RunReport
 from ._services import SERVICES, load_service
 
-__all__ = ["run_pipeline", "wait_drained"]
+__all__ = ["run_pipeline", "wait_drained", "write_chunks", "write_dataset"]
+
+E = TypeVar("E", bound=Event)
 
 
 async def wait_drained(rt: Runtime, *, poll: float = 0.2, settle: int = 3,
-                       timeout: float | None = None) -> None:
+                       timeout: float | None = None,
+                       on_poll: Callable[[list[Any]], None] | None = None) -> None:
     """Until every durable consumer of the stream has nothing pending and nothing
-    unacknowledged, ``settle`` polls in a row."""
+    unacknowledged, ``settle`` polls in a row. ``on_poll`` sees each poll's consumer infos."""
     deadline = None if timeout is None else time.monotonic() + timeout
     quiet = 0
     while quiet < settle:
-        infos = await rt.bus.js.consumers_info(STREAM_NAME)
-        busy = [i for i in infos if i.config.durable_name and (i.num_pending or i.num_ack_pending)]
+        infos = [i for i in await rt.bus.js.consumers_info(STREAM_NAME) if i.config.durable_name]
+        if on_poll is not None:
+            on_poll(infos)
+        busy = [i for i in infos if i.num_pending or i.num_ack_pending]
         quiet = 0 if busy else quiet + 1
         if deadline is not None and time.monotonic() > deadline:
             names = ", ".join(f"{i.config.durable_name} ({i.num_pending} pending, "
@@ -56,13 +70,38 @@ async def wait_drained(rt: Runtime, *, poll: float = 0.2, settle: int = 3,
         await asyncio.sleep(poll)
 
 
-async def _idle(rt: Runtime) -> bool:
+async def _acked(rt: Runtime) -> dict[str, int]:
+    """Messages each durable consumer has acknowledged so far."""
     infos = await rt.bus.js.consumers_info(STREAM_NAME)
-    return not any(i.config.durable_name and (i.num_pending or i.num_ack_pending) for i in infos)
+    return {i.config.durable_name: i.ack_floor.consumer_seq for i in infos
+            if i.config.durable_name}
+
+
+def _progress_bars(progress: Progress, baseline: dict[str, int]) -> Callable[[list[Any]], None]:
+    """A bar per service: messages it acknowledged this run, out of those plus the ones
+    still waiting for it."""
+    tasks: dict[str, Any] = {}
+    order = {name: i for i, name in enumerate(SERVICES)}
+
+    def update(infos: list[Any]) -> None:
+        for info in sorted(infos, key=lambda i: order.get(i.config.durable_name, 99)):
+            name = info.config.durable_name
+            done = info.ack_floor.consumer_seq - baseline.get(name, 0)
+            waiting = info.num_pending + info.num_ack_pending
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=None)
+            progress.update(tasks[name], completed=done, total=max(done + waiting, 1))
+
+    return update
+
+
+async def _run_events(rt: Runtime, subject: str, run_id: str, model: type[E]) -> list[E]:
+    return [model.model_validate_json(m.data) for m in await replay(rt.bus, subject)
+            if (m.headers or {}).get(HEADER_RUN_ID) == run_id]
 
 
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
-                       settings: Settings, console: Console,
+                       settings: Settings, console: Console, fmt: str = "openai",
                        timeout: float | None = None) -> RunReport:
     from ..ingest import iter_files, submit_path
 
@@ -82,71 +121,82 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             rt.bus.broker.include_router(load_service(name).build_router(rt))
         await rt.bus.start()
         try:
-            finished: asyncio.Queue[str] = asyncio.Queue()
-
-            async def on_outcome(msg) -> None:
-                if (msg.headers or {}).get(HEADER_RUN_ID) == run_id:
-                    await finished.put(msg.subject)
-
-            sub1 = await rt.bus.nc.subscribe(DOCUMENTS_INGESTED, cb=on_outcome)
-            sub2 = await rt.bus.nc.subscribe(DOCUMENTS_REJECTED, cb=on_outcome)
-            sub3 = await rt.bus.nc.subscribe(DLQ_ALL, cb=on_outcome)
-            expected = 0
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+            with Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                           transient=False) as progress:
+                baseline = await _acked(rt)
                 submit = progress.add_task("submitting", total=len(files))
                 for path in files:
                     res = await submit_path(rt, path, collection=collection, run_id=run_id)
-                    if res.outcome == "submitted":
-                        expected += 1
-                    elif res.outcome == "duplicate":
+                    if res.outcome == "duplicate":
                         report.already_submitted += 1
                     else:
-                        # refused before it reached the bus; its rejection event counts below
-                        expected += 1
-                    report.submitted += res.outcome != "duplicate"
+                        report.submitted += 1
                     progress.advance(submit)
                 t_submitted = time.perf_counter()
                 report.timings["submit_seconds"] = t_submitted - t0
-                ingest = progress.add_task("ingesting", total=expected)
-                done = 0
-                while done < expected:
-                    try:
-                        await asyncio.wait_for(finished.get(), timeout=5.0)
-                    except TimeoutError:
-                        if await _idle(rt):  # nothing left to wait for
-                            break
-                        continue
-                    done += 1
-                    progress.update(ingest, completed=done)
-            for sub in (sub1, sub2, sub3):
-                await sub.unsubscribe()
-            await wait_drained(rt, timeout=timeout)
+                await wait_drained(rt, poll=0.25, timeout=timeout,
+                                   on_poll=_progress_bars(progress, baseline))
             report.timings["drain_seconds"] = time.perf_counter() - t_submitted
 
-            for m in await replay(rt.bus, DOCUMENTS_INGESTED):
-                if (m.headers or {}).get(HEADER_RUN_ID) == run_id:
-                    report.add_ingested(DocumentIngested.model_validate_json(m.data))
-            for m in await replay(rt.bus, DOCUMENTS_REJECTED):
-                if (m.headers or {}).get(HEADER_RUN_ID) == run_id:
-                    report.add_rejected(DocumentRejected.model_validate_json(m.data))
-            for m in await replay(rt.bus, DLQ_ALL):
-                if (m.headers or {}).get(HEADER_RUN_ID) == run_id:
-                    dl = DeadLetter.model_validate_json(m.data)
-                    report.dead_letters.append({"service": dl.service, "reason": dl.reason,
-                                                "subject": dl.original_subject})
+            for ev in await _run_events(rt, DOCUMENTS_INGESTED, run_id, DocumentIngested):
+                report.add_ingested(ev)
+            for ev in await _run_events(rt, DOCUMENTS_REJECTED, run_id, DocumentRejected):
+                report.add_rejected(ev)
+            for dl in await _run_events(rt, DLQ_ALL, run_id, DeadLetter):
+                report.dead_letters.append({"service": dl.service, "reason": dl.reason,
+                                            "subject": dl.original_subject})
+            for rec in await _run_events(rt, QA_GENERATED, run_id, QARecord):
+                report.count("question-gen", "records")
+                report.count("question-gen", f"by {rec.technique.name}")
+            for rec in await _run_events(rt, QA_RATIONALIZED, run_id, QARecord):
+                report.count("rationale", "records")
+                report.count("rationale", "with a rationale" if rec.rationale else
+                             "without a rationale")
+            for rec in await _run_events(rt, RECORDS_REJECTED, run_id, QARecord):
+                report.add_record_rejection(rec)
+            for fail in await _run_events(rt, GENERATION_FAILED, run_id, GenerationFailed):
+                report.count(fail.stage, "unusable teacher output")
+                report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
+                    report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1
+            if "teacher" in rt.state:
+                teacher = rt.teacher()
+                report.teacher = (f"{teacher.kind} ({teacher.model})" + (
+                    " — offline heuristics, no LLM was used" if teacher.kind == "extractive"
+                    else ""))
+                report.teacher_stats = asdict(teacher.stats)
             chunks_path = out / "chunks.jsonl"
             report.chunks_in_collection = await write_chunks(rt, collection, chunks_path)
             report.outputs["chunks"] = str(chunks_path)
+            dataset_path = out / f"dataset.{fmt}.jsonl"
+            report.dataset_rows = await write_dataset(rt, collection, dataset_path, fmt=fmt)
+            report.outputs["dataset"] = f"{dataset_path} ({fmt})"
         finally:
-            await rt.bus.close()
+            await rt.close()
 
     report.timings["total_seconds"] = time.perf_counter() - t0
     report_path = out / "report.json"
     report.outputs["report"] = str(report_path)
     report_path.write_text(json.dumps(report.as_dict(), indent=2, default=str))
     return report
+
+
+async def write_dataset(rt: Runtime, collection: str, path: Path, *, fmt: str) -> int:
+    """Every rationalized record of the collection, once each, in ``fmt``."""
+    exporter = next((r.obj for r in rt.plugins.objects("register_exporters")
+                     if fmt in r.obj.formats), None)
+    if exporter is None:
+        raise ValueError(f"no exporter writes the format {fmt!r}")
+    records: dict[str, QARecord] = {}
+    for m in await replay(rt.bus, QA_RATIONALIZED):
+        rec = QARecord.model_validate_json(m.data)
+        if rec.collection == collection:
+            records.setdefault(rec.record_id, rec)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("wb") as fh:
+        rows = exporter.export(records.values(), fmt=fmt, out=fh)
+    tmp.replace(path)
+    return rows
 
 
 async def write_chunks(rt: Runtime, collection: str, path: Path) -> int:

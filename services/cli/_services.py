@@ -10,6 +10,8 @@ __all__ = ["SERVICES", "load_service"]
 
 SERVICES: dict[str, str] = {
     "ingest": "syllabus.services.ingest",
+    "question-gen": "syllabus.services.question_gen",
+    "rationale": "syllabus.services.rationale",
 }
 
 

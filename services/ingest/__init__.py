@@ -7,8 +7,8 @@ Consumes ``syllabus.documents.submitted`` (durable consumer ``ingest``), publish
 
 from ._documents import Rejection, check_filename, detect_parser
 from ._http import http_routes
-from ._service import SERVICE, build_router, chunk_key
-from ._submit import SubmitResult, document_key, iter_files, submit_file, submit_path
+from ._service import SERVICE, build_router
+from ._submit import SubmitResult, iter_files, submit_file, submit_path
 
 __all__ = [
     "SERVICE",
@@ -16,9 +16,7 @@ __all__ = [
     "SubmitResult",
     "build_router",
     "check_filename",
-    "chunk_key",
     "detect_parser",
-    "document_key",
     "http_routes",
     "iter_files",
     "submit_file",

@@ -15,6 +15,7 @@ and one is dropped, never both kept and never both dropped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -105,7 +106,7 @@ class Deduplicator:
             if entry.get("state") == "dropped":
                 return Verdict(VerdictKind.NEAR, entry.get("dup_of"), entry.get("sim"))
 
-        sig = self.signature(text)
+        sig = await asyncio.to_thread(self.signature, text)  # CPU work off the event loop
         await self.kv.put(f"{collection}.m.{chunk_id}", sig.tobytes())
         claimed: list[tuple[str, int]] = []
         for key in self._band_keys(collection, sig):

@@ -23,6 +23,7 @@ from syllabus.contracts import (
     ParseError,
     PluginRef,
     RejectionReason,
+    chunk_key,
     content_id,
     normalise_text,
     sha256_hex,
@@ -44,10 +45,6 @@ __all__ = ["SERVICE", "build_router", "chunk_key", "reject"]
 
 SERVICE = "ingest"
 log = logging.getLogger("syllabus.ingest")
-
-
-def chunk_key(chunk_id: str) -> str:
-    return f"chunks/{chunk_id}.json"
 
 
 async def reject(rt: Runtime, *, doc_id: str, collection: str, filename: str,

@@ -11,17 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from syllabus.contracts import DocumentSubmitted, RejectionReason
+from syllabus.contracts import DocumentSubmitted, RejectionReason, document_key
 
 from ..runtime import Runtime
 from ._documents import Rejection, check_filename, hash_stream
 from ._service import reject
 
 __all__ = ["SubmitResult", "document_key", "iter_files", "submit_file", "submit_path"]
-
-
-def document_key(doc_id: str) -> str:
-    return f"documents/{doc_id}"
 
 
 @dataclass

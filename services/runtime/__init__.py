@@ -12,7 +12,12 @@ from ._metrics import (
     INGEST_BYTES,
     PARSE_SECONDS,
     READY,
+    RECORDS,
     REGISTRY,
+    TEACHER_CACHE,
+    TEACHER_CALLS,
+    TEACHER_SECONDS,
+    TEACHER_TOKENS,
 )
 from ._nats_server import EmbeddedNats, find_binary, free_port
 from ._plugins import LoadedPlugin, PluginError, PluginManager, Registered
@@ -22,11 +27,15 @@ from ._settings import (
     HttpSettings,
     IngestSettings,
     NatsSettings,
+    QuestionGenSettings,
+    RationaleSettings,
     Settings,
     StoreSettings,
+    TeacherSettings,
     load_settings,
 )
 from ._store import InvalidKey, LocalStore, ObjectNotFound, S3Store, StoreError
+from ._teacher import ManagedTeacher, TeacherStats, make_teacher
 
 __all__ = [
     "CHUNKS",
@@ -37,7 +46,12 @@ __all__ = [
     "INGEST_BYTES",
     "PARSE_SECONDS",
     "READY",
+    "RECORDS",
     "REGISTRY",
+    "TEACHER_CACHE",
+    "TEACHER_CALLS",
+    "TEACHER_SECONDS",
+    "TEACHER_TOKENS",
     "Bus",
     "BusSettings",
     "EmbeddedNats",
@@ -47,16 +61,21 @@ __all__ = [
     "InvalidKey",
     "LoadedPlugin",
     "LocalStore",
+    "ManagedTeacher",
     "NatsSettings",
     "ObjectNotFound",
     "PluginError",
     "PluginManager",
+    "QuestionGenSettings",
+    "RationaleSettings",
     "Registered",
     "Runtime",
     "S3Store",
     "Settings",
     "StoreError",
     "StoreSettings",
+    "TeacherSettings",
+    "TeacherStats",
     "build_http_app",
     "configure_logging",
     "error_response",
@@ -65,6 +84,7 @@ __all__ = [
     "load_settings",
     "log_context",
     "make_stream",
+    "make_teacher",
     "replay",
     "open_store",
 ]

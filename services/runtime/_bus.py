@@ -62,6 +62,21 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[E, "HandlerContext"], Awaitable[None]]
 
 
+class _FetchTimeoutFilter(logging.Filter):
+    """Drops one known-harmless traceback. nats-py 2.16's ``fetch`` can raise the builtin
+    ``TimeoutError`` when its deadline runs out, while FastStream 0.7's pull loop only
+    suppresses ``nats.errors.TimeoutError``; FastStream's supervisor then logs the
+    escaped timeout as an error and restarts the (idle) fetch loop. Nothing is lost."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (type(exc) is TimeoutError and "retrying" in record.getMessage())
+
+
+_faststream_log = logging.getLogger("syllabus.faststream")
+_faststream_log.addFilter(_FetchTimeoutFilter())
+
+
 def make_stream(nats: NatsSettings) -> JStream:
     """The file-backed, limits-retention stream that is the pipeline's durable log."""
     return JStream(
@@ -115,7 +130,7 @@ class Bus:
             connect_timeout=n.connect_timeout,
             middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name="syllabus")],
             graceful_timeout=30.0,
-            logger=logging.getLogger("syllabus.faststream"),
+            logger=_faststream_log,
             **auth,
         )
 
@@ -174,7 +189,10 @@ class Bus:
             raise TypeError(f"{type(event).__name__} cannot travel on {subject} "
                             f"(expects {expected.__name__})")
         hdrs = dict(headers or {})
-        hdrs[HEADER_MSG_ID] = event.dedup_id()
+        # one record may travel on several subjects (qa.generated, then qa.rationalized...):
+        # each subject gets its own message id
+        hdrs[HEADER_MSG_ID] = (event.dedup_id() if subject == event.subject
+                               else f"{subject}|{event.dedup_id()}")
         run_id = getattr(event, "run_id", None)
         if run_id:
             hdrs.setdefault(HEADER_RUN_ID, run_id)

@@ -17,7 +17,12 @@ __all__ = [
     "INGEST_BYTES",
     "PARSE_SECONDS",
     "READY",
+    "RECORDS",
     "REGISTRY",
+    "TEACHER_CACHE",
+    "TEACHER_CALLS",
+    "TEACHER_SECONDS",
+    "TEACHER_TOKENS",
 ]
 
 HANDLER_SECONDS = Histogram(
@@ -43,3 +48,21 @@ PARSE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 READY = Gauge("syllabus_ready", "1 when the broker and the store are reachable", ["service"])
+TEACHER_CALLS = Counter(
+    "syllabus_teacher_calls_total", "Teacher calls by outcome (cache hits not included)",
+    ["kind", "model", "outcome"],
+)
+TEACHER_SECONDS = Histogram(
+    "syllabus_teacher_seconds", "Latency of successful teacher calls", ["kind", "model"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+TEACHER_TOKENS = Counter(
+    "syllabus_teacher_tokens_total", "Tokens the teacher read and wrote",
+    ["kind", "model", "direction"],
+)
+TEACHER_CACHE = Counter(
+    "syllabus_teacher_cache_hits_total", "Teacher calls answered from the cache", ["kind", "model"],
+)
+RECORDS = Counter(
+    "syllabus_records_total", "Records by stage and outcome", ["stage", "outcome", "reason"],
+)

@@ -12,6 +12,7 @@ from ._bus import Bus
 from ._plugins import PluginManager
 from ._settings import Settings, StoreSettings
 from ._store import LocalStore, S3Store
+from ._teacher import ManagedTeacher, make_teacher
 
 __all__ = ["Runtime", "open_store"]
 
@@ -48,6 +49,18 @@ class Runtime:
     async def to_thread(self, fn, /, *args: Any, **kwargs: Any) -> Any:
         """Store calls block (the minio SDK is synchronous): run them off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def teacher(self) -> ManagedTeacher:
+        """The configured teacher (made once per runtime, wrapped with cache and retries)."""
+        if "teacher" not in self.state:
+            self.state["teacher"] = make_teacher(self.settings.teacher, self.plugins, self.store)
+        return self.state["teacher"]
+
+    async def close(self) -> None:
+        await self.bus.close()
+        teacher = self.state.pop("teacher", None)
+        if teacher is not None:
+            await teacher.aclose()
 
     async def ready(self) -> dict[str, bool]:
         bus_ok = await self.bus.ping()

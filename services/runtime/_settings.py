@@ -25,8 +25,11 @@ __all__ = [
     "HttpSettings",
     "IngestSettings",
     "NatsSettings",
+    "QuestionGenSettings",
+    "RationaleSettings",
     "Settings",
     "StoreSettings",
+    "TeacherSettings",
     "load_settings",
 ]
 
@@ -97,6 +100,40 @@ class IngestSettings(BaseModel):
         return v
 
 
+class TeacherSettings(BaseModel):
+    """The teacher: ``kind`` picks the plugin (extractive, openai, triton, transformers)."""
+
+    kind: str = "extractive"
+    model: str | None = None
+    url: str | None = None
+    api_key: SecretStr | None = None
+    #: calls in flight at once, per process
+    concurrency: int = Field(default=8, ge=1)
+    #: seconds for one call
+    timeout: float = Field(default=120.0, gt=0)
+    #: retries after the first try, on 429/5xx, time-outs and connection errors
+    max_retries: int = Field(default=4, ge=0)
+    backoff_base: float = Field(default=1.0, ge=0)
+    backoff_max: float = Field(default=30.0, ge=0)
+    #: keep responses in the store (cache/teacher/...), so a rerun makes no repeated calls
+    cache: bool = True
+    #: further options for the teacher plugin
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class QuestionGenSettings(BaseModel):
+    #: question generator plugins to run on every chunk, by name
+    techniques: list[str] = Field(default_factory=lambda: ["qa-pairs", "backtranslation"])
+    #: per-technique options, e.g. {"qa-pairs": {"pairs_per_chunk": 3}}
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class RationaleSettings(BaseModel):
+    #: rationale plugin by name; empty forwards records unchanged
+    technique: str | None = "step-by-step"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYLLABUS_",
@@ -114,6 +151,9 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    question_gen: QuestionGenSettings = Field(default_factory=QuestionGenSettings)
+    rationale: RationaleSettings = Field(default_factory=RationaleSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,17 @@
+"""Artifact-store keys (DESIGN.md's table). Every key is content-addressed."""
+
+from __future__ import annotations
+
+__all__ = ["chunk_key", "document_key", "teacher_cache_key"]
+
+
+def document_key(doc_id: str) -> str:
+    return f"documents/{doc_id}"
+
+
+def chunk_key(chunk_id: str) -> str:
+    return f"chunks/{chunk_id}.json"
+
+
+def teacher_cache_key(digest: str) -> str:
+    return f"cache/teacher/{digest}.json"

@@ -1,0 +1,89 @@
+"""``standard`` exporter: the data set formats fine-tuning tools read.
+
+* ``openai``: OpenAI chat JSONL, ``{"messages": [system?, user, assistant], "metadata": ...}``;
+* ``alpaca``: ``{"instruction", "input", "output", "metadata"}`` (plus ``system`` when tagged);
+* ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}], "metadata"}``;
+* ``step-by-step``: the multi-task pairs of Hsieh et al. 2023: ``predict: <input>`` ->
+  answer for every record and ``explain: <input>`` -> rationale for records that have one.
+
+Every row carries its lineage in ``metadata``: the record and chunk ids, the document,
+pages and section, the technique, the teacher and model, the scores and the decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import IO, Any
+
+from syllabus.contracts import QARecord, hookimpl
+
+__all__ = ["StandardExporter", "lineage_metadata", "register_exporters"]
+
+
+def lineage_metadata(r: QARecord) -> dict[str, Any]:
+    lin = r.lineage
+    return {
+        "record_id": r.record_id,
+        "collection": r.collection,
+        "kind": r.kind,
+        "chunk_id": r.chunk_id,
+        "doc_id": lin.doc_id if lin else None,
+        "filename": lin.filename if lin else None,
+        "pages": lin.pages if lin else [],
+        "section": lin.section if lin else [],
+        "technique": f"{r.technique.name}@{r.technique.version}",
+        "teacher": f"{r.teacher.kind}:{r.teacher.model}",
+        "prompt_hash": r.prompt_hash,
+        "scores": r.scores,
+        "decisions": [d.model_dump(exclude={"details"}) for d in r.decisions],
+    }
+
+
+class StandardExporter:
+    name = "standard"
+    formats = ("openai", "alpaca", "sharegpt", "step-by-step")
+
+    def rows(self, record: QARecord, fmt: str) -> list[dict[str, Any]]:
+        meta = lineage_metadata(record)
+        if fmt == "openai":
+            messages = [{"role": "system", "content": record.system}] if record.system else []
+            messages += [{"role": "user", "content": record.instruction},
+                         {"role": "assistant", "content": record.response}]
+            return [{"messages": messages, "metadata": meta}]
+        if fmt == "alpaca":
+            row: dict[str, Any] = {"instruction": record.instruction, "input": "",
+                                   "output": record.response}
+            if record.system:
+                row["system"] = record.system
+            return [{**row, "metadata": meta}]
+        if fmt == "sharegpt":
+            conv = [{"from": "system", "value": record.system}] if record.system else []
+            conv += [{"from": "human", "value": record.instruction},
+                     {"from": "gpt", "value": record.response}]
+            return [{"conversations": conv, "metadata": meta}]
+        if fmt == "step-by-step":
+            out = [{"task": "predict", "input": f"predict: {record.instruction}",
+                    "output": record.response, "metadata": meta}]
+            if record.rationale:
+                out.append({"task": "explain", "input": f"explain: {record.instruction}",
+                            "output": record.rationale, "metadata": meta})
+            return out
+        raise ValueError(f"unknown format {fmt!r}; this exporter writes "
+                         f"{', '.join(self.formats)}")
+
+    def export(self, records: Iterable[QARecord], *, fmt: str, out: IO[bytes]) -> int:
+        if fmt not in self.formats:
+            raise ValueError(f"unknown format {fmt!r}; this exporter writes "
+                             f"{', '.join(self.formats)}")
+        n = 0
+        for record in records:
+            for row in self.rows(record, fmt):
+                out.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+                n += 1
+        return n
+
+
+@hookimpl
+def register_exporters(register):
+    register(StandardExporter())

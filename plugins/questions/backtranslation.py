@@ -1,0 +1,143 @@
+"""``backtranslation``: instruction backtranslation with self-curation.
+
+Li et al. 2023, "Self-Alignment with Instruction Backtranslation" (Humpback):
+
+1. **Self-augmentation.** A passage of the organisation's own text is taken as the
+   *output*, and the teacher writes the instruction it answers (the paper's backward
+   model predicts the instruction from the output).
+2. **Self-curation.** The teacher rates the (instruction, output) pair with the paper's
+   5-point prompt (Table 1, verbatim below); ``Score: N`` is parsed from the last line
+   and the pair is kept at a score >= k (``min_score``, 5 by default, the paper's A_5).
+   The score and the teacher's reasoning go into the record either way; a pair under k is
+   rejected with that reason.
+3. Optionally (``tag_system_prompt``), curated examples carry the paper's system prompt
+   for augmented data, "Answer with knowledge from web search.", to tell them apart from
+   seed data at training time.
+
+Options: ``min_score`` (5), ``min_chunk_tokens`` (48), ``tag_system_prompt`` (true),
+``temperature`` (0.7, the paper's sampling temperature for generation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syllabus.contracts import (
+    TASK_BACKTRANSLATE,
+    TASK_CURATE,
+    ChatMessage,
+    ChunkCreated,
+    Failure,
+    GenerationParams,
+    OutputParseError,
+    PluginRef,
+    QARecord,
+    RecordDecision,
+    Teacher,
+    TeacherRef,
+    TechniqueOutput,
+    ask,
+    hookimpl,
+    parse_score,
+    prompt_hash,
+)
+
+__all__ = ["CURATION_PROMPT", "BacktranslationGenerator", "register_question_generators"]
+
+VERSION = "1"
+
+AUGMENTED_SYSTEM_PROMPT = "Answer with knowledge from web search."
+SEED_SYSTEM_PROMPT = "Answer in the style of an AI Assistant."
+
+AUGMENT_PROMPT = '''Below is a response written by an AI assistant. Write the instruction from a user that this response answers best. The instruction must make sense on its own and must ask for exactly what the response provides.
+
+Response:
+"""
+{output}
+"""
+
+Write the instruction only, with nothing before or after it.'''
+
+#: Table 1 of Li et al. 2023, verbatim; the last line is the paper's
+#: "<generated instruction> <output>" placeholder, filled in.
+CURATION_PROMPT = '''Below is an instruction from an user and a candidate answer. Evaluate whether or not the answer is a good example of how AI Assistant should respond to the user's instruction. Please assign a score using the following 5-point scale:
+1: It means the answer is incomplete, vague, off-topic, controversial, or not exactly what the user asked for. For example, some content seems missing, numbered list does not start from the beginning, the opening sentence repeats user's question. Or the response is from another person's perspective with their personal experience (e.g. taken from blog posts), or looks like an answer from a forum. Or it contains promotional text, navigation text, or other irrelevant information.
+2: It means the answer addresses most of the asks from the user. It does not directly address the user's question. For example, it only provides a high-level methodology instead of the exact solution to user's question.
+3: It means the answer is helpful but not written by an AI Assistant. It addresses all the basic asks from the user. It is complete and self contained with the drawback that the response is not written from an AI assistant's perspective, but from other people's perspective. The content looks like an excerpt from a blog post, web page, or web search results. For example, it contains personal experience or opinion, mentions comments section, or share on social media, etc.
+4: It means the answer is written from an AI assistant's perspective with a clear focus of addressing the instruction. It provide a complete, clear, and comprehensive response to user's question or instruction without missing or irrelevant information. It is well organized, self-contained, and written in a helpful tone. It has minor room for improvement, e.g. more concise and focused.
+5: It means it is a perfect answer from an AI Assistant. It has a clear focus on being a helpful AI Assistant, where the response looks like intentionally written to address the user's question or instruction without any irrelevant sentences. The answer provides high quality content, demonstrating expert knowledge in the area, is very well written, logical, easy-to-follow, engaging and insightful.
+
+Please first provide a brief reasoning you used to derive the rating score, and then write "Score: <rating>" in the last line.
+
+{instruction}
+{output}'''
+
+
+def _instruction(text: str) -> str:
+    line = text.strip().strip('"').strip()
+    for prefix in ("Instruction:", "instruction:", "User:", "Question:"):
+        if line.startswith(prefix):
+            line = line[len(prefix):].strip()
+    if not line or len(line) < 8:
+        raise OutputParseError("the instruction is empty or too short")
+    if len(line) > 1000:
+        raise OutputParseError("the instruction is longer than 1000 characters")
+    return line
+
+
+class BacktranslationGenerator:
+    name = "backtranslation"
+
+    async def generate(self, chunk: ChunkCreated, *, teacher: Teacher,
+                       options: dict[str, Any]) -> TechniqueOutput:
+        if chunk.token_count < int(options.get("min_chunk_tokens", 48)):
+            return TechniqueOutput()
+        output = chunk.text.strip()
+        k = int(options.get("min_score", 5))
+        temperature = float(options.get("temperature", 0.7))
+        augmented = await ask(
+            teacher, [ChatMessage(role="user", content=AUGMENT_PROMPT.format(output=output))],
+            params=GenerationParams(temperature=temperature, max_tokens=256,
+                                    task=TASK_BACKTRANSLATE, inputs={"response": output}),
+            parse=_instruction)
+        if not augmented.ok:
+            return TechniqueOutput(failures=[Failure(
+                reason=f"unusable backtranslated instruction: {augmented.error}",
+                raw_output=augmented.raw)])
+        instruction = augmented.value
+        curated = await ask(
+            teacher, [ChatMessage(role="user", content=CURATION_PROMPT.format(
+                instruction=instruction, output=output))],
+            params=GenerationParams(temperature=0.0, max_tokens=512, task=TASK_CURATE,
+                                    inputs={"instruction": instruction, "response": output}),
+            parse=parse_score)
+        technique = PluginRef(name=self.name, version=VERSION)
+        teacher_ref = TeacherRef(kind=teacher.kind, model=teacher.model)
+        record_id = QARecord.make_id(chunk_id=chunk.chunk_id, technique=technique,
+                                     teacher=teacher_ref, settings={"k": k},
+                                     instruction=instruction, response=output)
+        if not curated.ok:
+            return TechniqueOutput(failures=[Failure(
+                reason=f"unusable self-curation output: {curated.error}",
+                raw_output=curated.raw, record_id=record_id)])
+        score, reasoning = curated.value
+        kept = score >= k
+        decision = RecordDecision(
+            filter="backtranslation:self-curation", kept=kept, score=float(score),
+            threshold=float(k),
+            reason=(f"self-curation score {score} {'>=' if kept else '<'} {k}: "
+                    f"{reasoning or 'no reasoning given'}"),
+            details={"reasoning": reasoning})
+        tag = bool(options.get("tag_system_prompt", True))
+        return TechniqueOutput(records=[QARecord(
+            record_id=record_id, collection=chunk.collection, kind="backtranslation",
+            instruction=instruction, response=output, chunk_id=chunk.chunk_id,
+            lineage=chunk.lineage, technique=technique, teacher=teacher_ref,
+            prompt_hash=prompt_hash(AUGMENT_PROMPT, CURATION_PROMPT),
+            system=AUGMENTED_SYSTEM_PROMPT if tag else None,
+            scores={"curation": float(score)}, decisions=[decision], run_id=chunk.run_id)])
+
+
+@hookimpl
+def register_question_generators(register):
+    register(BacktranslationGenerator())

@@ -1,0 +1,428 @@
+"""The ``openai`` teacher: any endpoint that speaks OpenAI's chat-completions protocol.
+
+Meant for vLLM, TGI (its ``/v1`` Messages API), Ollama, the llama.cpp server and OpenAI
+itself. One ``complete`` is one ``POST {url}/chat/completions``; the runtime around the
+teacher adds bounded concurrency, retries with back-off, the response cache and metrics,
+so this module does none of them. It only says, through ``TeacherError.retryable``,
+whether a failure is worth retrying.
+
+Options (the recipe's ``[teacher]`` table; keys not listed are left to the runtime):
+
+``model`` (required)
+    The model name the server knows (``--served-model-name`` for vLLM).
+``url`` (default ``http://127.0.0.1:8000/v1``)
+    The API base, as OpenAI's SDKs take it: the part before ``/chat/completions``. A URL
+    with no path at all (``http://host:8000``) gets ``/v1`` appended; a URL with a path is
+    used as given (``https://host/openai/v1``), so servers mounted elsewhere still work.
+    Trailing slashes are ignored.
+``api_key``
+    A ``str`` or anything with ``get_secret_value()`` (pydantic's ``SecretStr``); sent as
+    ``Authorization: Bearer ...``. It never appears in ``repr``, logs or error messages
+    (a server that echoes it back has it replaced by ``***``).
+``timeout`` (default 60)
+    Seconds to connect, send, and wait for the reply. Waiting for a pooled connection is
+    not timed: the runtime bounds concurrency.
+``concurrency`` (default 16)
+    Sizes the connection pool to the runtime's concurrency for this teacher.
+``extra_headers``
+    A mapping (or a JSON object string) of headers sent with every request.
+``json_mode`` (default ``auto``)
+    How to ask for structured output when ``GenerationParams.json_schema`` is set:
+    ``json_schema`` sends ``response_format={"type": "json_schema", "json_schema": {...,
+    "strict": false}}``; ``json_object`` sends ``{"type": "json_object"}``; ``off`` sends
+    nothing (the prompt still asks for JSON). ``auto`` starts with ``json_schema``; when
+    the server rejects it (400 or 422 naming ``response_format``, ``json_schema`` or
+    ``json_object``) the same call is resent with ``json_object``, then with nothing, and
+    the teacher remembers the step down for its later calls.
+
+Errors: 408, 429, 5xx, time-outs, refused or dropped connections, and a 200 whose body is
+not a chat completion are ``TeacherError(retryable=True)``; a 429 or 503 ``Retry-After``
+(or ``retry-after-ms``) is on the error as ``retry_after`` (seconds, float). Any other
+4xx is ``TeacherError(retryable=False)`` carrying the server's message (at most 500
+characters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from syllabus.contracts import (
+    ChatMessage,
+    Completion,
+    GenerationParams,
+    TeacherError,
+    hookimpl,
+)
+
+__all__ = ["JSON_MODES", "OpenAITeacher", "OpenAITeacherFactory", "register_teachers"]
+
+KIND = "openai"
+JSON_MODES = ("auto", "json_schema", "json_object", "off")
+DEFAULT_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONCURRENCY = 16
+_MAX_MESSAGE = 500
+_RETRYABLE_STATUS = frozenset({408, 429})
+# what the "auto" json_mode steps through, most structured first
+_LADDER = ("json_schema", "json_object", "off")
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object")
+_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class _Secret:
+    """Holds a secret so that printing its holder does not print it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+
+def _reveal(value: Any) -> str:
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter() if callable(getter) else value)
+
+
+def _normalise_url(url: str) -> str:
+    parts = urlsplit(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"openai teacher: url must be an http(s) URL, got {_display_url(url)!r}")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _display_url(url: str) -> str:
+    """``url`` without any ``user:password@``."""
+    parts = urlsplit(str(url))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def _headers_option(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError("openai teacher: extra_headers must be a mapping or a JSON "
+                             "object") from exc
+    if not isinstance(value, Mapping):
+        raise ValueError("openai teacher: extra_headers must be a mapping or a JSON object")
+    return {str(k): _reveal(v) for k, v in value.items()}
+
+
+def _positive(options: Mapping[str, Any], key: str, default: float) -> float:
+    raw = options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"openai teacher: {key} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"openai teacher: {key} must be positive, got {raw!r}")
+    return value
+
+
+class OpenAITeacher:
+    """One model behind an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Holds one ``httpx.AsyncClient`` (made on first use, remade if used from another event
+    loop); close it with ``await teacher.aclose()`` or ``async with teacher``."""
+
+    kind = KIND
+
+    def __init__(self, *, model: str, url: str = DEFAULT_URL, api_key: Any = None,
+                 timeout: float = DEFAULT_TIMEOUT, extra_headers: Mapping[str, Any] | None = None,
+                 json_mode: str = "auto", concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError("openai teacher: option 'model' is required (the model name the "
+                             "server serves, e.g. model = \"Qwen/Qwen2.5-7B-Instruct\")")
+        if json_mode not in JSON_MODES:
+            raise ValueError(f"openai teacher: json_mode must be one of {', '.join(JSON_MODES)}; "
+                             f"got {json_mode!r}")
+        self.model = model.strip()
+        self.url = _normalise_url(url)
+        self.json_mode = json_mode
+        self.timeout = float(timeout)
+        self.concurrency = max(1, int(concurrency))
+        key = _reveal(api_key) if api_key is not None else ""
+        self._api_key = _Secret(key) if key else None
+        self._extra_headers = _headers_option(extra_headers)
+        self._endpoint = self.url + "/chat/completions"
+        # index into _LADDER; only ever moves down, so concurrent calls agree
+        self._format_step = 0
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return (f"OpenAITeacher(model={self.model!r}, url={_display_url(self.url)!r}, "
+                f"json_mode={self.json_mode!r})")
+
+    @property
+    def structured_output(self) -> str:
+        """What a call with a ``json_schema`` sends now: json_schema, json_object or off."""
+        if self.json_mode == "auto":
+            return _LADDER[self._format_step]
+        return self.json_mode
+
+    # --- the client ------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "syllabus-openai-teacher"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.value}"
+        headers.update(self._extra_headers)
+        return headers
+
+    def _get_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop or self._client.is_closed:
+            # a client's pooled connections belong to the loop that opened them
+            self._client = httpx.AsyncClient(
+                headers=self._headers(),
+                timeout=httpx.Timeout(self.timeout, pool=None),
+                limits=httpx.Limits(max_connections=self.concurrency,
+                                    max_keepalive_connections=self.concurrency),
+                follow_redirects=False,
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> OpenAITeacher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- one call --------------------------------------------------------------------
+
+    def _body(self, messages: Sequence[ChatMessage], params: GenerationParams,
+              structured: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "temperature": params.temperature,
+            "max_tokens": params.max_tokens,
+        }
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.json_schema is not None:
+            if structured == "json_schema":
+                body["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": _schema_name(params), "schema": params.json_schema,
+                    "strict": False}}
+            elif structured == "json_object":
+                body["response_format"] = {"type": "json_object"}
+        return body
+
+    async def complete(self, messages: Sequence[ChatMessage], *,
+                       params: GenerationParams) -> Completion:
+        started = time.perf_counter()
+        client = self._get_client()
+        while True:
+            step = self._format_step
+            structured = self.structured_output
+            body = self._body(messages, params, structured)
+            response = await self._post(client, body)
+            if (self.json_mode == "auto" and "response_format" in body
+                    and _rejects_format(response) and step + 1 < len(_LADDER)):
+                # the server cannot do this kind of structured output: step down, resend
+                self._format_step = max(self._format_step, step + 1)
+                continue
+            break
+        if not response.is_success:
+            raise self._status_error(response)
+        text, usage = self._parse(response)
+        return Completion(text=text, model=self.model,
+                          prompt_tokens=_count(usage, "prompt_tokens"),
+                          completion_tokens=_count(usage, "completion_tokens"),
+                          latency_seconds=time.perf_counter() - started)
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return await client.post(self._endpoint, json=body)
+        except httpx.TimeoutException as exc:
+            raise self._error(f"timed out after {self.timeout:g} s ({type(exc).__name__})",
+                              retryable=True) from exc
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise self._error(f"request failed: {type(exc).__name__}: {exc}",
+                              retryable=False) from exc
+        except httpx.TransportError as exc:
+            raise self._error(f"connection failed: {type(exc).__name__}: {exc}",
+                              retryable=True) from exc
+
+    def _parse(self, response: httpx.Response) -> tuple[str, Any]:
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise self._error(f"malformed response (HTTP {response.status_code}, not JSON): "
+                              f"{_snippet(response.text)}", retryable=True,
+                              status=response.status_code) from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
+        if not isinstance(message, dict):
+            raise self._error(f"malformed response (no choices[0].message): "
+                              f"{_snippet(response.text)}", retryable=True,
+                              status=response.status_code)
+        text = _content_text(message.get("content"))
+        refusal = message.get("refusal")
+        if not text and isinstance(refusal, str) and refusal:
+            raise self._error(f"the model refused: {_snippet(refusal)}", retryable=False,
+                              status=response.status_code)
+        return text, data.get("usage")
+
+    # --- errors ----------------------------------------------------------------------
+
+    def _error(self, detail: str, *, retryable: bool, status: int | None = None,
+               retry_after: float | None = None) -> TeacherError:
+        message = f"openai teacher {self.model!r} at {_display_url(self.url)}: {detail}"
+        if self._api_key is not None and len(self._api_key.value) >= 4:
+            message = message.replace(self._api_key.value, "***")
+        error = TeacherError(message, retryable=retryable, status=status)
+        error.retry_after = retry_after  # type: ignore[attr-defined]
+        return error
+
+    def _status_error(self, response: httpx.Response) -> TeacherError:
+        status = response.status_code
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        return self._error(f"HTTP {status}: {_snippet(_error_message(response))}",
+                           retryable=retryable, status=status,
+                           retry_after=_retry_after(response) if retryable else None)
+
+
+def _schema_name(params: GenerationParams) -> str:
+    schema = params.json_schema or {}
+    for candidate in (schema.get("title"), params.task):
+        if isinstance(candidate, str):
+            name = _SCHEMA_NAME.sub("_", candidate).strip("_")[:64]
+            if name:
+                return name
+    return "response"
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones
+        texts: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str) \
+                    and part.get("type", "text") in ("text", "output_text"):
+                texts.append(part["text"])
+        return "".join(texts)
+    return str(content)
+
+
+def _count(usage: Any, key: str) -> int:
+    value = usage.get(key) if isinstance(usage, dict) else None
+    try:
+        return max(0, int(value)) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 1] + "…"
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI's ``{"error": {"message"}}``, TGI's ``{"error"}``,
+    FastAPI's ``{"detail"}``, ``{"message"}``, else the body."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return response.text or response.reason_phrase
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for value in (error, data.get("message"), data.get("detail")):
+            if value:
+                return value if isinstance(value, str) else json.dumps(value)
+    return response.text
+
+
+def _rejects_format(response: httpx.Response) -> bool:
+    if response.status_code not in (400, 422):
+        return False
+    message = _error_message(response).lower()
+    return any(word in message for word in _FORMAT_WORDS)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    ms = response.headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:  # an HTTP date
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class OpenAITeacherFactory:
+    """Makes ``OpenAITeacher`` objects from the recipe's ``[teacher]`` options."""
+
+    kind = KIND
+
+    def create(self, options: dict[str, Any]) -> OpenAITeacher:
+        options = dict(options or {})
+        model = options.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError("openai teacher: option 'model' is required (the model name the "
+                             "server serves, e.g. model = \"Qwen/Qwen2.5-7B-Instruct\")")
+        json_mode = str(options.get("json_mode") or "auto")
+        return OpenAITeacher(
+            model=model,
+            url=str(options.get("url") or DEFAULT_URL),
+            api_key=options.get("api_key") or None,
+            timeout=_positive(options, "timeout", DEFAULT_TIMEOUT),
+            extra_headers=options.get("extra_headers"),
+            json_mode=json_mode,
+            concurrency=int(_positive(options, "concurrency", DEFAULT_CONCURRENCY)),
+        )
+
+    def __repr__(self) -> str:
+        return "OpenAITeacherFactory()"
+
+
+@hookimpl
+def register_teachers(register: Any) -> None:
+    register(OpenAITeacherFactory())

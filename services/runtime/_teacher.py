@@ -1,0 +1,160 @@
+"""The runtime around every teacher: bounded concurrency, a time-out, retries with
+exponential back-off and jitter, a response cache in the artifact store, and metrics.
+
+``ManagedTeacher`` satisfies the ``Teacher`` Protocol itself, so techniques receive it
+as their ``teacher`` and never see the difference. The cache key hashes the teacher's
+kind and model, the messages and every generation parameter, and lives at
+``cache/teacher/<sha256>.json``: a rerun after a crash makes no repeated calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from syllabus.contracts import (
+    ArtifactStore,
+    ChatMessage,
+    Completion,
+    GenerationParams,
+    Teacher,
+    TeacherError,
+    TeacherRef,
+    content_id,
+    teacher_cache_key,
+)
+
+from ._metrics import TEACHER_CACHE, TEACHER_CALLS, TEACHER_SECONDS, TEACHER_TOKENS
+from ._plugins import PluginManager
+from ._settings import TeacherSettings
+
+__all__ = ["ManagedTeacher", "TeacherStats", "make_teacher"]
+
+log = logging.getLogger("syllabus.teacher")
+
+
+@dataclass
+class TeacherStats:
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class ManagedTeacher:
+    def __init__(self, inner: Teacher, *, settings: TeacherSettings,
+                 store: ArtifactStore | None) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.model = inner.model
+        self.settings = settings
+        self.store = store if settings.cache else None
+        self.stats = TeacherStats()
+        self._sem = asyncio.Semaphore(settings.concurrency)
+
+    @property
+    def ref(self) -> TeacherRef:
+        return TeacherRef(kind=self.kind, model=self.model)
+
+    def cache_key(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
+        digest = content_id(self.kind, self.model, [m.model_dump() for m in messages],
+                            params.model_dump(mode="json"))
+        return teacher_cache_key(digest)
+
+    async def complete(self, messages: Sequence[ChatMessage], *,
+                       params: GenerationParams) -> Completion:
+        key = self.cache_key(messages, params)
+        labels = {"kind": self.kind, "model": self.model}
+        if self.store is not None:
+            cached = await asyncio.to_thread(_read_cache, self.store, key)
+            if cached is not None:
+                self.stats.cache_hits += 1
+                TEACHER_CACHE.labels(**labels).inc()
+                return cached
+        s = self.settings
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                async with self._sem:
+                    started = time.perf_counter()
+                    result = await asyncio.wait_for(self.inner.complete(messages, params=params),
+                                                    timeout=s.timeout)
+            except (TeacherError, TimeoutError, ConnectionError, OSError) as exc:
+                retryable = getattr(exc, "retryable", True)
+                TEACHER_CALLS.labels(**labels, outcome="error").inc()
+                if not retryable or attempt > s.max_retries:
+                    self.stats.failures += 1
+                    if isinstance(exc, TeacherError):
+                        raise
+                    raise TeacherError(f"{self.kind} teacher call failed: {type(exc).__name__}: "
+                                       f"{exc or 'timed out'}", retryable=True) from exc
+                delay = min(s.backoff_max, s.backoff_base * 2 ** (attempt - 1))
+                delay = random.uniform(0.5, 1.0) * delay  # jitter
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after:
+                    delay = max(delay, min(float(retry_after), s.backoff_max))
+                self.stats.retries += 1
+                log.warning("%s teacher call failed (%s), retry %d/%d in %.1fs", self.kind,
+                            exc or type(exc).__name__, attempt, s.max_retries, delay)
+                await asyncio.sleep(delay)
+                continue
+            elapsed = time.perf_counter() - started
+            break
+        result = result.model_copy(update={"latency_seconds": elapsed, "cached": False})
+        self.stats.calls += 1
+        self.stats.seconds += elapsed
+        self.stats.prompt_tokens += result.prompt_tokens
+        self.stats.completion_tokens += result.completion_tokens
+        TEACHER_CALLS.labels(**labels, outcome="ok").inc()
+        TEACHER_SECONDS.labels(**labels).observe(elapsed)
+        TEACHER_TOKENS.labels(**labels, direction="prompt").inc(result.prompt_tokens)
+        TEACHER_TOKENS.labels(**labels, direction="completion").inc(result.completion_tokens)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.put, key,
+                                    result.model_dump_json().encode(),
+                                    content_type="application/json")
+        return result
+
+    async def aclose(self) -> None:
+        closer = getattr(self.inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+def _read_cache(store: ArtifactStore, key: str) -> Completion | None:
+    try:
+        if not store.exists(key):
+            return None
+        return Completion.model_validate(json.loads(store.get(key))).model_copy(
+            update={"cached": True})
+    except Exception as exc:  # a damaged cache entry is a miss, not a failure
+        log.warning("ignoring unreadable teacher cache entry %s: %s", key, exc)
+        return None
+
+
+def make_teacher(settings: TeacherSettings, plugins: PluginManager,
+                 store: ArtifactStore | None) -> ManagedTeacher:
+    """The configured teacher, wrapped. ``kind`` picks the ``TeacherFactory``."""
+    factories = {r.obj.kind: r.obj for r in plugins.objects("register_teachers")}
+    if settings.kind not in factories:
+        known = ", ".join(sorted(factories)) or "none"
+        raise ValueError(f"no teacher of kind {settings.kind!r} is installed (known: {known})")
+    options: dict[str, Any] = dict(settings.options)
+    for name in ("model", "url", "timeout"):
+        value = getattr(settings, name)
+        if value is not None:
+            options.setdefault(name, value)
+    if settings.api_key is not None:
+        options.setdefault("api_key", settings.api_key.get_secret_value())
+    return ManagedTeacher(factories[settings.kind].create(options), settings=settings, store=store)
