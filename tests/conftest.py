@@ -16,7 +16,7 @@ from syllabus.services.runtime import (
     StoreSettings,
 )
 
-pytest_plugins = ["tests.s3server", "tests.openai_server"]
+pytest_plugins = ["tests.s3server", "tests.openai_server", "tests.triton_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "bees"
@@ -24,6 +24,9 @@ EXAMPLES = ROOT / "examples" / "bees"
 # settings in the developer's environment must not leak into the tests
 for _k in [k for k in os.environ if k.startswith("SYLLABUS_")]:
     del os.environ[_k]
+# nothing is ever downloaded from a model hub
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 @pytest.fixture
