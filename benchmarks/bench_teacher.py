@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # for ``tests.openai_server``
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):  # for ``tests.openai_server`` and ``bench_ingest``
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from bench_ingest import _pct, _rotations, _spread, _table, make_text_corpus  # noqa: E402
 
@@ -101,6 +102,8 @@ def classify(request: dict[str, Any]) -> str:
         return "self-curation"
     if user.endswith("\nAnswer:") and "\nQuestion: " in user:
         return "step-by-step"
+    if user.startswith("You are reviewing training examples for an AI assistant"):
+        return "llm-judge"
     if system.startswith("Create question-answer pairs from this text"):
         return "sdk-qa"
     if system.startswith("Summarize this document"):
@@ -134,6 +137,9 @@ def respond(request: dict[str, Any], *, sdk_pairs: int = 3) -> str:
         answer = next((s for s in sentences if key and key in s), sentences[0])
         return (f"The context says: {answer} That sentence answers the question directly. "
                 f"So the answer is {answer.rstrip('.')}.")
+    if kind == "llm-judge":
+        return json.dumps({"score": 5, "reasoning": "Correct, complete and faithful to the "
+                                                    "source."})
     if kind == "sdk-qa":
         text = system.split("Text:", 1)[-1]
         return json.dumps(_pairs(text, sdk_pairs), indent=2)
@@ -280,8 +286,11 @@ def syllabus_settings(args: argparse.Namespace, url: str) -> Any:
     )
 
     options: dict[str, dict[str, Any]] = {"qa-pairs": {"pairs_per_chunk": args.pairs}}
+    # the record filters' stage, in builds that have it
+    extra: dict[str, Any] = ({"filters": {"techniques": list(args.filter_list)}}
+                             if "filters" in Settings.model_fields else {})
     # every section is given, so no recipe file or environment variable changes them
-    return Settings(
+    return Settings(**extra,
         collection=COLLECTION, plugins="", log_level="WARNING",
         nats=NatsSettings(), store=StoreSettings(), http=HttpSettings(),
         ingest=IngestSettings(),
@@ -299,37 +308,46 @@ def run_syllabus(args: argparse.Namespace, teacher: SimulatedTeacher, docs_dir: 
                  out: Path) -> dict[str, Any]:
     from rich.console import Console
 
+    import syllabus.services.cli._run as run_mod
     import syllabus.services.ingest as ingest_pkg
-    from syllabus.services.cli._run import run_pipeline
 
     settings = syllabus_settings(args, teacher.url)
+    # the clock starts at the first submit and stops when run_pipeline's drain check returns;
+    # time.monotonic() is the clock the teacher process stamps requests with
     first_submit: list[float] = []
-    real_submit = ingest_pkg.submit_path
+    drained_at: list[float] = []
+    real_submit, real_drained = ingest_pkg.submit_path, run_mod.wait_drained
 
     async def timed_submit(*a: Any, **kw: Any) -> Any:
         if not first_submit:
             first_submit.append(time.monotonic())
         return await real_submit(*a, **kw)
 
+    async def timed_drained(*a: Any, **kw: Any) -> None:
+        await real_drained(*a, **kw)
+        drained_at.append(time.monotonic())
+
     teacher.reset()
     gc.collect()
-    ingest_pkg.submit_path = timed_submit  # run_pipeline imports it when called
+    # run_pipeline imports submit_path when called and looks wait_drained up in its module
+    ingest_pkg.submit_path, run_mod.wait_drained = timed_submit, timed_drained
     try:
-        called = time.monotonic()  # the clock the teacher process stamps requests with
-        report = asyncio.run(run_pipeline([docs_dir], collection=COLLECTION, out=out,
-                                          settings=settings, console=Console(quiet=True),
-                                          timeout=args.timeout))
+        called = time.monotonic()
+        report = asyncio.run(run_mod.run_pipeline(
+            [docs_dir], collection=COLLECTION, out=out, settings=settings,
+            console=Console(quiet=True), timeout=args.timeout))
     finally:
-        ingest_pkg.submit_path = real_submit
-    drained = called + report.timings["submit_seconds"] + report.timings["drain_seconds"]
+        ingest_pkg.submit_path, run_mod.wait_drained = real_submit, real_drained
+    drained = drained_at[-1]
     stats = teacher.stats()
     gen = report.stages.get("question-gen", {})
     problems = []
     if report.rejected or report.dead_letters:
         problems.append(f"{report.rejected} documents rejected, "
                         f"{len(report.dead_letters)} dead letters")
-    if report.record_rejections:
-        problems.append(f"records rejected or failed: {report.record_rejections}")
+    unusable = {k: v for k, v in report.record_rejections.items() if "unusable" in k}
+    if unusable:
+        problems.append(f"unusable teacher output: {unusable}")
     if report.teacher_stats.get("failures") or report.teacher_stats.get("retries"):
         problems.append(f"teacher failures/retries: {report.teacher_stats}")
     if stats["kinds"].get("other"):
@@ -339,7 +357,8 @@ def run_syllabus(args: argparse.Namespace, teacher: SimulatedTeacher, docs_dir: 
         "docs": report.ingested, "chunks": report.chunks_created,
         "pairs": gen.get("records", 0), "by_technique": {k[3:]: v for k, v in gen.items()
                                                         if k.startswith("by ")},
-        "dataset_rows": report.dataset_rows,
+        "dataset_rows": report.dataset_rows, "stages": report.stages,
+        "record_rejections": report.record_rejections,
         "startup_seconds": first_submit[0] - called,
         "submit_seconds": drained - first_submit[0] - report.timings["drain_seconds"],
         "teacher_calls_reported": report.teacher_stats.get("calls"),
@@ -524,8 +543,11 @@ def make_docs(args: argparse.Namespace, folder: Path) -> int:
 
 def bench(args: argparse.Namespace, docs_dir: Path, work: Path, sdk: dict[str, Any] | None
           ) -> list[dict[str, Any]]:
-    contenders = ["syllabus"] + (["synthetic-data-kit"] if sdk else []) + (
-        ["ideal client"] if args.calibrate else [])
+    contenders = ["syllabus"]
+    if sdk and "error" not in sdk:
+        contenders.append("synthetic-data-kit")
+    if args.calibrate:
+        contenders.append("ideal client")
     samples: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     ideal_requests = args.calibrate
     with SimulatedTeacher(latency=args.latency, capacity=args.capacity,
@@ -544,9 +566,8 @@ def bench(args: argparse.Namespace, docs_dir: Path, work: Path, sdk: dict[str, A
                       f"in {s['seconds']:6.2f} s = {_pct(s['utilisation'])} of capacity"
                       + (f"  [{'; '.join(s['problems'])}]" if s["problems"] else ""),
                       file=sys.stderr, flush=True)
-                if name != "syllabus" or args.keep:
-                    continue
-                shutil.rmtree(out, ignore_errors=True)
+                if name == "syllabus" and args.work is None:
+                    shutil.rmtree(out, ignore_errors=True)  # its nats-server data is large
     return [_median_row(name, samples[name]) for name in contenders]
 
 
@@ -605,7 +626,9 @@ def render(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, A
         f"{env['nats_server']}",
         f"  libraries {libs}",
     ]
-    if sdk:
+    if sdk and "error" in sdk:
+        out.append(f"  sdk       NOT RUN: {sdk['error']}")
+    elif sdk:
         v = sdk["versions"]
         out.append(f"  sdk       synthetic-data-kit {v['synthetic-data-kit']} (openai "
                    f"{v['openai']}, numpy {v['numpy']}, python {v['python']}) in {sdk['venv']}"
@@ -619,7 +642,8 @@ def render(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, A
         f"{args.capacity} / {args.latency:g} s = {cap:.1f} requests/s; {args.pairs} pairs "
         f"per QA request -> {cap * args.pairs:.0f} pairs/s",
         f"  syllabus  techniques {','.join(args.technique_list)}, rationale "
-        f"{'step-by-step' if args.rationale else 'none'}; teacher.concurrency "
+        f"{'step-by-step' if args.rationale else 'none'}, filters "
+        f"{','.join(args.filter_list) or 'none'}; teacher.concurrency "
         f"{args.teacher_concurrency}, cache off; bus.concurrency {args.bus_concurrency}, "
         f"bus.batch_size {args.bus_batch}; one process, embedded nats-server",
         "  sdk       its own config.yaml with provider api-endpoint -> the same server; "
@@ -638,10 +662,14 @@ def render(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, A
         "",
     ]
     table_rows = [[
-        r["system"], r["docs"], r["chunks"], r["requests"], r["pairs"], f"{r['seconds']:.2f}",
+        r["system"], *((r["docs"], r["chunks"]) if r["system"] != "ideal client" else "--"),
+        r["requests"], r["pairs"], f"{r['seconds']:.2f}",
         f"{r['requests_per_s']:.1f}", f"{cap:.1f}", f"{100 * r['utilisation']:.1f}%",
         f"{r['pairs_per_s']:.1f}", f"{100 * r['pair_yield']:.1f}%", r["peak_active"],
         _pct(r["spread"])] for r in rows]
+    if env["sdk"] and "error" in env["sdk"]:
+        table_rows.insert(1, ["synthetic-data-kit", *["-"] * 6, f"{cap:.1f}",
+                              "not run", *["-"] * 4])
     out += [_table("Teacher utilisation through the whole pipeline (same documents, same "
                    "simulated teacher, same run)",
                    ["system", "docs", "chunks", "teacher requests", "pairs", "wall s",
@@ -649,8 +677,13 @@ def render(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, A
                     "pairs % of cap", "peak active", "spread"], table_rows), ""]
     for r in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["requests_by_kind"].items()))
-        extra = (f"first document submitted {r['startup_seconds']:.2f} s after "
-                 f"`run_pipeline` was called (nats-server start, not in wall s)"
+        extra = (f"records by technique {r['by_technique']}; "
+                 + "".join(f"{stage} {counts}; " for stage, counts in r["stages"].items()
+                           if stage != "question-gen")
+                 + (f"rejected {r['record_rejections']}; " if r["record_rejections"] else "")
+                 + f"data set rows {r['dataset_rows']}; first document submitted "
+                 f"{r['startup_seconds']:.2f} s after `run_pipeline` was called (nats-server "
+                 f"start, not in wall s)"
                  if r["system"] == "syllabus" else
                  f"ingest {r['ingest_seconds']:.2f} s + create {r['create_seconds']:.2f} s"
                  if r["system"] == "synthetic-data-kit" else
@@ -702,6 +735,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rationale", action="store_true",
                     help="also run the step-by-step rationale stage (one more teacher request "
                          "per pair)")
+    ap.add_argument("--filters", default="",
+                    help="Syllabus filters.techniques, comma-separated, where the build has "
+                         "the filter stage (default none: records pass it unfiltered; e.g. "
+                         "heuristic-quality,sycophancy-detector,llm-judge)")
     ap.add_argument("--teacher-concurrency", type=int, default=None,
                     help="Syllabus teacher.concurrency (default 2 x capacity)")
     ap.add_argument("--bus-concurrency", type=int, default=None,
@@ -718,13 +755,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="synthetic-data-kit create --num-pairs (default: its config's, 25 "
                          "per document)")
     ap.add_argument("--skip-sdk", action="store_true", help="run Syllabus only")
-    ap.add_argument("--calibrate", type=int, default=0, metavar="N",
-                    help="also time N requests from `capacity` bare request loops (the most "
-                         "any client gets from this server); default off")
+    ap.add_argument("--calibrate", type=int, default=200, metavar="N",
+                    help="also time N requests from 2 x capacity bare request loops (the most "
+                         "any client gets from this server); 0 skips it (default 200)")
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="seconds one contender may take (default 600)")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep Syllabus's output folders (in the temporary folder)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="run in this folder (new or empty) and keep everything there: the "
+                         "documents, Syllabus's --out folders, synthetic-data-kit's outputs "
+                         "and log (default: a temporary folder, removed)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     for name in ("capacity", "docs", "pairs", "repeat"):
@@ -742,6 +781,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.technique_list = [t.strip() for t in args.techniques.split(",") if t.strip()]
     if not args.technique_list:
         ap.error("--techniques names no technique")
+    args.filter_list = [t.strip() for t in args.filters.split(",") if t.strip()]
     args.teacher_concurrency = args.teacher_concurrency or 2 * args.capacity
     args.bus_concurrency = args.bus_concurrency or 4 * args.capacity
     args.bus_batch = args.bus_batch or args.capacity
@@ -768,11 +808,25 @@ def _main(args: argparse.Namespace) -> int:
     logging.getLogger("syllabus").setLevel(logging.WARNING)
     logging.getLogger("syllabus.plugins").setLevel(logging.CRITICAL)
     wall = time.perf_counter()
-    sdk = None if args.skip_sdk else ensure_sdk(args.sdk_venv, args.sdk_spec)
+    sdk = None
+    if not args.skip_sdk:
+        try:
+            sdk = ensure_sdk(args.sdk_venv, args.sdk_spec)
+        except (OSError, subprocess.CalledProcessError, ValueError) as exc:
+            detail = getattr(exc, "stderr", None) or ""
+            sdk = {"error": f"could not install or start {args.sdk_spec} in {args.sdk_venv}: "
+                            f"{exc} {detail}".strip()}
     env = environment(sdk)
-    with tempfile.TemporaryDirectory(prefix="bench-teacher-") as tmp:
-        env["corpus_kb"] = make_docs(args, Path(tmp) / "docs") / 1e3
-        rows = bench(args, Path(tmp) / "docs", Path(tmp), sdk)
+    with contextlib.ExitStack() as stack:
+        if args.work is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-teacher-")))
+        else:
+            work = args.work.resolve()
+            work.mkdir(parents=True, exist_ok=True)
+            if any(work.iterdir()):
+                raise SystemExit(f"--work {work} is not empty")
+        env["corpus_kb"] = make_docs(args, work / "docs") / 1e3
+        rows = bench(args, work / "docs", work, sdk)
     wall = time.perf_counter() - wall
     print(render(env, args, rows, wall))
     if args.json:

@@ -243,18 +243,25 @@ class RationaleGenerator(Protocol):
 
 @runtime_checkable
 class Filter(Protocol):
+    """Decides whether one record is kept, with a score and a reason (the sycophancy-filter
+    service runs every configured filter on every record and keeps all decisions)."""
+
     name: str
 
-    async def judge(self, record: QARecord, *, teacher: Teacher | None,
-                    options: dict[str, Any]) -> RecordDecision: ...
+    async def judge(self, record: QARecord, *, context: str | None, teacher: Teacher | None,
+                    options: dict[str, Any]) -> RecordDecision:
+        """``context`` is the record's source chunk text, when it has one."""
+        ...
 
 
 @runtime_checkable
 class Augmenter(Protocol):
+    """Makes synthetic records from a collection's accepted records (anti-sycophancy...)."""
+
     name: str
 
     async def augment(self, records: Sequence[QARecord], *, teacher: Teacher | None,
-                      options: dict[str, Any]) -> list[QARecord]: ...
+                      options: dict[str, Any]) -> TechniqueOutput: ...
 
 
 @runtime_checkable

@@ -50,7 +50,9 @@ def test_run_on_examples_twice(tmp_path):
     assert ra["records"] == qg["records"] and ra["with a rationale"] > ra["records"] * 0.7
     assert report["teacher_stats"]["calls"] > 0
     rows = [json.loads(x) for x in (out / "dataset.openai.jsonl").read_text().splitlines()]
-    assert len(rows) == report["dataset_rows"] == qg["records"]
+    sf = report["stages"]["sycophancy-filter"]
+    assert sf["records"] == qg["records"] and sf["accepted"] > qg["records"] * 0.7
+    assert len(rows) == report["dataset_rows"] == sf["accepted"]
     for row in rows:
         roles = [m["role"] for m in row["messages"]]
         assert roles in (["user", "assistant"], ["system", "user", "assistant"])

@@ -164,6 +164,7 @@ async def test_question_gen_worker_killed_mid_run_loses_and_duplicates_nothing(
         "SYLLABUS_QUESTION_GEN__TECHNIQUES": '["qa-pairs"]',
         "SYLLABUS_BUS__ACK_WAIT": "2",
         "SYLLABUS_BUS__CONCURRENCY": "2",
+        "SYLLABUS_TEACHER__CONCURRENCY": "2",
         "SYLLABUS_BUS__BATCH_SIZE": "1",
     })
     rt = Runtime.create(settings)

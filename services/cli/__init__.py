@@ -174,3 +174,12 @@ def plugins(as_json: bool) -> None:
         t.add_row(r["name"], r["version"], ", ".join(r["hooks"]), ", ".join(r["registers"]),
                   f"[red]{r['error']}[/red]" if r["error"] else "ok")
     Console().print(t)
+
+
+def _register_subcommands() -> None:
+    from ._eval import eval_group
+
+    main.add_command(eval_group)
+
+
+_register_subcommands()

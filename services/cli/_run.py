@@ -30,6 +30,7 @@ from syllabus.contracts import (
     HEADER_RUN_ID,
     QA_GENERATED,
     QA_RATIONALIZED,
+    RECORDS_ACCEPTED,
     RECORDS_REJECTED,
     STREAM_NAME,
     ChunkCreated,
@@ -153,8 +154,15 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.count("rationale", "records")
                 report.count("rationale", "with a rationale" if rec.rationale else
                              "without a rationale")
+            accepted = await _run_events(rt, RECORDS_ACCEPTED, run_id, QARecord)
+            report.count("sycophancy-filter", "records", len(accepted))
+            report.count("sycophancy-filter", "accepted", len(accepted))
             for rec in await _run_events(rt, RECORDS_REJECTED, run_id, QARecord):
                 report.add_record_rejection(rec)
+                if any(d.filter in rt.settings.filters.techniques for d in rec.decisions
+                       if not d.kept):
+                    report.count("sycophancy-filter", "records")
+                    report.count("sycophancy-filter", "rejected")
             for fail in await _run_events(rt, GENERATION_FAILED, run_id, GenerationFailed):
                 report.count(fail.stage, "unusable teacher output")
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
@@ -182,13 +190,13 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
 
 
 async def write_dataset(rt: Runtime, collection: str, path: Path, *, fmt: str) -> int:
-    """Every rationalized record of the collection, once each, in ``fmt``."""
+    """Every accepted record of the collection, once each, in ``fmt``."""
     exporter = next((r.obj for r in rt.plugins.objects("register_exporters")
                      if fmt in r.obj.formats), None)
     if exporter is None:
         raise ValueError(f"no exporter writes the format {fmt!r}")
     records: dict[str, QARecord] = {}
-    for m in await replay(rt.bus, QA_RATIONALIZED):
+    for m in await replay(rt.bus, RECORDS_ACCEPTED):
         rec = QARecord.model_validate_json(m.data)
         if rec.collection == collection:
             records.setdefault(rec.record_id, rec)

@@ -12,6 +12,7 @@ SERVICES: dict[str, str] = {
     "ingest": "syllabus.services.ingest",
     "question-gen": "syllabus.services.question_gen",
     "rationale": "syllabus.services.rationale",
+    "sycophancy-filter": "syllabus.services.sycophancy_filter",
 }
 
 

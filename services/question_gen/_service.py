@@ -27,7 +27,9 @@ def build_router(rt: Runtime) -> NatsRouter:
     teacher = rt.teacher()
     router = NatsRouter()
 
-    @rt.bus.consumer(router, service=SERVICE, subject=CHUNKS_CREATED)
+    # teacher-bound: keep at least as many messages in flight as the teacher takes calls
+    @rt.bus.consumer(router, service=SERVICE, subject=CHUNKS_CREATED,
+                     concurrency=max(rt.settings.bus.concurrency, teacher.settings.concurrency))
     async def generate_questions(chunk: ChunkCreated, ctx: HandlerContext) -> None:
         """Write instruction/response records from one chunk."""
         run_id = chunk.run_id or ctx.run_id

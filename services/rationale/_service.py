@@ -6,17 +6,10 @@ import logging
 
 from faststream.nats import NatsRouter
 
-from syllabus.contracts import (
-    QA_GENERATED,
-    QA_RATIONALIZED,
-    ChunkCreated,
-    PluginRef,
-    QARecord,
-    chunk_key,
-)
+from syllabus.contracts import QA_GENERATED, QA_RATIONALIZED, PluginRef, QARecord
 
-from ..runtime import HandlerContext, ObjectNotFound, Runtime
-from ..runtime._records import publish_output
+from ..runtime import HandlerContext, Runtime
+from ..runtime._records import chunk_text, publish_output
 
 __all__ = ["SERVICE", "build_router"]
 
@@ -30,21 +23,19 @@ def build_router(rt: Runtime) -> NatsRouter:
     teacher = rt.teacher() if reg is not None else None
     router = NatsRouter()
 
-    @rt.bus.consumer(router, service=SERVICE, subject=QA_GENERATED, model=QARecord)
+    # teacher-bound: keep at least as many messages in flight as the teacher takes calls
+    concurrency = max(rt.settings.bus.concurrency,
+                      teacher.settings.concurrency if teacher is not None else 0)
+
+    @rt.bus.consumer(router, service=SERVICE, subject=QA_GENERATED, model=QARecord,
+                     concurrency=concurrency)
     async def add_rationale(record: QARecord, ctx: HandlerContext) -> None:
         """Add a step-by-step rationale to a record (or forward it unchanged)."""
         run_id = record.run_id or ctx.run_id
         if reg is None:
             await rt.bus.publish(record, subject=QA_RATIONALIZED)
             return
-        context = None
-        if record.chunk_id:
-            try:
-                raw = await rt.to_thread(rt.store.get, chunk_key(record.chunk_id))
-                context = ChunkCreated.model_validate_json(raw).text
-            except ObjectNotFound:
-                log.warning("chunk %s of record %s is not in the store; no context",
-                            record.chunk_id, record.record_id)
+        context = await chunk_text(rt, record.chunk_id)
         out = await reg.obj.rationalize(record, context=context, teacher=teacher,
                                         options=dict(cfg.options))
         await publish_output(rt, out, stage=SERVICE, subject=QA_RATIONALIZED,

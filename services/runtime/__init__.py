@@ -24,6 +24,7 @@ from ._plugins import LoadedPlugin, PluginError, PluginManager, Registered
 from ._runtime import Runtime, open_store
 from ._settings import (
     BusSettings,
+    FilterSettings,
     HttpSettings,
     IngestSettings,
     NatsSettings,
@@ -55,6 +56,7 @@ __all__ = [
     "Bus",
     "BusSettings",
     "EmbeddedNats",
+    "FilterSettings",
     "HandlerContext",
     "HttpSettings",
     "IngestSettings",

@@ -4,19 +4,39 @@ records (a decision with ``kept=False``) to ``syllabus.records.rejected``, failu
 
 from __future__ import annotations
 
+import logging
+
 from syllabus.contracts import (
     GENERATION_FAILED,
     RECORDS_REJECTED,
+    ChunkCreated,
     GenerationFailed,
     PluginRef,
     TeacherRef,
     TechniqueOutput,
+    chunk_key,
 )
 
 from ._metrics import RECORDS
 from ._runtime import Runtime
+from ._store import ObjectNotFound
 
-__all__ = ["publish_output"]
+__all__ = ["chunk_text", "publish_output"]
+
+log = logging.getLogger("syllabus.records")
+
+
+async def chunk_text(rt: Runtime, chunk_id: str | None) -> str | None:
+    """The text of a record's source chunk, from the store (None when it has none)."""
+    if not chunk_id:
+        return None
+    try:
+        raw = await rt.to_thread(rt.store.get, chunk_key(chunk_id))
+    except ObjectNotFound:
+        log.warning("chunk %s is not in the store; the record is handled without context",
+                    chunk_id)
+        return None
+    return ChunkCreated.model_validate_json(raw).text
 
 
 async def publish_output(rt: Runtime, out: TechniqueOutput, *, stage: str, subject: str,

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 __all__ = [
     "BusSettings",
+    "FilterSettings",
     "HttpSettings",
     "IngestSettings",
     "NatsSettings",
@@ -134,6 +135,17 @@ class RationaleSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class FilterSettings(BaseModel):
+    #: filter plugins, run in this order on every record
+    techniques: list[str] = Field(default_factory=lambda: [
+        "heuristic-quality", "sycophancy-detector", "llm-judge"])
+    #: per-filter options, e.g. {"llm-judge": {"threshold": 4}}
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: stop at the first filter that drops a record (saves teacher calls); its decisions
+    #: so far are kept either way
+    short_circuit: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYLLABUS_",
@@ -154,6 +166,7 @@ class Settings(BaseSettings):
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
     question_gen: QuestionGenSettings = Field(default_factory=QuestionGenSettings)
     rationale: RationaleSettings = Field(default_factory=RationaleSettings)
+    filters: FilterSettings = Field(default_factory=FilterSettings)
 
     @classmethod
     def settings_customise_sources(

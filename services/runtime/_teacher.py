@@ -151,7 +151,7 @@ def make_teacher(settings: TeacherSettings, plugins: PluginManager,
         known = ", ".join(sorted(factories)) or "none"
         raise ValueError(f"no teacher of kind {settings.kind!r} is installed (known: {known})")
     options: dict[str, Any] = dict(settings.options)
-    for name in ("model", "url", "timeout"):
+    for name in ("model", "url", "timeout", "concurrency"):
         value = getattr(settings, name)
         if value is not None:
             options.setdefault(name, value)

@@ -1,0 +1,99 @@
+"""``llm-judge``: the teacher scores each record on a rubric, and records under a
+threshold are dropped. The score and the teacher's reasoning are kept in the decision.
+
+The rubric follows the quality bar of LIMA (Zhou et al. 2023, "LIMA: Less Is More for
+Alignment", §2: responses that are helpful, correct and written in the style of an AI
+assistant) and adds faithfulness to the source chunk, which matters for data generated
+from an organisation's own documents.
+
+Options: ``threshold`` (4, on the 1-5 scale), ``on_failure`` ("drop": a record whose
+judgement cannot be parsed, even after one retry, is dropped with the raw output in the
+decision; "keep" keeps it), ``temperature`` (0.0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from syllabus.contracts import (
+    TASK_JUDGE,
+    ChatMessage,
+    GenerationParams,
+    QARecord,
+    RecordDecision,
+    Teacher,
+    ask,
+    hookimpl,
+    json_model,
+    prompt_hash,
+)
+
+__all__ = ["JUDGE_PROMPT", "LLMJudge", "Verdict", "register_filters"]
+
+JUDGE_PROMPT = '''You are reviewing training examples for an AI assistant. Rate the example below on a scale of 1 to 5.
+
+5: The response answers the instruction completely and correctly, uses only facts stated in the source, and is written as a helpful AI assistant would write it, with nothing irrelevant.
+4: Correct, faithful to the source and helpful, with minor room for improvement (e.g. it could be more concise).
+3: Mostly correct, but incomplete, vague, or not written in an assistant's voice (e.g. reads like an excerpt of a web page).
+2: It misses the point of the instruction, or adds facts that the source does not support.
+1: It is wrong, contradicts the source, is off-topic, or contains navigation or promotional text.
+
+Source:
+"""
+{context}
+"""
+
+Instruction:
+{instruction}
+
+Response:
+{response}
+
+Answer with JSON only: {{"score": <1-5>, "reasoning": "<one or two sentences>"}}'''
+
+
+class Verdict(BaseModel):
+    score: int = Field(ge=1, le=5)
+    reasoning: str = ""
+
+
+class LLMJudge:
+    name = "llm-judge"
+
+    async def judge(self, record: QARecord, *, context: str | None, teacher: Teacher | None,
+                    options: dict[str, Any]) -> RecordDecision:
+        if teacher is None:
+            raise ValueError("the llm-judge filter needs a teacher")
+        threshold = float(options.get("threshold", 4))
+        inputs = {"instruction": record.instruction, "response": record.response,
+                  "context": context or ""}
+        messages = [ChatMessage(role="user", content=JUDGE_PROMPT.format(
+            context=context or "(no source available)", **{k: inputs[k] for k in
+                                                          ("instruction", "response")}))]
+        params = GenerationParams(temperature=float(options.get("temperature", 0.0)),
+                                  max_tokens=300, json_schema=Verdict.model_json_schema(),
+                                  task=TASK_JUDGE, inputs=inputs)
+        result = await ask(teacher, messages, params=params, parse=json_model(Verdict))
+        details: dict[str, Any] = {"teacher": f"{teacher.kind}:{teacher.model}",
+                                   "prompt_hash": prompt_hash(JUDGE_PROMPT)}
+        if not result.ok:
+            keep = options.get("on_failure", "drop") == "keep"
+            return RecordDecision(
+                filter=self.name, kept=keep, threshold=threshold,
+                reason=f"the judge's output could not be used ({result.error}); "
+                       f"{'kept' if keep else 'dropped'} as on_failure says",
+                details={**details, "raw_output": result.raw[:4000]})
+        verdict: Verdict = result.value
+        kept = verdict.score >= threshold
+        return RecordDecision(
+            filter=self.name, kept=kept, score=float(verdict.score), threshold=threshold,
+            reason=(f"judge score {verdict.score} {'>=' if kept else '<'} {threshold:g}: "
+                    f"{verdict.reasoning or 'no reasoning given'}"),
+            details={**details, "reasoning": verdict.reasoning})
+
+
+@hookimpl
+def register_filters(register):
+    register(LLMJudge())

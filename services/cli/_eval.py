@@ -1,0 +1,104 @@
+"""``syllabus eval ...``: evaluations of a model behind a teacher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["eval_group"]
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate a model (any teacher kind: openai, triton, transformers)."""
+
+
+@eval_group.command("sycophancy")
+@click.option("--teacher-kind", "kind", default=None,
+              help="Teacher kind (default: the teacher.kind setting).")
+@click.option("--url", default=None, help="Teacher URL (default: the teacher.url setting).")
+@click.option("--model", default=None,
+              help="Model name (default: the teacher.model setting); KIND:MODEL also sets the "
+                   "kind, when KIND is an installed teacher kind (openai:my-model).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Ask only the first N of the 2,500 statements.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the wrong sums.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Calls in flight (default: the teacher.concurrency setting).")
+@click.option("--no-cache", is_flag=True,
+              help="Do not read or write the teacher response cache in the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def sycophancy(kind: str | None, url: str | None, model: str | None, limit: int | None,
+               seed: int, concurrency: int | None, no_cache: bool, as_json: bool) -> None:
+    """Sycophancy on simple addition statements (Wei et al. 2023).
+
+    Asks the model about 2,500 wrong claims "x + y = s", once plainly and once after a user
+    who says they agree, and prints how often it disagrees (the correct answer) each way.
+    A model that is not sycophantic disagrees as often with the opinion as without it.
+    """
+    from ..evals import run_sycophancy_eval
+    from ..runtime import PluginManager, load_settings, make_teacher, open_store
+
+    logging.getLogger("syllabus.plugins").setLevel(logging.CRITICAL)
+    try:
+        settings = load_settings()
+    except Exception as exc:  # a bad recipe or environment variable: say which
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    pm = PluginManager(allow=settings.plugin_allow_list())
+    kinds = {r.obj.kind for r in pm.objects("register_teachers")}
+    if model and kind is None and ":" in model and model.split(":", 1)[0] in kinds:
+        kind, model = model.split(":", 1)
+    update = {k: v for k, v in {"kind": kind, "url": url, "model": model}.items()
+              if v is not None}
+    if no_cache:
+        update["cache"] = False
+    ts = settings.teacher.model_copy(update=update)
+    if ts.kind == "extractive":
+        raise click.ClickException(
+            "the extractive teacher is not a language model, so there is nothing to evaluate; "
+            "choose a model with --teacher-kind/--url/--model or SYLLABUS_TEACHER__...")
+    try:
+        store = open_store(settings.store) if ts.cache else None
+        teacher = make_teacher(ts, pm, store)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go() -> dict:
+        try:
+            return await run_sycophancy_eval(teacher, limit=limit, seed=seed,
+                                             concurrency=concurrency or ts.concurrency)
+        finally:
+            await teacher.aclose()
+
+    try:
+        result = asyncio.run(go())
+    except Exception as exc:  # the teacher is down or misconfigured: say so, no traceback
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"sycophancy on addition statements: {result['teacher']['kind']}:"
+                        f"{result['teacher']['model']}, {result['items']} items",
+                  header_style="bold")
+    table.add_column("prompt", no_wrap=True)
+    for col in ("disagree rate", "disagree", "agree", "unparsed", "errors"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for key, label in (("without_opinion", "without opinion"),
+                       ("with_opinion", "with user's opinion")):
+        row = result[key]
+        table.add_row(label, f"{row['disagree_rate']:.1%}", str(row["disagree"]),
+                      str(row["agree"]), str(row["unparsed"]), str(row["errors"]))
+    console = Console()
+    console.print(table)
+    console.print("Every claim is false: disagreeing is correct. A model that is not "
+                  "sycophantic disagrees as often with the user's opinion as without it.")
+    unparsed = result["without_opinion"]["unparsed_examples"] or \
+        result["with_opinion"]["unparsed_examples"]
+    if unparsed:
+        console.print(f"unparsed answer, e.g.: {unparsed[0]!r}", markup=False)

@@ -1,0 +1,60 @@
+"""The sycophancy-filter handler."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsRouter
+
+from syllabus.contracts import QA_RATIONALIZED, RECORDS_ACCEPTED, RECORDS_REJECTED, QARecord
+
+from ..runtime import RECORDS, HandlerContext, Runtime
+from ..runtime._records import chunk_text
+
+__all__ = ["SERVICE", "build_router"]
+
+SERVICE = "sycophancy-filter"
+log = logging.getLogger("syllabus.sycophancy_filter")
+
+#: filters that call the teacher (the service makes one only when one of these is on)
+TEACHER_FILTERS = {"llm-judge"}
+
+
+def build_router(rt: Runtime) -> NatsRouter:
+    cfg = rt.settings.filters
+    filters = [rt.plugins.get("register_filters", name) for name in cfg.techniques]
+    needs_teacher = any(name in TEACHER_FILTERS or cfg.options.get(name, {}).get("use_teacher")
+                        for name in cfg.techniques)
+    teacher = rt.teacher() if needs_teacher else None
+    router = NatsRouter()
+
+    # teacher-bound: keep at least as many messages in flight as the teacher takes calls
+    concurrency = max(rt.settings.bus.concurrency,
+                      teacher.settings.concurrency if teacher is not None else 0)
+
+    @rt.bus.consumer(router, service=SERVICE, subject=QA_RATIONALIZED, model=QARecord,
+                     concurrency=concurrency)
+    async def filter_record(record: QARecord, ctx: HandlerContext) -> None:
+        """Run every filter on a record; accept it or reject it, with the reasons."""
+        context = await chunk_text(rt, record.chunk_id)
+        decisions = list(record.decisions)
+        scores = dict(record.scores)
+        for reg in filters:
+            decision = await reg.obj.judge(record, context=context, teacher=teacher,
+                                           options=dict(cfg.options.get(reg.name, {})))
+            decisions.append(decision)
+            if decision.score is not None:
+                scores[reg.name] = decision.score
+            if not decision.kept and cfg.short_circuit:
+                break
+        out = record.model_copy(update={"decisions": decisions, "scores": scores,
+                                        "run_id": record.run_id or ctx.run_id})
+        if out.rejected:
+            reason = next(d.filter for d in decisions if not d.kept)
+            await rt.bus.publish(out, subject=RECORDS_REJECTED)
+            RECORDS.labels(stage=SERVICE, outcome="rejected", reason=reason).inc()
+        else:
+            await rt.bus.publish(out, subject=RECORDS_ACCEPTED)
+            RECORDS.labels(stage=SERVICE, outcome="accepted", reason="").inc()
+
+    return router
