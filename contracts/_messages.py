@@ -25,6 +25,8 @@ __all__ = [
     "ChunkDropReason",
     "ChunkDropped",
     "ChunkLineage",
+    "DatasetBuilt",
+    "DatasetRequested",
     "DeadLetter",
     "DocumentIngested",
     "DocumentRejected",
@@ -285,6 +287,46 @@ class GenerationFailed(Event):
                 f"{self.chunk_id}:{self.record_id}")
 
 
+# --- data sets -------------------------------------------------------------------------
+
+
+class DatasetRequested(Event):
+    """Build a data set version from a collection's accepted records."""
+
+    subject: ClassVar[str] = s.DATASETS_REQUESTED
+    collection: str = Collection
+    target_size: int | None = Field(default=None, ge=1,
+                                    description="records to select (LIMA-style subset)")
+    format: Literal["openai", "alpaca", "sharegpt", "step-by-step"] = "openai"
+    eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+    #: selection settings (thresholds, decontamination set key, synthetic share...)
+    options: dict[str, Any] = Field(default_factory=dict)
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"datasets.requested:{self.collection}:{content_id(self.model_dump(mode='json', exclude={'run_id'}))}:{self.run_id}"
+
+
+class DatasetBuilt(Event):
+    """A data set version: ``datasets/<collection>/<version>/{train,eval}.jsonl`` and
+    ``manifest.json`` in the store. The same records and settings give the same version."""
+
+    subject: ClassVar[str] = s.DATASETS_BUILT
+    collection: str = Collection
+    version: str
+    prefix: str = Field(description="store prefix: datasets/<collection>/<version>/")
+    format: str
+    train_rows: int
+    eval_rows: int
+    counts: dict[str, int] = Field(default_factory=dict,
+                                   description="records in, and removed by each step")
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"datasets.built:{self.collection}:{self.version}:{self.run_id}"
+
+
 # --- tools -----------------------------------------------------------------------------
 
 
@@ -426,7 +468,7 @@ SUBJECT_MODELS: dict[str, type[Event]] = {
     m.subject: m
     for m in (
         DocumentSubmitted, DocumentIngested, DocumentRejected, ChunkCreated, ChunkDropped,
-        GenerationFailed, ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
+        GenerationFailed, DatasetRequested, DatasetBuilt, ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
         TrainingCompleted, TrainingFailed, ModelDeployed,
     )
 }

@@ -23,6 +23,7 @@ __all__ = [
     "ChunkOptions",
     "Chunker",
     "Completion",
+    "Embedder",
     "Exporter",
     "Failure",
     "Filter",
@@ -130,6 +131,20 @@ class Chunker(Protocol):
     name: str
 
     def chunk(self, doc: ParsedDocument, *, options: ChunkOptions) -> list[ChunkDraft]: ...
+
+
+# --- embeddings ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Sentence embeddings (the runtime's is all-MiniLM-L6-v2, offline). Vectors are
+    L2-normalised, so a dot product is the cosine similarity."""
+
+    model: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
 # --- teachers --------------------------------------------------------------------------

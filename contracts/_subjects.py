@@ -13,6 +13,8 @@ __all__ = [
     "API_SPECS_SUBMITTED",
     "CHUNKS_CREATED",
     "CHUNKS_DROPPED",
+    "DATASETS_BUILT",
+    "DATASETS_REQUESTED",
     "DLQ_ALL",
     "DOCUMENTS_INGESTED",
     "DOCUMENTS_REJECTED",
@@ -50,6 +52,8 @@ QA_RATIONALIZED = "syllabus.qa.rationalized"
 GENERATION_FAILED = "syllabus.generation.failed"
 RECORDS_ACCEPTED = "syllabus.records.accepted"
 RECORDS_REJECTED = "syllabus.records.rejected"
+DATASETS_REQUESTED = "syllabus.datasets.requested"
+DATASETS_BUILT = "syllabus.datasets.built"
 API_SPECS_SUBMITTED = "syllabus.specs.submitted"
 TOOLS_ANNOTATED = "syllabus.tools.annotated"
 TRAINING_REQUESTED = "syllabus.training.requested"

@@ -1,6 +1,7 @@
 """The runtime every service shares: settings, the bus, the store, plugins, metrics, HTTP."""
 
 from ._bus import Bus, HandlerContext, make_stream, replay
+from ._embedder import MiniLMEmbedder, default_embedder
 from ._http import build_http_app, error_response
 from ._logging import configure_logging, log_context
 from ._metrics import (
@@ -64,6 +65,7 @@ __all__ = [
     "LoadedPlugin",
     "LocalStore",
     "ManagedTeacher",
+    "MiniLMEmbedder",
     "NatsSettings",
     "ObjectNotFound",
     "PluginError",
@@ -80,6 +82,7 @@ __all__ = [
     "TeacherStats",
     "build_http_app",
     "configure_logging",
+    "default_embedder",
     "error_response",
     "find_binary",
     "free_port",
