@@ -63,36 +63,31 @@ from syllabus.contracts import (
     hookimpl,
 )
 
+from ._common import (
+    Secret,
+    choice_error,
+    mapping_option,
+    positive,
+    required_model,
+    reveal,
+    scrub,
+    snippet,
+)
+from ._http import http_client, post_json, response_json, retryable_status
+
 __all__ = ["JSON_MODES", "OpenAITeacher", "OpenAITeacherFactory", "register_teachers"]
 
 KIND = "openai"
+_WHO = "openai teacher"
+_MODEL_HINT = 'the model name the server serves, e.g. model = "Qwen/Qwen2.5-7B-Instruct"'
 JSON_MODES = ("auto", "json_schema", "json_object", "off")
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 16
-_MAX_MESSAGE = 500
-_RETRYABLE_STATUS = frozenset({408, 429})
 # what the "auto" json_mode steps through, most structured first
 _LADDER = ("json_schema", "json_object", "off")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object")
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-class _Secret:
-    """Holds a secret so that printing its holder does not print it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "'**********'"
-
-
-def _reveal(value: Any) -> str:
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter() if callable(getter) else value)
 
 
 def _normalise_url(url: str) -> str:
@@ -111,30 +106,7 @@ def _display_url(url: str) -> str:
 
 
 def _headers_option(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError("openai teacher: extra_headers must be a mapping or a JSON "
-                             "object") from exc
-    if not isinstance(value, Mapping):
-        raise ValueError("openai teacher: extra_headers must be a mapping or a JSON object")
-    return {str(k): _reveal(v) for k, v in value.items()}
-
-
-def _positive(options: Mapping[str, Any], key: str, default: float) -> float:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"openai teacher: {key} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ValueError(f"openai teacher: {key} must be positive, got {raw!r}")
-    return value
+    return {k: reveal(v) for k, v in mapping_option(_WHO, value, "extra_headers").items()}
 
 
 class OpenAITeacher:
@@ -148,19 +120,15 @@ class OpenAITeacher:
     def __init__(self, *, model: str, url: str = DEFAULT_URL, api_key: Any = None,
                  timeout: float = DEFAULT_TIMEOUT, extra_headers: Mapping[str, Any] | None = None,
                  json_mode: str = "auto", concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError("openai teacher: option 'model' is required (the model name the "
-                             "server serves, e.g. model = \"Qwen/Qwen2.5-7B-Instruct\")")
+        self.model = required_model(_WHO, model, _MODEL_HINT)
         if json_mode not in JSON_MODES:
-            raise ValueError(f"openai teacher: json_mode must be one of {', '.join(JSON_MODES)}; "
-                             f"got {json_mode!r}")
-        self.model = model.strip()
+            raise choice_error(_WHO, "json_mode", JSON_MODES, json_mode)
         self.url = _normalise_url(url)
         self.json_mode = json_mode
         self.timeout = float(timeout)
         self.concurrency = max(1, int(concurrency))
-        key = _reveal(api_key) if api_key is not None else ""
-        self._api_key = _Secret(key) if key else None
+        key = reveal(api_key) if api_key is not None else ""
+        self._api_key = Secret(key) if key else None
         self._extra_headers = _headers_option(extra_headers)
         self._endpoint = self.url + "/chat/completions"
         # index into _LADDER; only ever moves down, so concurrent calls agree
@@ -182,7 +150,7 @@ class OpenAITeacher:
     # --- the client ------------------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "syllabus-openai-teacher"}
+        headers: dict[str, str] = {}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.value}"
         headers.update(self._extra_headers)
@@ -192,13 +160,7 @@ class OpenAITeacher:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.is_closed:
             # a client's pooled connections belong to the loop that opened them
-            self._client = httpx.AsyncClient(
-                headers=self._headers(),
-                timeout=httpx.Timeout(self.timeout, pool=None),
-                limits=httpx.Limits(max_connections=self.concurrency,
-                                    max_keepalive_connections=self.concurrency),
-                follow_redirects=False,
-            )
+            self._client = http_client(KIND, self._headers(), self.timeout, self.concurrency)
             self._client_loop = loop
         return self._client
 
@@ -244,7 +206,8 @@ class OpenAITeacher:
             step = self._format_step
             structured = self.structured_output
             body = self._body(messages, params, structured)
-            response = await self._post(client, body)
+            response = await post_json(client, self._endpoint, body, timeout=self.timeout,
+                                       error=self._error)
             if (self.json_mode == "auto" and "response_format" in body
                     and _rejects_format(response) and step + 1 < len(_LADDER)):
                 # the server cannot do this kind of structured output: step down, resend
@@ -259,37 +222,19 @@ class OpenAITeacher:
                           completion_tokens=_count(usage, "completion_tokens"),
                           latency_seconds=time.perf_counter() - started)
 
-    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
-        try:
-            return await client.post(self._endpoint, json=body)
-        except httpx.TimeoutException as exc:
-            raise self._error(f"timed out after {self.timeout:g} s ({type(exc).__name__})",
-                              retryable=True) from exc
-        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-            raise self._error(f"request failed: {type(exc).__name__}: {exc}",
-                              retryable=False) from exc
-        except httpx.TransportError as exc:
-            raise self._error(f"connection failed: {type(exc).__name__}: {exc}",
-                              retryable=True) from exc
-
     def _parse(self, response: httpx.Response) -> tuple[str, Any]:
-        try:
-            data = response.json()
-        except (ValueError, UnicodeDecodeError):
-            raise self._error(f"malformed response (HTTP {response.status_code}, not JSON): "
-                              f"{_snippet(response.text)}", retryable=True,
-                              status=response.status_code) from None
+        data = response_json(response, self._error)
         choices = data.get("choices") if isinstance(data, dict) else None
         first = choices[0] if isinstance(choices, list) and choices else None
         message = first.get("message") if isinstance(first, dict) else None
         if not isinstance(message, dict):
             raise self._error(f"malformed response (no choices[0].message): "
-                              f"{_snippet(response.text)}", retryable=True,
+                              f"{snippet(response.text)}", retryable=True,
                               status=response.status_code)
         text = _content_text(message.get("content"))
         refusal = message.get("refusal")
         if not text and isinstance(refusal, str) and refusal:
-            raise self._error(f"the model refused: {_snippet(refusal)}", retryable=False,
+            raise self._error(f"the model refused: {snippet(refusal)}", retryable=False,
                               status=response.status_code)
         return text, data.get("usage")
 
@@ -297,17 +242,15 @@ class OpenAITeacher:
 
     def _error(self, detail: str, *, retryable: bool, status: int | None = None,
                retry_after: float | None = None) -> TeacherError:
-        message = f"openai teacher {self.model!r} at {_display_url(self.url)}: {detail}"
-        if self._api_key is not None and len(self._api_key.value) >= 4:
-            message = message.replace(self._api_key.value, "***")
-        error = TeacherError(message, retryable=retryable, status=status)
+        message = f"{_WHO} {self.model!r} at {_display_url(self.url)}: {detail}"
+        error = TeacherError(scrub(message, self._api_key), retryable=retryable, status=status)
         error.retry_after = retry_after  # type: ignore[attr-defined]
         return error
 
     def _status_error(self, response: httpx.Response) -> TeacherError:
         status = response.status_code
-        retryable = status in _RETRYABLE_STATUS or status >= 500
-        return self._error(f"HTTP {status}: {_snippet(_error_message(response))}",
+        retryable = retryable_status(status)
+        return self._error(f"HTTP {status}: {snippet(_error_message(response))}",
                            retryable=retryable, status=status,
                            retry_after=_retry_after(response) if retryable else None)
 
@@ -345,11 +288,6 @@ def _count(usage: Any, key: str) -> int:
         return max(0, int(value)) if value is not None else 0
     except (TypeError, ValueError):
         return 0
-
-
-def _snippet(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 1] + "…"
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -404,19 +342,16 @@ class OpenAITeacherFactory:
 
     def create(self, options: dict[str, Any]) -> OpenAITeacher:
         options = dict(options or {})
-        model = options.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError("openai teacher: option 'model' is required (the model name the "
-                             "server serves, e.g. model = \"Qwen/Qwen2.5-7B-Instruct\")")
+        model = required_model(_WHO, options.get("model"), _MODEL_HINT)
         json_mode = str(options.get("json_mode") or "auto")
         return OpenAITeacher(
             model=model,
             url=str(options.get("url") or DEFAULT_URL),
             api_key=options.get("api_key") or None,
-            timeout=_positive(options, "timeout", DEFAULT_TIMEOUT),
+            timeout=positive(_WHO, options, "timeout", DEFAULT_TIMEOUT),
             extra_headers=options.get("extra_headers"),
             json_mode=json_mode,
-            concurrency=int(_positive(options, "concurrency", DEFAULT_CONCURRENCY)),
+            concurrency=int(positive(_WHO, options, "concurrency", DEFAULT_CONCURRENCY)),
         )
 
     def __repr__(self) -> str:

@@ -81,6 +81,8 @@ from syllabus.contracts import (
     hookimpl,
 )
 
+from ._common import choice_error, cut_at_stop, required_model, snippet
+
 __all__ = ["DTYPES", "TransformersTeacher", "TransformersTeacherFactory", "register_teachers"]
 
 KIND = "transformers"
@@ -94,16 +96,13 @@ DTYPES: dict[str, str] = {
 _DEVICE = re.compile(r"^[a-z]+(:\d+)?$")
 # owner/name, as the Hub spells ids: not a path that starts with / . or ~
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-_MAX_MESSAGE = 500
 
 
 def _model_dir(value: Any) -> Path:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("transformers teacher: option 'model' is required (a local model "
-                         "directory, e.g. model = \"/models/Qwen2.5-0.5B-Instruct\")")
-    raw = value.strip()
+    raw = required_model("transformers teacher", value,
+                         'a local model directory, e.g. model = "/models/Qwen2.5-0.5B-Instruct"')
     path = Path(os.path.abspath(Path(raw).expanduser()))
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -134,8 +133,7 @@ def _dtype_option(value: Any) -> str:
     dtype = str(value if value is not None else "auto").strip().lower() or "auto"
     dtype = dtype.removeprefix("torch.")
     if dtype not in DTYPES:
-        raise ValueError(f"transformers teacher: dtype must be one of {', '.join(DTYPES)}; "
-                         f"got {value!r}")
+        raise choice_error("transformers teacher", "dtype", DTYPES, value)
     return DTYPES[dtype]
 
 
@@ -251,11 +249,11 @@ class TransformersTeacher:
             if _is_oom(torch, exc):
                 _free_memory(torch)
                 error = self._error(f"the model in {str(self.path)!r} does not fit on {device} "
-                                    f"as {dtype}: {_snippet(exc)}", retryable=False)
+                                    f"as {dtype}: {snippet(exc)}", retryable=False)
                 error.out_of_memory = True  # type: ignore[attr-defined]
                 raise error from exc
             raise self._error(f"cannot load the model in {str(self.path)!r}: "
-                              f"{type(exc).__name__}: {_snippet(exc)}", retryable=False) from exc
+                              f"{type(exc).__name__}: {snippet(exc)}", retryable=False) from exc
         model.eval()
         return _Loaded(torch=torch, tokenizer=tokenizer, model=model, device=device,
                        dtype=dtype)
@@ -309,7 +307,7 @@ class TransformersTeacher:
             prompt = self._prompt_ids(loaded.tokenizer, messages)
             new_ids = self._generate(loaded, prompt, params, cancel)
             text = loaded.tokenizer.decode(new_ids, skip_special_tokens=True)
-            return _cut_at_stop(text, params.stop), len(prompt), len(new_ids)
+            return cut_at_stop(text, params.stop), len(prompt), len(new_ids)
 
     def _prompt_ids(self, tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
         chat = [{"role": m.role, "content": m.content} for m in messages]
@@ -326,7 +324,7 @@ class TransformersTeacher:
                 except Exception:
                     pass
             raise self._error(f"the chat template failed: {type(exc).__name__}: "
-                              f"{_snippet(exc)}", retryable=False) from exc
+                              f"{snippet(exc)}", retryable=False) from exc
 
     def _generate(self, loaded: _Loaded, prompt: list[int], params: GenerationParams,
                   cancel: threading.Event) -> list[int]:
@@ -364,9 +362,9 @@ class TransformersTeacher:
                 _free_memory(torch)
                 raise self._error(f"out of memory on {loaded.device} while generating "
                                   f"({len(prompt)} prompt tokens, max_tokens "
-                                  f"{params.max_tokens}): {_snippet(exc)}",
+                                  f"{params.max_tokens}): {snippet(exc)}",
                                   retryable=True) from exc
-            raise self._error(f"generate failed: {type(exc).__name__}: {_snippet(exc)}",
+            raise self._error(f"generate failed: {type(exc).__name__}: {snippet(exc)}",
                               retryable=False) from exc
 
     def _error(self, detail: str, *, retryable: bool) -> TeacherError:
@@ -393,11 +391,6 @@ def _fold_system(chat: list[dict[str, str]]) -> list[dict[str, str]] | None:
             message["content"] = f"{prefix}\n\n{message['content']}"
             return rest
     return [{"role": "user", "content": prefix}, *rest]
-
-
-def _cut_at_stop(text: str, stops: Sequence[str] | None) -> str:
-    cut = min((i for i in (text.find(s) for s in stops or () if s) if i >= 0), default=-1)
-    return text if cut < 0 else text[:cut]
 
 
 @functools.cache
@@ -441,11 +434,6 @@ def _free_memory(torch: Any) -> None:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:2])
-
-
-def _snippet(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 1] + "…"
 
 
 class TransformersTeacherFactory:

@@ -143,6 +143,19 @@ from syllabus.contracts import (
     hookimpl,
 )
 
+from ._common import (
+    Secret,
+    choice_error,
+    cut_at_stop,
+    mapping_option,
+    positive,
+    required_model,
+    reveal,
+    scrub,
+    snippet,
+)
+from ._http import http_client, post_json, response_json, retryable_status
+
 __all__ = [
     "CHAT_TEMPLATES",
     "PARAMETERS_AS",
@@ -155,6 +168,8 @@ __all__ = [
 ]
 
 KIND = "triton"
+_WHO = "triton teacher"
+_MODEL_HINT = 'the Triton model name, e.g. model = "ensemble" or model = "vllm_model"'
 PROTOCOLS = ("http_generate", "grpc_stream")
 PARAMETERS_AS = ("parameters", "inputs", "sampling_parameters")
 STREAM_OUTPUTS = ("auto", "delta", "cumulative")
@@ -169,8 +184,6 @@ SAMPLING_PARAMETERS = "sampling_parameters"
 _INPUT_TOKENS = "num_input_tokens"
 _OUTPUT_TOKENS = "num_output_tokens"
 _FINAL_FLAG = "triton_final_response"
-_MAX_MESSAGE = 500
-_RETRYABLE_STATUS = frozenset({408, 429})
 # gRPC code -> (the HTTP status Triton pairs with it, retryable)
 _GRPC_CODES: dict[str, tuple[int, bool]] = {
     "CANCELLED": (499, True),
@@ -212,54 +225,10 @@ def render_prompt(messages: Sequence[ChatMessage], template: str = "tagged") -> 
     if template == "plain":
         body = "".join(f"{m.role}: {m.content}\n" for m in messages)
         return body + "assistant:"
-    raise ValueError(f"triton teacher: chat_template must be one of {', '.join(CHAT_TEMPLATES)}; "
-                     f"got {template!r}")
+    raise choice_error(_WHO, "chat_template", CHAT_TEMPLATES, template)
 
 
 # --- options ---------------------------------------------------------------------------
-
-
-class _Secret:
-    """Holds a secret so that printing its holder does not print it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "'**********'"
-
-
-def _reveal(value: Any) -> str:
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter() if callable(getter) else value)
-
-
-def _mapping_option(value: Any, key: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"triton teacher: {key} must be a mapping or a JSON object") from exc
-    if not isinstance(value, Mapping):
-        raise ValueError(f"triton teacher: {key} must be a mapping or a JSON object")
-    return {str(k): v for k, v in value.items()}
-
-
-def _positive(options: Mapping[str, Any], key: str, default: float) -> float:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"triton teacher: {key} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ValueError(f"triton teacher: {key} must be positive, got {raw!r}")
-    return value
 
 
 def _flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -277,14 +246,13 @@ def _flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
     value = str(value).strip()
     if value not in choices:
-        raise ValueError(f"triton teacher: {key} must be one of {', '.join(choices)}; "
-                         f"got {value!r}")
+        raise choice_error(_WHO, key, choices, value)
     return value
 
 
 def _parameter_names(value: Any) -> dict[str, str]:
     names = {field: field for field in GENERATION_FIELDS}
-    for field, name in _mapping_option(value, "parameters").items():
+    for field, name in mapping_option(_WHO, value, "parameters").items():
         if field not in names:
             raise ValueError(f"triton teacher: parameters maps GenerationParams fields "
                              f"({', '.join(GENERATION_FIELDS)}); {field!r} is not one")
@@ -361,11 +329,8 @@ class TritonTeacher:
                  batch_dim: bool = False, chat_template: str = "tagged", api_key: Any = None,
                  headers: Mapping[str, Any] | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError("triton teacher: option 'model' is required (the Triton model "
-                             "name, e.g. model = \"ensemble\" or model = \"vllm_model\")")
+        self.model = required_model(_WHO, model, _MODEL_HINT)
         self.protocol = _choice(protocol, "protocol", PROTOCOLS)
-        self.model = model.strip()
         self.model_version = _check_version(model_version)
         default_url = DEFAULT_HTTP_URL if self.protocol == "http_generate" else DEFAULT_GRPC_URL
         self._scheme, self._netloc, self._path = _parse_url(url or default_url, self.protocol)
@@ -380,7 +345,7 @@ class TritonTeacher:
         self.parameter_names = _parameter_names(parameters)
         default_as = "parameters" if self.protocol == "http_generate" else SAMPLING_PARAMETERS
         self.parameters_as = _choice(parameters_as or default_as, "parameters_as", PARAMETERS_AS)
-        self.extra_parameters = _mapping_option(extra_parameters, "extra_parameters")
+        self.extra_parameters = mapping_option(_WHO, extra_parameters, "extra_parameters")
         self.stream_input = (stream_input or "").strip()
         self.stream_output = _choice(stream_output, "stream_output", STREAM_OUTPUTS)
         self.batch_dim = bool(batch_dim)
@@ -394,11 +359,11 @@ class TritonTeacher:
                                  f"as request parameters (Triton reserves them)")
         if self.protocol == "grpc_stream":
             _grpc_modules()
-        secret_headers = {k: _reveal(v) for k, v in _mapping_option(headers, "headers").items()}
-        key = _reveal(api_key) if api_key is not None else ""
+        secret_headers = {k: reveal(v) for k, v in mapping_option(_WHO, headers, "headers").items()}
+        key = reveal(api_key) if api_key is not None else ""
         if key:
             secret_headers["Authorization"] = f"Bearer {key}"
-        self._headers = {k: _Secret(v) for k, v in secret_headers.items()}
+        self._headers = {k: Secret(v) for k, v in secret_headers.items()}
         self._http: httpx.AsyncClient | None = None
         self._grpc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -438,15 +403,8 @@ class TritonTeacher:
 
     def _http_client(self) -> httpx.AsyncClient:
         if not self._same_loop() or self._http is None or self._http.is_closed:
-            headers = {"Accept": "application/json", "User-Agent": "syllabus-triton-teacher"}
-            headers.update(self._header_values())
-            self._http = httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(self.timeout, pool=None),
-                limits=httpx.Limits(max_connections=self.concurrency,
-                                    max_keepalive_connections=self.concurrency),
-                follow_redirects=False,
-            )
+            self._http = http_client(KIND, self._header_values(), self.timeout,
+                                     self.concurrency)
         return self._http
 
     def _grpc_client(self) -> Any:
@@ -521,7 +479,7 @@ class TritonTeacher:
             text, counts = await self._stream(prompt, params)
         if prompt and text.startswith(prompt):
             text = text[len(prompt):]
-        text = _cut_at_stop(text, params.stop)
+        text = cut_at_stop(text, params.stop)
         return Completion(
             text=text, model=self.model,
             prompt_tokens=counts.get(_INPUT_TOKENS, len(prompt.split())),
@@ -545,28 +503,13 @@ class TritonTeacher:
     async def _generate(self, prompt: str, params: GenerationParams) -> tuple[str, dict[str, int]]:
         client = self._http_client()
         body = self._generate_body(prompt, params)
-        try:
-            response = await client.post(self.endpoint, json=body)
-        except httpx.TimeoutException as exc:
-            raise self._error(f"timed out after {self.timeout:g} s ({type(exc).__name__})",
-                              retryable=True) from exc
-        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-            raise self._error(f"request failed: {type(exc).__name__}: {exc}",
-                              retryable=False) from exc
-        except httpx.TransportError as exc:
-            raise self._error(f"connection failed: {type(exc).__name__}: {exc}",
-                              retryable=True) from exc
+        response = await post_json(client, self.endpoint, body, timeout=self.timeout,
+                                   error=self._error)
         status = response.status_code
         if not response.is_success:
-            retryable = status in _RETRYABLE_STATUS or status >= 500
             raise self._error(f"HTTP {status}: {_snippet(_error_message(response))}",
-                              retryable=retryable, status=status)
-        try:
-            data = response.json()
-        except (ValueError, UnicodeDecodeError):
-            raise self._error(f"malformed response (HTTP {status}, not JSON): "
-                              f"{_snippet(response.text)}", retryable=True,
-                              status=status) from None
+                              retryable=retryable_status(status), status=status)
+        data = response_json(response, self._error, _snippet)
         if not isinstance(data, dict):
             raise self._error(f"malformed response (HTTP {status}): {_snippet(response.text)}",
                               retryable=True, status=status)
@@ -666,11 +609,9 @@ class TritonTeacher:
     def _error(self, detail: str, *, retryable: bool, status: int | None = None,
                grpc_code: str | None = None) -> TeacherError:
         version = f" version {self.model_version}" if self.model_version else ""
-        message = f"triton teacher {self.model!r}{version} at {self.url}: {detail}"
-        for secret in self._headers.values():
-            if len(secret.value) >= 4:
-                message = message.replace(secret.value, "***")
-        error = TeacherError(message, retryable=retryable, status=status)
+        message = f"{_WHO} {self.model!r}{version} at {self.url}: {detail}"
+        error = TeacherError(scrub(message, *self._headers.values()), retryable=retryable,
+                             status=status)
         error.grpc_code = grpc_code  # type: ignore[attr-defined]
         return error
 
@@ -821,15 +762,8 @@ def _transient(message: str) -> bool:
     return any(word in lowered for word in _TRANSIENT_WORDS)
 
 
-def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
-    cuts = [i for i in (text.find(s) for s in stop or () if s) if i >= 0]
-    return text[:min(cuts)] if cuts else text
-
-
 def _snippet(text: str) -> str:
-    text = _without_traceback(str(text))
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 1] + "…"
+    return snippet(_without_traceback(str(text)))
 
 
 def _without_traceback(text: str) -> str:
@@ -869,15 +803,12 @@ class TritonTeacherFactory:
 
     def create(self, options: dict[str, Any]) -> TritonTeacher:
         options = dict(options or {})
-        model = options.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError("triton teacher: option 'model' is required (the Triton model "
-                             "name, e.g. model = \"ensemble\" or model = \"vllm_model\")")
+        model = required_model(_WHO, options.get("model"), _MODEL_HINT)
         return TritonTeacher(
             model=model,
             url=str(options["url"]) if options.get("url") else None,
             protocol=str(options.get("protocol") or "http_generate"),
-            timeout=_positive(options, "timeout", DEFAULT_TIMEOUT),
+            timeout=positive(_WHO, options, "timeout", DEFAULT_TIMEOUT),
             model_version=options.get("model_version"),
             input_name=str(options.get("input_name") or "text_input"),
             output_name=str(options.get("output_name") or "text_output"),
@@ -891,7 +822,7 @@ class TritonTeacherFactory:
             chat_template=str(options.get("chat_template") or "tagged"),
             api_key=options.get("api_key") or None,
             headers=options.get("headers"),
-            concurrency=int(_positive(options, "concurrency", DEFAULT_CONCURRENCY)),
+            concurrency=int(positive(_WHO, options, "concurrency", DEFAULT_CONCURRENCY)),
         )
 
     def __repr__(self) -> str:
