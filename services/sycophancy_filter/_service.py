@@ -8,7 +8,7 @@ from faststream.nats import NatsRouter
 
 from syllabus.contracts import QA_RATIONALIZED, RECORDS_ACCEPTED, RECORDS_REJECTED, QARecord
 
-from ..runtime import RECORDS, HandlerContext, Runtime
+from ..runtime import RECORDS, HandlerContext, Runtime, default_embedder
 from ..runtime._records import chunk_text
 
 __all__ = ["SERVICE", "build_router"]
@@ -17,7 +17,10 @@ SERVICE = "sycophancy-filter"
 log = logging.getLogger("syllabus.sycophancy_filter")
 
 #: filters that call the teacher (the service makes one only when one of these is on)
-TEACHER_FILTERS = {"llm-judge"}
+TEACHER_FILTERS = {"llm-judge", "educational-value"}
+#: filters that keep state in the store and embed text (phi-1's classifier); the service
+#: hands them the store and the embedder, since plugins never import the runtime
+STORE_EMBEDDER_FILTERS = {"educational-value"}
 
 
 def build_router(rt: Runtime) -> NatsRouter:
@@ -40,8 +43,11 @@ def build_router(rt: Runtime) -> NatsRouter:
         decisions = list(record.decisions)
         scores = dict(record.scores)
         for reg in filters:
+            options = dict(cfg.options.get(reg.name, {}))
+            if reg.name in STORE_EMBEDDER_FILTERS:
+                options.update(store=rt.store, embedder=default_embedder())
             decision = await reg.obj.judge(record, context=context, teacher=teacher,
-                                           options=dict(cfg.options.get(reg.name, {})))
+                                           options=options)
             decisions.append(decision)
             if decision.score is not None:
                 scores[reg.name] = decision.score
