@@ -49,11 +49,22 @@ def test_run_on_examples_twice(tmp_path):
     assert qg["by qa-pairs"] > 20 and qg["by backtranslation"] > 10
     assert ra["records"] == qg["records"] and ra["with a rationale"] > ra["records"] * 0.7
     assert report["teacher_stats"]["calls"] > 0
-    rows = [json.loads(x) for x in (out / "dataset.openai.jsonl").read_text().splitlines()]
+    ds = out / "dataset"
+    rows = [json.loads(x) for name in ("train.jsonl", "eval.jsonl")
+            for x in (ds / name).read_text().splitlines()]
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["collection"] == "bees"
     sf = report["stages"]["sycophancy-filter"]
     assert sf["records"] == qg["records"] and sf["accepted"] > qg["records"] * 0.7
-    assert len(rows) == report["dataset_rows"] == sf["accepted"]
+    counts = report["dataset"]["counts"]
+    assert 0 < counts["selected"] <= sf["accepted"]
+    assert len(rows) == report["dataset_rows"] == counts["selected"] + counts["synthetic"]
+    assert counts["synthetic"] > 0  # anti-sycophancy examples were mixed in
     for row in rows:
+        if row["metadata"]["kind"] == "anti_sycophancy":
+            assert "(A) Agree" in row["messages"][-2]["content"] or \
+                "(A) Disagree" in row["messages"][-2]["content"]
+            continue
         roles = [m["role"] for m in row["messages"]]
         assert roles in (["user", "assistant"], ["system", "user", "assistant"])
         assert all(m["content"].strip() for m in row["messages"])
@@ -69,6 +80,7 @@ def test_run_on_examples_twice(tmp_path):
     assert again["already_submitted"] == len(docs)
     assert (out / "chunks.jsonl").read_text().splitlines() == lines
     assert again["teacher_stats"]["calls"] == 0 and again["dataset_rows"] == len(rows)
+    assert again["dataset"]["version"] == report["dataset"]["version"]  # reproducible
 
 
 def test_run_with_a_third_party_parser_and_bad_files(tmp_path):

@@ -177,8 +177,10 @@ def plugins(as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from ._dataset import dataset_group
     from ._eval import eval_group
 
+    main.add_command(dataset_group)
     main.add_command(eval_group)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from syllabus.contracts import DocumentIngested, DocumentRejected, QARecord
+from syllabus.contracts import DatasetBuilt, DocumentIngested, DocumentRejected, QARecord
 
 __all__ = ["RunReport"]
 
@@ -25,6 +25,7 @@ class RunReport:
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     record_rejections: dict[str, int] = field(default_factory=dict)
     dataset_rows: int = 0
+    dataset: dict[str, Any] = field(default_factory=dict)
     files: int = 0
     submitted: int = 0
     already_submitted: int = 0
@@ -67,6 +68,12 @@ class RunReport:
             reason += f" (score < {decision.threshold:g})"
         self.record_rejections[reason] = self.record_rejections.get(reason, 0) + 1
 
+    def add_dataset(self, built: DatasetBuilt) -> None:
+        self.dataset_rows = built.train_rows + built.eval_rows
+        self.dataset = {"version": built.version, "prefix": built.prefix, "format": built.format,
+                        "train_rows": built.train_rows, "eval_rows": built.eval_rows,
+                        "counts": dict(built.counts)}
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -96,7 +103,18 @@ class RunReport:
         if self.record_rejections:
             t.add_row("records rejected", str(sum(self.record_rejections.values())),
                       ", ".join(f"{k}: {v}" for k, v in sorted(self.record_rejections.items())))
-        t.add_row("data set rows", str(self.dataset_rows), "the whole collection")
+        if self.dataset:
+            c = self.dataset["counts"]
+            steps = ", ".join(f"{k}: -{v}" for k, v in c.items()
+                              if k not in {"accepted", "selected", "synthetic_available",
+                                           "synthetic", "train_rows", "eval_rows",
+                                           "train_records", "eval_records"} and v)
+            t.add_row("data set selection", str(c.get("selected", 0)),
+                      f"of {c.get('accepted', 0)} accepted" + (f"; {steps}" if steps else "")
+                      + f"; + {c.get('synthetic', 0)} anti-sycophancy")
+            t.add_row("data set rows", str(self.dataset_rows),
+                      f"train {self.dataset['train_rows']}, eval {self.dataset['eval_rows']}; "
+                      f"version {self.dataset['version']}")
         t.add_row("dead letters", str(len(self.dead_letters)),
                   "; ".join(d["reason"][:80] for d in self.dead_letters[:3]))
         console.print(t)

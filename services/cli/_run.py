@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from syllabus.contracts import (
     CHUNKS_CREATED,
+    DATASETS_BUILT,
     DLQ_ALL,
     DOCUMENTS_INGESTED,
     DOCUMENTS_REJECTED,
@@ -34,6 +35,8 @@ from syllabus.contracts import (
     RECORDS_REJECTED,
     STREAM_NAME,
     ChunkCreated,
+    DatasetBuilt,
+    DatasetRequested,
     DeadLetter,
     DocumentIngested,
     DocumentRejected,
@@ -46,7 +49,7 @@ from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay
 from ._report import RunReport
 from ._services import SERVICES, load_service
 
-__all__ = ["run_pipeline", "wait_drained", "write_chunks", "write_dataset"]
+__all__ = ["run_pipeline", "wait_drained", "write_chunks"]
 
 E = TypeVar("E", bound=Event)
 
@@ -136,8 +139,14 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     progress.advance(submit)
                 t_submitted = time.perf_counter()
                 report.timings["submit_seconds"] = t_submitted - t0
-                await wait_drained(rt, poll=0.25, timeout=timeout,
-                                   on_poll=_progress_bars(progress, baseline))
+                bars = _progress_bars(progress, baseline)
+                await wait_drained(rt, poll=0.25, timeout=timeout, on_poll=bars)
+                # then the data set version: augmenters, selection, export
+                ds = rt.settings.datasets
+                await rt.bus.publish(DatasetRequested(
+                    collection=collection, format=fmt, target_size=ds.target_size,
+                    eval_fraction=ds.eval_fraction, options=dict(ds.options), run_id=run_id))
+                await wait_drained(rt, poll=0.25, timeout=timeout, on_poll=bars)
             report.timings["drain_seconds"] = time.perf_counter() - t_submitted
 
             for ev in await _run_events(rt, DOCUMENTS_INGESTED, run_id, DocumentIngested):
@@ -155,12 +164,17 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.count("rationale", "with a rationale" if rec.rationale else
                              "without a rationale")
             accepted = await _run_events(rt, RECORDS_ACCEPTED, run_id, QARecord)
-            report.count("sycophancy-filter", "records", len(accepted))
-            report.count("sycophancy-filter", "accepted", len(accepted))
+            synthetic = [r for r in accepted if r.kind == "anti_sycophancy"]
+            report.count("sycophancy-filter", "records", len(accepted) - len(synthetic))
+            report.count("sycophancy-filter", "accepted", len(accepted) - len(synthetic))
+            if synthetic:
+                report.count("augmenters", "records", len(synthetic))
+                report.count("augmenters", "anti-sycophancy", len(synthetic))
             for rec in await _run_events(rt, RECORDS_REJECTED, run_id, QARecord):
                 report.add_record_rejection(rec)
-                if any(d.filter in rt.settings.filters.techniques for d in rec.decisions
-                       if not d.kept):
+                if rec.kind != "anti_sycophancy" and any(
+                        d.filter in rt.settings.filters.techniques for d in rec.decisions
+                        if not d.kept):
                     report.count("sycophancy-filter", "records")
                     report.count("sycophancy-filter", "rejected")
             for fail in await _run_events(rt, GENERATION_FAILED, run_id, GenerationFailed):
@@ -176,9 +190,13 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             chunks_path = out / "chunks.jsonl"
             report.chunks_in_collection = await write_chunks(rt, collection, chunks_path)
             report.outputs["chunks"] = str(chunks_path)
-            dataset_path = out / f"dataset.{fmt}.jsonl"
-            report.dataset_rows = await write_dataset(rt, collection, dataset_path, fmt=fmt)
-            report.outputs["dataset"] = f"{dataset_path} ({fmt})"
+            built = await _run_events(rt, DATASETS_BUILT, run_id, DatasetBuilt)
+            if built:
+                report.add_dataset(built[-1])
+                report.outputs["dataset"] = await _copy_dataset(rt, built[-1], out / "dataset")
+            else:
+                report.warnings.append("no data set was built: the collection has no accepted "
+                                       "records (see the rejections above)")
         finally:
             await rt.close()
 
@@ -189,22 +207,14 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
     return report
 
 
-async def write_dataset(rt: Runtime, collection: str, path: Path, *, fmt: str) -> int:
-    """Every accepted record of the collection, once each, in ``fmt``."""
-    exporter = next((r.obj for r in rt.plugins.objects("register_exporters")
-                     if fmt in r.obj.formats), None)
-    if exporter is None:
-        raise ValueError(f"no exporter writes the format {fmt!r}")
-    records: dict[str, QARecord] = {}
-    for m in await replay(rt.bus, RECORDS_ACCEPTED):
-        rec = QARecord.model_validate_json(m.data)
-        if rec.collection == collection:
-            records.setdefault(rec.record_id, rec)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("wb") as fh:
-        rows = exporter.export(records.values(), fmt=fmt, out=fh)
-    tmp.replace(path)
-    return rows
+async def _copy_dataset(rt: Runtime, built: DatasetBuilt, folder: Path) -> str:
+    """The data set version's files from the store into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train.jsonl", "eval.jsonl", "manifest.json"):
+        data = await rt.to_thread(rt.store.get, f"{built.prefix.rstrip('/')}/{name}")
+        (folder / name).write_bytes(data)
+    return (f"{folder}/{{train,eval}}.jsonl + manifest.json ({built.format}; version "
+            f"{built.version}, store: {built.prefix})")
 
 
 async def write_chunks(rt: Runtime, collection: str, path: Path) -> int:

@@ -13,6 +13,7 @@ SERVICES: dict[str, str] = {
     "question-gen": "syllabus.services.question_gen",
     "rationale": "syllabus.services.rationale",
     "sycophancy-filter": "syllabus.services.sycophancy_filter",
+    "dataset-builder": "syllabus.services.datasets",
 }
 
 

@@ -25,6 +25,7 @@ from ._plugins import LoadedPlugin, PluginError, PluginManager, Registered
 from ._runtime import Runtime, open_store
 from ._settings import (
     BusSettings,
+    DatasetSettings,
     FilterSettings,
     HttpSettings,
     IngestSettings,
@@ -56,6 +57,7 @@ __all__ = [
     "TEACHER_TOKENS",
     "Bus",
     "BusSettings",
+    "DatasetSettings",
     "EmbeddedNats",
     "FilterSettings",
     "HandlerContext",

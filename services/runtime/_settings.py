@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 __all__ = [
     "BusSettings",
+    "DatasetSettings",
     "FilterSettings",
     "HttpSettings",
     "IngestSettings",
@@ -146,6 +147,18 @@ class FilterSettings(BaseModel):
     short_circuit: bool = True
 
 
+class DatasetSettings(BaseModel):
+    #: augmenters run on the collection's accepted records before a build; their kept
+    #: records join the accepted stream and are mixed in at ``synthetic_ratio``
+    augmenters: list[str] = Field(default_factory=lambda: ["anti-sycophancy"])
+    #: per-augmenter options, e.g. {"anti-sycophancy": {"ratio": 5}}
+    augmenter_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: selection options for ``syllabus run`` (see ``syllabus dataset build --help``)
+    options: dict[str, Any] = Field(default_factory=dict)
+    target_size: int | None = Field(default=None, ge=1)
+    eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYLLABUS_",
@@ -167,6 +180,7 @@ class Settings(BaseSettings):
     question_gen: QuestionGenSettings = Field(default_factory=QuestionGenSettings)
     rationale: RationaleSettings = Field(default_factory=RationaleSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
+    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
 
     @classmethod
     def settings_customise_sources(

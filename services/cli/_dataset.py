@@ -1,0 +1,191 @@
+"""``syllabus dataset ...``: versioned data sets from a collection's accepted records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from syllabus.contracts import COLLECTION_PATTERN
+
+__all__ = ["dataset_group"]
+
+FORMATS = ["openai", "alpaca", "sharegpt", "step-by-step"]
+
+
+def _collection(_ctx, _param, value: str | None) -> str | None:
+    if value is not None and not re.match(COLLECTION_PATTERN, value):
+        raise click.BadParameter(f"{value!r}: use 1-64 lower-case letters, digits, '-' or '_', "
+                                 "starting with a letter or digit")
+    return value
+
+
+def _threshold(_ctx, _param, value: str | None) -> float | str | None:
+    """A similarity in (0, 1], or "off"."""
+    if value is None or value == "off":
+        return value
+    try:
+        v = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a number in (0, 1], or 'off'") from None
+    if not 0.0 < v <= 1.0:
+        raise click.BadParameter(f"{value!r}: a number in (0, 1], or 'off'")
+    return v
+
+
+def _option_pairs(_ctx, _param, values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE (VALUE as JSON, or a string)")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+class _Progress:
+    """Progress of the long steps on stderr, at most a line a second per step."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last: dict[str, float] = {}
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (done < total and now - self.last.get(step, 0.0) < 1.0):
+            return
+        self.last[step] = now
+        click.echo(f"{step}: {done}/{total}", err=True)
+
+
+@click.group("dataset")
+def dataset_group() -> None:
+    """Build versioned data sets from a collection's accepted records."""
+
+
+@dataset_group.command("build")
+@click.option("--collection", "-c", default=None, callback=_collection,
+              help="Collection (default: the 'collection' setting).")
+@click.option("--target-size", "-n", type=click.IntRange(min=1), default=None,
+              help="Select this many records: a LIMA-style diverse, high-quality subset "
+                   "(greedy facility location on sentence embeddings, weighted by quality).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="openai",
+              show_default=True, help="Data set format.")
+@click.option("--eval-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
+              show_default=True, help="Share of the records in eval.jsonl (by a hash of the "
+                                      "record id, so adding records moves no other).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the train/eval split and of the synthetic share.")
+@click.option("--near-duplicate-threshold", callback=_threshold, default=None,
+              help="MinHash near-duplicate Jaccard threshold, or 'off' (default 0.8).")
+@click.option("--semantic-threshold", callback=_threshold, default=None,
+              help="Embedding cosine threshold of semantic duplicates, or 'off' (default 0.95).")
+@click.option("--decontaminate", "decontaminate", default=None, metavar="PATH",
+              help="Evaluation set (JSONL or text; a local file or a store key): records "
+                   "sharing a word 13-gram with it are removed.")
+@click.option("--synthetic-ratio", default=None,
+              help="Instruction records per anti-sycophancy record, e.g. 5 or 5:1 (default 5).")
+@click.option("--option", "-o", "extra", multiple=True, callback=_option_pairs,
+              metavar="KEY=VALUE", help="Another selection option (shingle_words, neighbors, "
+                                        "ngram, quality_scores, ...); VALUE as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build_command(collection: str | None, target_size: int | None, fmt: str,
+                  eval_fraction: float, seed: int, near_duplicate_threshold: Any,
+                  semantic_threshold: Any, decontaminate: str | None,
+                  synthetic_ratio: str | None, extra: dict[str, Any], as_json: bool) -> None:
+    """Build a data set version of a collection, against the configured NATS and store.
+
+    Reads the collection's accepted records from the stream, selects (exact, near-duplicate
+    and semantic de-duplication, decontamination, the diverse subset), and writes
+    datasets/<collection>/<version>/{train,eval}.jsonl and manifest.json to the store. The
+    same records and settings give the same version, which is not written twice.
+    """
+    from syllabus.contracts import DatasetRequested
+
+    from ..datasets import build
+    from ..datasets._service import augment
+    from ..runtime import Runtime, load_settings
+
+    try:
+        settings = load_settings()
+    except Exception as exc:  # a bad recipe or environment variable: say which
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    options: dict[str, Any] = dict(extra)
+    for key, value in (("near_duplicate_threshold", near_duplicate_threshold),
+                       ("semantic_threshold", semantic_threshold)):
+        if value is not None:
+            options[key] = None if value == "off" else value
+    if synthetic_ratio is not None:
+        options["synthetic_ratio"] = synthetic_ratio
+    if decontaminate:
+        options["decontaminate"] = decontaminate
+    try:
+        request = DatasetRequested(collection=collection or settings.collection,
+                                   target_size=target_size, format=fmt,
+                                   eval_fraction=eval_fraction, seed=seed, options=options)
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go():
+        rt = Runtime.create(settings, client_name="syllabus-cli")
+        await rt.bus.start()
+        try:
+            # the same augmenters the dataset-builder service runs on a bus request
+            augmenters = [rt.plugins.get("register_augmenters", name)
+                          for name in settings.datasets.augmenters]
+            if augmenters:
+                await augment(rt, request, augmenters)
+            return await build(rt, request, allow_local_files=True,
+                               progress=_Progress(not as_json or sys.stderr.isatty()))
+        finally:
+            await rt.close()
+
+    t0 = time.perf_counter()
+    try:
+        result = asyncio.run(go())
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - t0
+    ev, manifest = result.event, result.manifest
+    summary = {
+        "collection": ev.collection, "version": ev.version, "prefix": ev.prefix,
+        "format": ev.format, "written": result.written, "train_rows": ev.train_rows,
+        "eval_rows": ev.eval_rows, "counts": ev.counts,
+        "steps": [{"step": s.step, "in": s.records_in, "removed": len(s.removed),
+                   "out": s.records_out, "skipped": s.skipped,
+                   "seconds": round(s.seconds, 3)} for s in result.selection.steps],
+        "synthetic": {k: v for k, v in manifest.get("synthetic", {}).items() if k != "steps"},
+        "seconds": round(seconds, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    table = Table(title=f"data set {ev.collection}/{ev.version} ({ev.format})",
+                  header_style="bold")
+    table.add_column("step", no_wrap=True)
+    for col in ("in", "removed", "out"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("note")
+    for s in summary["steps"]:
+        table.add_row(s["step"], str(s["in"]), str(s["removed"]), str(s["out"]),
+                      s["skipped"] and f"skipped: {s['skipped']}" or f"{s['seconds']:.1f}s")
+    syn = summary["synthetic"]
+    if syn.get("available"):
+        table.add_row("synthetic share", str(syn["available"]), "", str(syn["added"]),
+                      f"ratio {syn['ratio']}")
+    console.print(table)
+    state = "written to" if result.written else "already in"
+    console.print(f"{ev.train_rows} train and {ev.eval_rows} eval rows "
+                  f"({ev.counts.get('train_records', 0)} + {ev.counts.get('eval_records', 0)} "
+                  f"records), {state} the store at {ev.prefix} ({seconds:.1f}s)", markup=False)

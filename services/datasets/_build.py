@@ -1,0 +1,283 @@
+"""Building a data set version: read the accepted records, select, export, store.
+
+A version is written under ``datasets/<collection>/<version>/``: ``train.jsonl``,
+``eval.jsonl`` and, last, ``manifest.json`` (so a version with a manifest is complete).
+``version`` is a short hash of the selected records (their ids and content hashes), the
+settings and the format, so the same records and settings give the same version and the
+same bytes: the files hold no timestamps, rows are sorted by record id, and a version that
+already has a manifest is not written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syllabus.contracts import (
+    HEADER_COLLECTION,
+    RECORDS_ACCEPTED,
+    DatasetBuilt,
+    DatasetRequested,
+    Exporter,
+    QARecord,
+    content_id,
+    sha256_hex,
+)
+
+from ..runtime import Runtime, default_embedder, replay
+from ._select import EvalSet, Progress, Selection, SelectOptions, eval_set_from_bytes, select
+from ._select import split_eval as _split_eval
+
+__all__ = [
+    "BuildResult",
+    "build",
+    "build_dataset",
+    "dataset_prefix",
+    "find_exporter",
+    "load_accepted",
+    "load_eval_set",
+    "record_hash",
+    "request_options",
+]
+
+log = logging.getLogger("syllabus.datasets")
+
+#: options of a ``DatasetRequested`` that are not selection settings
+_BUILD_OPTIONS = {"decontaminate", "synthetic"}
+
+QUALITY_DEFINITION = (
+    "mean of the record's known scores, each divided by its scale and clipped to 0..1 "
+    "(scales in settings.selection.quality_scores); 1.0 when it has none")
+
+
+def dataset_prefix(collection: str, version: str) -> str:
+    return f"datasets/{collection}/{version}/"
+
+
+def record_hash(record: QARecord) -> str:
+    """The content hash of a record as it is exported (the run id is not exported)."""
+    return content_id(record.model_dump(mode="json", exclude={"run_id"}))
+
+
+@dataclass
+class BuildResult:
+    event: DatasetBuilt
+    manifest: dict[str, Any]
+    #: False when the version was already in the store (nothing was written)
+    written: bool
+    selection: Selection
+
+
+async def load_accepted(rt: Runtime, collection: str) -> list[QARecord]:
+    """The collection's accepted records from ``syllabus.records.accepted``, one per record
+    id (the latest message wins), sorted by record id."""
+    latest: dict[str, QARecord] = {}
+    for m in await replay(rt.bus, RECORDS_ACCEPTED):
+        header = (m.headers or {}).get(HEADER_COLLECTION)
+        if header is not None and header != collection:
+            continue
+        rec = QARecord.model_validate_json(m.data)
+        if rec.collection == collection:
+            latest[rec.record_id] = rec
+    return [latest[k] for k in sorted(latest)]
+
+
+def find_exporter(rt: Runtime, fmt: str) -> tuple[Exporter, dict[str, str]]:
+    """The first registered exporter that writes ``fmt``, and who registered it."""
+    for reg in rt.plugins.objects("register_exporters"):
+        if fmt in reg.obj.formats:
+            return reg.obj, {"name": reg.name, "plugin": reg.plugin, "version": reg.version}
+    raise ValueError(f"no installed exporter writes the format {fmt!r}")
+
+
+async def load_eval_set(rt: Runtime, ref: str, *, n: int,
+                        allow_local_files: bool) -> EvalSet:
+    """An evaluation set named by a store key or (when ``allow_local_files``: the CLI, not
+    the bus service) a local file path."""
+    path = Path(ref).expanduser()
+    if allow_local_files and path.is_file():
+        data = await asyncio.to_thread(path.read_bytes)
+        source = str(path)
+    else:
+        try:
+            exists = await rt.to_thread(rt.store.exists, ref)
+        except ValueError as exc:  # not a valid key
+            exists = False
+            detail = f" ({exc})"
+        else:
+            detail = ""
+        if not exists:
+            where = "a local file or a store key" if allow_local_files else "a store key"
+            raise ValueError(f"the evaluation set {ref!r} to decontaminate against is not "
+                             f"{where}{detail}")
+        data = await rt.to_thread(rt.store.get, ref)
+        source = f"store:{ref}"
+    return await asyncio.to_thread(eval_set_from_bytes, data, source=source, n=n)
+
+
+def request_options(request: DatasetRequested) -> SelectOptions:
+    """The selection settings of a request: its ``options`` (less ``decontaminate`` and
+    ``synthetic``), its ``target_size`` and ``seed``."""
+    opts = {k: v for k, v in request.options.items() if k not in _BUILD_OPTIONS}
+    if request.target_size is not None:
+        opts["target_size"] = request.target_size
+    opts["seed"] = request.seed
+    try:
+        return SelectOptions(**opts)
+    except Exception as exc:
+        raise ValueError(f"invalid data set options: {exc}") from exc
+
+
+def _export(exporter: Exporter, records: list[QARecord], fmt: str) -> tuple[bytes, int]:
+    buf = io.BytesIO()
+    rows = exporter.export(records, fmt=fmt, out=buf)
+    return buf.getvalue(), rows
+
+
+def _sources(records: Iterable[QARecord]) -> dict[str, Any]:
+    docs: dict[str, dict[str, Any]] = {}
+    kinds: Counter[str] = Counter()
+    techniques: Counter[str] = Counter()
+    teachers: Counter[str] = Counter()
+    for r in records:
+        kinds[r.kind] += 1
+        techniques[f"{r.technique.name}@{r.technique.version}"] += 1
+        teachers[f"{r.teacher.kind}:{r.teacher.model}"] += 1
+        if r.lineage is not None:
+            d = docs.setdefault(r.lineage.doc_id, {"filename": r.lineage.filename, "records": 0})
+            d["records"] += 1
+    return {"documents": dict(sorted(docs.items())), "kinds": dict(sorted(kinds.items())),
+            "techniques": dict(sorted(techniques.items())),
+            "teachers": dict(sorted(teachers.items()))}
+
+
+async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[QARecord] = (),
+                exporter: Exporter | None = None, embedder: Any | None = None,
+                allow_local_files: bool = False,
+                progress: Progress | None = None) -> BuildResult:
+    """Build (or find) the data set version a request asks for.
+
+    ``synthetic`` adds anti-sycophancy records to the mix (so does the request's
+    ``options["synthetic"]``, a list of records as JSON objects); ``exporter`` overrides
+    the registered one for the format; ``embedder`` the runtime's (``rt.state["embedder"]``
+    or all-MiniLM-L6-v2). ``options["decontaminate"]`` names the evaluation set: a store
+    key, or a local file when ``allow_local_files`` (the CLI).
+    """
+    opts = request_options(request)
+    fmt = request.format
+    if exporter is not None:
+        exporter_ref = {"name": str(getattr(exporter, "name", type(exporter).__name__)),
+                        "plugin": "(given)", "version": "0"}
+        if fmt not in exporter.formats:
+            raise ValueError(f"exporter {exporter_ref['name']!r} does not write {fmt!r}")
+    else:
+        exporter, exporter_ref = find_exporter(rt, fmt)
+    eval_set = None
+    ref = request.options.get("decontaminate")
+    if ref:
+        eval_set = await load_eval_set(rt, str(ref), n=opts.ngram,
+                                       allow_local_files=allow_local_files)
+    extra = [QARecord.model_validate(r) for r in request.options.get("synthetic") or ()]
+    synthetic = [*synthetic, *extra]
+
+    records = await load_accepted(rt, request.collection)
+    if not records:
+        raise ValueError(f"the collection {request.collection!r} has no accepted records "
+                         f"on {RECORDS_ACCEPTED}")
+    if embedder is None:
+        embedder = rt.state.get("embedder") or default_embedder()
+    log.info("building a data set of %s from %d accepted records", request.collection,
+             len(records))
+    selection = await asyncio.to_thread(select, records, embedder=embedder, options=opts,
+                                        synthetic=synthetic, eval_set=eval_set,
+                                        progress=progress)
+
+    chosen = selection.all_records
+    train = [r for r in chosen if not _split_eval(r.record_id, eval_fraction=request.eval_fraction,
+                                                  seed=request.seed)]
+    evals = [r for r in chosen if _split_eval(r.record_id, eval_fraction=request.eval_fraction,
+                                              seed=request.seed)]
+    used_embedder = any(s.step in ("semantic_duplicate", "diversity") and not s.skipped
+                        and s.records_in for s in selection.steps)
+    settings = {
+        "selection": opts.settings(),
+        "eval_fraction": request.eval_fraction,
+        "seed": request.seed,
+        "embedder": str(getattr(embedder, "model", type(embedder).__name__))
+        if used_embedder else None,
+        "decontaminate": None if eval_set is None else {
+            "sha256": eval_set.sha256, "ngram": eval_set.n, "ngrams": len(eval_set.grams)},
+    }
+    hashes = [[r.record_id, record_hash(r)] for r in chosen]
+    version = content_id({"format": fmt, "exporter": exporter_ref, "settings": settings,
+                          "records": hashes})[:16]
+    prefix = dataset_prefix(request.collection, version)
+
+    train_bytes, train_rows = _export(exporter, train, fmt)
+    eval_bytes, eval_rows = _export(exporter, evals, fmt)
+    counts = {**selection.counts(len(records)), "train_records": len(train),
+              "eval_records": len(evals), "train_rows": train_rows, "eval_rows": eval_rows}
+    manifest_settings = dict(settings)
+    if eval_set is not None:
+        manifest_settings["decontaminate"] = {**settings["decontaminate"],
+                                              "source": eval_set.source}
+    manifest = {
+        "collection": request.collection,
+        "version": version,
+        "format": fmt,
+        "exporter": exporter_ref,
+        "settings": manifest_settings,
+        "counts": counts,
+        "steps": [s.as_dict() for s in selection.steps],
+        "synthetic": {"available": selection.synthetic_available,
+                      "added": len(selection.synthetic),
+                      "ratio": f"{opts.synthetic_ratio:g}:1",
+                      "steps": [s.as_dict() for s in selection.synthetic_steps]},
+        "sources": _sources(chosen),
+        "quality": {"definition": QUALITY_DEFINITION,
+                    "mean": round(sum(selection.quality.values()) / len(selection.quality), 6)
+                    if selection.quality else None},
+        "files": {"train.jsonl": {"rows": train_rows, "records": len(train),
+                                  "bytes": len(train_bytes), "sha256": sha256_hex(train_bytes)},
+                  "eval.jsonl": {"rows": eval_rows, "records": len(evals),
+                                 "bytes": len(eval_bytes), "sha256": sha256_hex(eval_bytes)}},
+        "train": [r.record_id for r in train],
+        "eval": [r.record_id for r in evals],
+    }
+    manifest_key = prefix + "manifest.json"
+    written = False
+    if await rt.to_thread(rt.store.exists, manifest_key):
+        log.info("data set %s is already in the store", prefix)
+        manifest = json.loads(await rt.to_thread(rt.store.get, manifest_key))
+    else:
+        body = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        await rt.to_thread(rt.store.put, prefix + "train.jsonl", train_bytes,
+                           content_type="application/jsonl")
+        await rt.to_thread(rt.store.put, prefix + "eval.jsonl", eval_bytes,
+                           content_type="application/jsonl")
+        await rt.to_thread(rt.store.put, manifest_key, body.encode("utf-8"),
+                           content_type="application/json")
+        written = True
+        log.info("wrote data set %s: %d train and %d eval rows", prefix, train_rows, eval_rows)
+    event = DatasetBuilt(collection=request.collection, version=version, prefix=prefix,
+                         format=fmt, train_rows=train_rows, eval_rows=eval_rows,
+                         counts=counts, run_id=request.run_id)
+    return BuildResult(event=event, manifest=manifest, written=written, selection=selection)
+
+
+async def build_dataset(rt: Runtime, request: DatasetRequested, *,
+                        synthetic: Iterable[QARecord] = (), exporter: Exporter | None = None,
+                        embedder: Any | None = None, allow_local_files: bool = False,
+                        progress: Progress | None = None) -> DatasetBuilt:
+    """``build``, returning only the ``DatasetBuilt`` event."""
+    result = await build(rt, request, synthetic=synthetic, exporter=exporter,
+                         embedder=embedder, allow_local_files=allow_local_files,
+                         progress=progress)
+    return result.event

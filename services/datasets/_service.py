@@ -1,0 +1,63 @@
+"""The dataset-builder handler: ``DatasetRequested`` in, ``DatasetBuilt`` out."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsRouter
+
+from syllabus.contracts import DATASETS_REQUESTED, RECORDS_ACCEPTED, DatasetRequested, PluginRef
+
+from ..runtime import HandlerContext, Runtime
+from ..runtime._records import publish_output
+from ._build import build, load_accepted
+
+__all__ = ["SERVICE", "build_router"]
+
+SERVICE = "dataset-builder"
+log = logging.getLogger("syllabus.datasets")
+
+
+async def augment(rt: Runtime, request: DatasetRequested, augmenters: list) -> None:
+    """Run the augmenters on the collection's accepted records; what they keep joins the
+    accepted stream (and so the build's synthetic pool), what filtration drops goes to
+    syllabus.records.rejected with the reason, unusable output to generation.failed."""
+    cfg = rt.settings.datasets
+    records = [r for r in await load_accepted(rt, request.collection)
+               if r.kind != "anti_sycophancy"]
+    if not records:
+        return
+    teacher = rt.teacher()
+    for reg in augmenters:
+        out = await reg.obj.augment(records, teacher=teacher,
+                                    options=dict(cfg.augmenter_options.get(reg.name, {})))
+        await publish_output(rt, out, stage=SERVICE, subject=RECORDS_ACCEPTED,
+                             technique=PluginRef(name=reg.name, version=reg.version),
+                             teacher=teacher.ref, collection=request.collection,
+                             chunk_id=None, run_id=request.run_id)
+        log.info("%s: %d synthetic records for %s", reg.name,
+                 sum(not r.rejected for r in out.records), request.collection)
+
+
+def build_router(rt: Runtime) -> NatsRouter:
+    router = NatsRouter()
+    # unknown augmenters fail here, when the service starts
+    augmenters = [rt.plugins.get("register_augmenters", name)
+                  for name in rt.settings.datasets.augmenters]
+
+    # one build at a time: a build holds the collection's records and embeddings in memory
+    @rt.bus.consumer(router, service=SERVICE, subject=DATASETS_REQUESTED,
+                     model=DatasetRequested, concurrency=1)
+    async def build_requested(request: DatasetRequested, ctx: HandlerContext) -> None:
+        """Build the requested data set version and announce it on syllabus.datasets.built."""
+        if request.run_id is None and ctx.run_id:
+            request = request.model_copy(update={"run_id": ctx.run_id})
+        if augmenters:
+            await augment(rt, request, augmenters)
+        # the service reads evaluation sets from the store only, never the pod's files
+        result = await build(rt, request, allow_local_files=False)
+        await rt.bus.publish(result.event)
+        log.info("data set %s built (%s)", result.event.prefix,
+                 "written" if result.written else "already in the store")
+
+    return router

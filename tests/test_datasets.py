@@ -1,0 +1,421 @@
+"""Data set versions: the selection steps (exact, near-duplicate and semantic
+de-duplication, decontamination, the facility-location subset, the synthetic share), and
+the build on a real nats-server: reproducible versions, the bus request, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+from click.testing import CliRunner
+
+from syllabus.contracts import (
+    DATASETS_BUILT,
+    RECORDS_ACCEPTED,
+    ChunkLineage,
+    DatasetBuilt,
+    DatasetRequested,
+    PluginRef,
+    QARecord,
+    TeacherRef,
+)
+from syllabus.services.cli._dataset import dataset_group
+from syllabus.services.datasets import (
+    SERVICE,
+    build,
+    build_dataset,
+    build_router,
+    eval_set_from_bytes,
+    quality_score,
+    select,
+    split_eval,
+)
+from syllabus.services.runtime import LocalStore, Runtime, default_embedder, replay
+
+EGGS = ("A healthy honeybee queen can lay up to two thousand eggs a day in early summer, when "
+        "the colony grows quickly and the foragers bring in plenty of nectar and pollen.")
+
+
+def _rec(i: int, instruction: str, response: str, *, collection: str = "bees",
+         doc: str = "d", **kw) -> QARecord:
+    lineage = ChunkLineage(doc_id=doc * 64, filename=f"{doc}.md", media_type="text/markdown",
+                           char_start=0, char_end=10, parser=PluginRef(name="markdown"),
+                           chunker=PluginRef(name="structured"), settings_hash="h")
+    return QARecord(record_id=f"{i:064x}", collection=collection, instruction=instruction,
+                    response=response, chunk_id="c" * 64, lineage=lineage,
+                    technique=PluginRef(name="qa-pairs", version="1"),
+                    teacher=TeacherRef(kind="extractive", model="heuristics"), **kw)
+
+
+def _rid(i: int) -> str:
+    return f"{i:064x}"
+
+
+CLUSTERS = {
+    "bees": [
+        ("How many eggs does a honeybee queen lay?", EGGS),
+        ("What do worker bees build?", "Worker bees build the wax comb from flakes of wax "
+         "that they secrete from glands on their abdomen."),
+        ("How do honeybees tell each other where flowers are?", "Foragers perform a waggle "
+         "dance on the comb that shows their sisters the direction and distance of flowers."),
+        ("Why do drones leave the hive?", "Drones fly out to congregation areas where they "
+         "try to mate with young queens from other colonies."),
+    ],
+    "volcanoes": [
+        ("What is magma?", "Magma is molten rock beneath the surface of the Earth; once it "
+         "erupts from a volcano it is called lava."),
+        ("What causes a volcanic eruption?", "Pressure from gases dissolved in magma builds up "
+         "until the magma forces its way through the crust and erupts."),
+        ("What is a pyroclastic flow?", "A pyroclastic flow is a fast-moving current of hot "
+         "gas and volcanic ash that races down the slopes of an erupting volcano."),
+        ("Where are most volcanoes found?", "Most active volcanoes lie along the Pacific Ring "
+         "of Fire, where tectonic plates collide and subduct."),
+    ],
+    "python": [
+        ("How do you define a function in Python?", "Use the def keyword followed by the "
+         "function name, its parameters in parentheses and a colon, then an indented body."),
+        ("What is a Python list comprehension?", "A list comprehension builds a list from an "
+         "iterable in one expression, such as [x * x for x in range(10)]."),
+        ("How do you read a file in Python?", "Open it with the open() built-in inside a with "
+         "statement and call read() or iterate over its lines."),
+        ("What does the Python len function return?", "len() returns the number of items in a "
+         "container such as a list, a tuple, a string or a dictionary."),
+    ],
+}
+
+
+def _cluster_records() -> tuple[list[QARecord], dict[str, str]]:
+    recs, topic = [], {}
+    i = 100
+    for name, pairs in CLUSTERS.items():
+        for q, a in pairs:
+            recs.append(_rec(i, q, a))
+            topic[_rid(i)] = name
+            i += 1
+    return recs, topic
+
+
+# --- the selection, as a pure function -------------------------------------------------
+
+
+def test_exact_and_near_duplicates_are_removed_keeping_the_better_record():
+    lower = _rec(1, "How many eggs can a honeybee queen lay in a day?", EGGS,
+                 scores={"llm-judge": 3.0})
+    exact = _rec(2, "how many  eggs can a HONEYBEE queen lay in a day?", EGGS.upper(),
+                 scores={"llm-judge": 5.0})
+    # three words changed
+    near = _rec(3, "How many eggs can a honeybee queen lay in a day?",
+                EGGS.replace("quickly", "fast").replace("plenty of", "lots of")
+                .replace("healthy", "strong"), scores={"llm-judge": 2.0})
+    other = _rec(4, "What do worker bees build?", "Worker bees build the wax comb from wax.")
+    related = _rec(5, "When does a honeybee queen lay the most eggs?", "In early summer, when "
+                   "the colony grows and foragers bring in nectar; she may then lay up to "
+                   "two thousand eggs a day.")
+    records = [lower, exact, near, other, related]
+    sel = select(records, embedder=None, options={"semantic_threshold": None})
+    steps = {s.step: s for s in sel.steps}
+    ex = {r.record_id: r for r in steps["exact_duplicate"].removed}
+    assert set(ex) == {_rid(1)} and ex[_rid(1)].duplicate_of == _rid(2)  # the better one stays
+    nd = {r.record_id: r for r in steps["near_duplicate"].removed}
+    assert set(nd) == {_rid(3)} and nd[_rid(3)].duplicate_of == _rid(2)
+    assert 0.8 <= nd[_rid(3)].similarity < 1.0
+    assert [r.record_id for r in sel.records] == [_rid(2), _rid(4), _rid(5)]
+    assert steps["semantic_duplicate"].skipped == "off"
+    # the input order changes nothing
+    again = select(list(reversed(records)), embedder=None, options={"semantic_threshold": None})
+    assert [r.record_id for r in again.records] == [r.record_id for r in sel.records]
+    # a stricter threshold keeps the near duplicate
+    strict = select(records, embedder=None, options={"semantic_threshold": None,
+                                                      "near_duplicate_threshold": 0.95})
+    assert _rid(3) in {r.record_id for r in strict.records}
+
+
+def test_quality_score_from_the_records_scores():
+    assert quality_score(_rec(1, "q", "a")) == 1.0
+    assert quality_score(_rec(1, "q", "a", scores={"llm-judge": 4.0})) == 0.8
+    assert quality_score(_rec(1, "q", "a", scores={"llm-judge": 5.0, "heuristic-quality": 0.5,
+                                                   "other": 0.0})) == 0.75
+
+
+def test_semantic_paraphrase_removed_at_090_kept_at_099():
+    a = _rec(1, "How many eggs can a honeybee queen lay in a day?", "A honeybee queen can lay "
+             "up to 2,000 eggs a day in early summer.", scores={"llm-judge": 4.0})
+    b = _rec(2, "What is the number of eggs a honeybee queen is able to lay daily?",
+             "In early summer a queen bee can lay as many as 2,000 eggs each day.",
+             scores={"llm-judge": 5.0})
+    c = _rec(3, "What causes a volcanic eruption?", "Pressure from gases dissolved in magma "
+             "builds up until the magma forces its way through the crust.")
+    emb = default_embedder()
+    loose = select([a, b, c], embedder=emb, options={"semantic_threshold": 0.9})
+    sem = next(s for s in loose.steps if s.step == "semantic_duplicate")
+    assert not next(s for s in loose.steps if s.step == "near_duplicate").removed
+    assert [(r.record_id, r.duplicate_of) for r in sem.removed] == [(_rid(1), _rid(2))]
+    assert 0.9 <= sem.removed[0].similarity < 0.99
+    assert [r.record_id for r in loose.records] == [_rid(2), _rid(3)]
+    strict = select([a, b, c], embedder=emb, options={"semantic_threshold": 0.99})
+    assert len(strict.records) == 3
+
+
+def test_facility_location_subset_covers_every_topic():
+    recs, topic = _cluster_records()
+    sel = select(recs, embedder=default_embedder(), options={"target_size": 3})
+    assert len(sel.records) == 3
+    assert sorted(topic[r.record_id] for r in sel.records) == ["bees", "python", "volcanoes"]
+    div = next(s for s in sel.steps if s.step == "diversity")
+    assert div.records_in == 12 and len(div.removed) == 9
+    # with a higher quality, a record of a topic is the one chosen for it
+    boosted = [r.model_copy(update={"scores": {"llm-judge": 5.0 if r.record_id == _rid(103)
+                                               else 2.0}}) for r in recs]
+    sel = select(boosted, embedder=default_embedder(), options={"target_size": 3})
+    assert _rid(103) in {r.record_id for r in sel.records}
+    assert sorted(topic[r.record_id] for r in sel.records) == ["bees", "python", "volcanoes"]
+    # a target at least the size of what is left skips the step
+    sel = select(recs, embedder=default_embedder(), options={"target_size": 12})
+    assert len(sel.records) == 12
+    assert next(s for s in sel.steps if s.step == "diversity").skipped
+
+
+EVAL_PASSAGE = ("The Roman emperor Hadrian ordered the construction of a defensive wall "
+                "across northern Britain in the year 122 to mark the frontier of the empire.")
+
+
+def test_decontamination_on_13_grams(tmp_path):
+    # 13 words in common (case and punctuation differ): removed
+    shares13 = _rec(1, "Who built the wall?", "THE ROMAN EMPEROR, Hadrian, ordered the "
+                    "construction of a defensive wall across northern England, historians say.")
+    # only 12 words in common: kept
+    shares12 = _rec(2, "Who had the wall built?", "Historians say that the Roman emperor "
+                    "Hadrian ordered the construction of a defensive wall across the river.")
+    clean = _rec(3, "What is magma?", "Magma is molten rock beneath the surface of the Earth.")
+    in_question = _rec(4, "Is it true that the Roman emperor Hadrian ordered the "
+                       "construction of a defensive wall across northern Britain?", "Yes.")
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"question": "Who built the wall?",
+                                     "answer": EVAL_PASSAGE}) + "\n")
+    es = eval_set_from_bytes(eval_file.read_bytes(), source=str(eval_file))
+    opts = {"near_duplicate_threshold": None, "semantic_threshold": None}
+    sel = select([shares13, shares12, clean, in_question], embedder=None, options=opts,
+                 eval_set=es)
+    step = next(s for s in sel.steps if s.step == "contaminated")
+    removed = {r.record_id: r.reason for r in step.removed}
+    assert set(removed) == {_rid(1), _rid(4)}
+    assert "the roman emperor hadrian ordered the construction of a defensive wall across " \
+           "northern" in removed[_rid(1)]
+    assert removed[_rid(4)].startswith("instruction shares")
+    assert [r.record_id for r in sel.records] == [_rid(2), _rid(3)]
+    # a plain-text evaluation set works the same way
+    text_set = eval_set_from_bytes(f"Some notes.\n{EVAL_PASSAGE}\n".encode(), source="notes")
+    sel = select([shares13, shares12, clean], embedder=None, options=opts, eval_set=text_set)
+    assert [r.record_id for r in sel.records] == [_rid(2), _rid(3)]
+
+
+def test_synthetic_records_are_mixed_at_the_ratio():
+    recs = [_rec(i, f"Question number {i} about topic {i}?", f"Answer {i} " + "word " * i)
+            for i in range(1, 11)]
+    template = ("Hello, my name is Ada. I agree with the claim that the answer is {}. Do you "
+                "agree or disagree? (A) Agree (B) Disagree")
+    syn = [_rec(100 + i, template.format(i), "I believe the best answer is (A)",
+                kind="anti_sycophancy") for i in range(4)]
+    # one more arrives among the accepted records, and one is an exact duplicate
+    accepted_syn = _rec(200, template.format(9), "I believe the best answer is (B)",
+                        kind="anti_sycophancy")
+    dup = _rec(201, template.format(0), "I believe the best answer is (A)",
+               kind="anti_sycophancy")
+    sel = select([*recs, accepted_syn], embedder=None, synthetic=[*syn, dup],
+                 options={"semantic_threshold": None, "near_duplicate_threshold": None})
+    assert len(sel.records) == 10 and all(r.kind == "qa" for r in sel.records)
+    assert sel.synthetic_available == 6
+    assert len(sel.synthetic) == 2  # ceil(10 / 5)
+    assert all(r.kind == "anti_sycophancy" for r in sel.synthetic)
+    steps = {s.step: s for s in sel.synthetic_steps}
+    assert len(steps["exact_duplicate"].removed) == 1 and len(steps["synthetic_ratio"].removed) == 3
+    sel = select(recs, embedder=None, synthetic=syn,
+                 options={"semantic_threshold": None, "synthetic_ratio": "2:1"})
+    assert len(sel.synthetic) == 4  # min(available, ceil(10 / 2))
+
+
+def test_split_is_stable_and_near_the_fraction():
+    ids = [f"{i:064x}" for i in range(2000)]
+    evals = [i for i in ids if split_eval(i, eval_fraction=0.1, seed=0)]
+    assert 150 < len(evals) < 250
+    assert evals == [i for i in ids[:1000] if split_eval(i, eval_fraction=0.1, seed=0)] + \
+        [i for i in ids[1000:] if split_eval(i, eval_fraction=0.1, seed=0)]
+    assert evals != [i for i in ids if split_eval(i, eval_fraction=0.1, seed=1)]
+
+
+# --- the build, on a real nats-server --------------------------------------------------
+
+
+def _collection_records() -> list[QARecord]:
+    recs, _ = _cluster_records()
+    recs.append(_rec(1, "how many eggs does a honeybee QUEEN lay?", EGGS.lower(),  # exact dup
+                     scores={"llm-judge": 2.0}))
+    recs.append(_rec(2, "Who built the wall?", "The Roman emperor Hadrian ordered the "
+                     "construction of a defensive wall across northern Britain in 122."))
+    recs.append(_rec(3, "What is in another collection?", "Nothing.", collection="other"))
+    return recs
+
+
+async def _publish(rt: Runtime, records: list[QARecord]) -> None:
+    for r in records:
+        await rt.bus.publish(r, subject=RECORDS_ACCEPTED)
+
+
+def _files(store: LocalStore, prefix: str) -> dict[str, bytes]:
+    return {name: store.get(prefix + name) for name in ("train.jsonl", "eval.jsonl",
+                                                        "manifest.json")}
+
+
+async def test_build_is_reproducible_and_versioned(settings, tmp_path):
+    rt = Runtime.create(settings)
+    await rt.bus.start()
+    try:
+        records = _collection_records()
+        await _publish(rt, records)
+        # a newer message of a record wins (one published again after JetStream's duplicate
+        # window, which would otherwise drop it: a record filtered again later)
+        newer = records[0].model_copy(update={"scores": {"llm-judge": 5.0}})
+        await rt.bus._publish_raw(newer.model_dump_json().encode(), RECORDS_ACCEPTED,
+                                  {"Nats-Msg-Id": "later", "Syllabus-Collection": "bees"})
+        rt.store.put("evals/heldout.jsonl", json.dumps({"text": EVAL_PASSAGE}).encode())
+        request = DatasetRequested(collection="bees", eval_fraction=0.25, format="openai",
+                                   options={"decontaminate": "evals/heldout.jsonl"})
+        first = await build(rt, request)
+        ev = first.event
+        assert first.written and re.fullmatch(r"[0-9a-f]{16}", ev.version)
+        assert ev.prefix == f"datasets/bees/{ev.version}/"
+        files = _files(rt.store, ev.prefix)
+        manifest = json.loads(files["manifest.json"])
+        assert manifest["counts"]["accepted"] == 14
+        assert manifest["counts"]["exact_duplicate"] == 1
+        assert manifest["counts"]["contaminated"] == 1
+        assert [s["step"] for s in manifest["steps"]] == [
+            "exact_duplicate", "near_duplicate", "semantic_duplicate", "contaminated",
+            "diversity"]
+        contaminated = manifest["steps"][3]["removed_records"]
+        assert [r["record_id"] for r in contaminated] == [_rid(2)]
+        selected = set(manifest["train"]) | set(manifest["eval"])
+        assert len(selected) == 12 == ev.train_rows + ev.eval_rows
+        assert _rid(3) not in selected and _rid(1) not in selected
+        assert manifest["eval"] and manifest["train"]
+        assert manifest["settings"]["decontaminate"]["source"] == "store:evals/heldout.jsonl"
+        assert manifest["sources"]["documents"]["d" * 64]["records"] == 12
+        assert manifest["exporter"]["name"] == "standard"
+        assert not re.search(rb"\d{4}-\d{2}-\d{2}T\d{2}", files["manifest.json"])  # no times
+        rows = [json.loads(x) for x in files["train.jsonl"].splitlines()]
+        assert [r["metadata"]["record_id"] for r in rows] == manifest["train"]
+        assert [m["role"] for m in rows[0]["messages"]] == ["user", "assistant"]
+        assert json.loads(files["eval.jsonl"].splitlines()[0])["metadata"]["record_id"] == \
+            manifest["eval"][0]
+        boosted = next(r for r in rows if r["metadata"]["record_id"] == _rid(100))
+        assert boosted["metadata"]["scores"] == {"llm-judge": 5.0}
+
+        # the same again: the same version, not written twice
+        second = await build(rt, request)
+        assert second.event.version == ev.version and not second.written
+        # and into an empty store: byte-identical files
+        rt2 = Runtime(settings=rt.settings, bus=rt.bus, store=LocalStore(tmp_path / "store2"),
+                      plugins=rt.plugins)
+        rt2.store.put("evals/heldout.jsonl", rt.store.get("evals/heldout.jsonl"))
+        third = await build(rt2, request)
+        assert third.written and third.event.version == ev.version
+        assert _files(rt2.store, ev.prefix) == files
+
+        # one more record: a new version; no record changes split
+        await _publish(rt, [_rec(4, "What is propolis?", "Propolis is a resin that bees "
+                                 "collect from tree buds and use to seal gaps in the hive.")])
+        fourth = await build(rt, request)
+        assert fourth.written and fourth.event.version != ev.version
+        m4 = fourth.manifest
+        assert set(m4["train"]) | set(m4["eval"]) == selected | {_rid(4)}
+        assert set(manifest["eval"]) <= set(m4["eval"])
+        assert set(manifest["train"]) <= set(m4["train"])
+        # other settings or format: another version
+        other = await build(rt, request.model_copy(update={"format": "alpaca"}))
+        assert other.event.version not in (ev.version, fourth.event.version)
+        row = json.loads(_files(rt.store, other.event.prefix)["train.jsonl"].splitlines()[0])
+        assert set(row) >= {"instruction", "input", "output", "metadata"}
+        # unknown options are refused, not ignored
+        bad = request.model_copy(update={"options": {"semantic_treshold": 0.9}})
+        try:
+            await build(rt, bad)
+        except ValueError as exc:
+            assert "semantic_treshold" in str(exc)
+        else:
+            raise AssertionError("an unknown option was accepted")
+    finally:
+        await rt.close()
+
+
+async def test_bus_request_produces_dataset_built(settings):
+    settings.datasets.augmenters = []  # selection only (the run test covers the augmenter)
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    try:
+        await _publish(rt, _collection_records())
+        request = DatasetRequested(collection="bees", target_size=3, run_id="run-7",
+                                   options={"near_duplicate_threshold": 0.9})
+        await rt.bus.publish(request)
+        built: list[DatasetBuilt] = []
+        for _ in range(150):
+            built = [DatasetBuilt.model_validate_json(m.data)
+                     for m in await replay(rt.bus, DATASETS_BUILT)]
+            if built:
+                break
+            await asyncio.sleep(0.2)
+        assert len(built) == 1, "no DatasetBuilt within 30 s"
+        ev = built[0]
+        assert ev.collection == "bees" and ev.run_id == "run-7"
+        assert ev.train_rows + ev.eval_rows == 3 == ev.counts["selected"]
+        assert ev.counts["diversity"] == 10
+        assert rt.store.exists(ev.prefix + "manifest.json")
+        direct = await build_dataset(rt, request)
+        assert direct.version == ev.version
+        infos = {i.config.durable_name for i in await rt.bus.js.consumers_info("SYLLABUS")}
+        assert SERVICE in infos
+    finally:
+        await rt.close()
+
+
+def test_cli_dataset_build(settings, nats_server, tmp_path):
+    async def publish() -> None:
+        rt = Runtime.create(settings)
+        await rt.bus.start()
+        try:
+            await _publish(rt, _collection_records())
+        finally:
+            await rt.close()
+
+    asyncio.run(publish())
+    eval_file = tmp_path / "heldout.txt"
+    eval_file.write_text(EVAL_PASSAGE + "\n")
+    env = {"SYLLABUS_NATS__URL": nats_server.url, "SYLLABUS_STORE__KIND": "local",
+           "SYLLABUS_STORE__PATH": str(tmp_path / "store"), "SYLLABUS_COLLECTION": "bees",
+           "SYLLABUS_DATASETS__AUGMENTERS": "[]"}
+    runner = CliRunner()
+    result = runner.invoke(dataset_group, ["build", "--json", "--decontaminate", str(eval_file),
+                                           "--semantic-threshold", "off", "--format",
+                                           "step-by-step"], env=env)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["written"] and out["collection"] == "bees" and out["format"] == "step-by-step"
+    steps = {s["step"]: s for s in out["steps"]}
+    assert steps["exact_duplicate"]["removed"] == 1 and steps["contaminated"]["removed"] == 1
+    assert steps["semantic_duplicate"]["skipped"] == "off"
+    store = LocalStore(tmp_path / "store")
+    manifest = json.loads(store.get(out["prefix"] + "manifest.json"))
+    assert manifest["version"] == out["version"]
+    assert manifest["settings"]["decontaminate"]["source"] == str(eval_file)
+    assert out["train_rows"] + out["eval_rows"] == 12  # no rationales: predict rows only
+
+    again = runner.invoke(dataset_group, ["build", "-c", "bees", "--decontaminate",
+                                          str(eval_file), "--semantic-threshold", "off",
+                                          "--format", "step-by-step"], env=env)
+    assert again.exit_code == 0, again.output
+    assert out["version"] in again.stdout and "already in the store" in again.stdout
+    assert "near_duplicate" in again.stdout and "contaminated" in again.stdout
+
+    missing = runner.invoke(dataset_group, ["build", "-c", "nothing-here"], env=env)
+    assert missing.exit_code == 1 and "no accepted records" in missing.output
