@@ -79,8 +79,9 @@ def dataset_group() -> None:
 @click.option("--target-size", "-n", type=click.IntRange(min=1), default=None,
               help="Select this many records: a LIMA-style diverse, high-quality subset "
                    "(greedy facility location on sentence embeddings, weighted by quality).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="openai",
-              show_default=True, help="Data set format.")
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "openai-chat"]), default="openai",
+              show_default=True, help="Data set format ('openai-chat' is another name for "
+                                      "'openai': OpenAI chat JSONL).")
 @click.option("--eval-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
               show_default=True, help="Share of the records in eval.jsonl (by a hash of the "
                                       "record id, so adding records moves no other).")
@@ -131,7 +132,8 @@ def build_command(collection: str | None, target_size: int | None, fmt: str,
         options["decontaminate"] = decontaminate
     try:
         request = DatasetRequested(collection=collection or settings.collection,
-                                   target_size=target_size, format=fmt,
+                                   target_size=target_size,
+                                   format="openai" if fmt == "openai-chat" else fmt,
                                    eval_fraction=eval_fraction, seed=seed, options=options)
     except Exception as exc:
         raise click.ClickException(str(exc)) from exc
