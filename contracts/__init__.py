@@ -18,6 +18,8 @@ from ._subjects import *  # noqa: F403
 from ._subjects import __all__ as _subjects_all
 from ._tasks import *  # noqa: F403
 from ._tasks import __all__ as _tasks_all
+from ._tools import *  # noqa: F403
+from ._tools import __all__ as _tools_all
 
 __all__ = [
     "COLLECTION_PATTERN",
@@ -38,4 +40,5 @@ __all__ = [
     *_protocols_all,
     *_subjects_all,
     *_tasks_all,
+    *_tools_all,
 ]

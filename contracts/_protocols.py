@@ -13,7 +13,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from ._messages import ChunkCreated, QARecord, RecordDecision, RejectionReason, ToolTrajectory
+from ._messages import ChunkCreated, QARecord, RecordDecision, RejectionReason
 
 __all__ = [
     "ArtifactStore",
@@ -38,7 +38,6 @@ __all__ = [
     "Teacher",
     "TeacherError",
     "TeacherFactory",
-    "ToolAnnotator",
 ]
 
 
@@ -277,14 +276,6 @@ class Augmenter(Protocol):
 
     async def augment(self, records: Sequence[QARecord], *, teacher: Teacher | None,
                       options: dict[str, Any]) -> TechniqueOutput: ...
-
-
-@runtime_checkable
-class ToolAnnotator(Protocol):
-    name: str
-
-    async def annotate(self, spec: dict[str, Any], *, teacher: Teacher, http: Any,
-                       options: dict[str, Any]) -> list[ToolTrajectory]: ...
 
 
 @runtime_checkable
