@@ -24,6 +24,7 @@ from ._nats_server import EmbeddedNats, find_binary, free_port
 from ._plugins import LoadedPlugin, PluginError, PluginManager, Registered
 from ._runtime import Runtime, open_store
 from ._settings import (
+    ApiAnnotatorSettings,
     BusSettings,
     DatasetSettings,
     FilterSettings,
@@ -32,9 +33,11 @@ from ._settings import (
     NatsSettings,
     QuestionGenSettings,
     RationaleSettings,
+    ServerSettings,
     Settings,
     StoreSettings,
     TeacherSettings,
+    TrainerSettings,
     load_settings,
 )
 from ._store import InvalidKey, LocalStore, ObjectNotFound, S3Store, StoreError
@@ -55,6 +58,7 @@ __all__ = [
     "TEACHER_CALLS",
     "TEACHER_SECONDS",
     "TEACHER_TOKENS",
+    "ApiAnnotatorSettings",
     "Bus",
     "BusSettings",
     "DatasetSettings",
@@ -77,11 +81,13 @@ __all__ = [
     "Registered",
     "Runtime",
     "S3Store",
+    "ServerSettings",
     "Settings",
     "StoreError",
     "StoreSettings",
     "TeacherSettings",
     "TeacherStats",
+    "TrainerSettings",
     "build_http_app",
     "configure_logging",
     "default_embedder",

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "ApiAnnotatorSettings",
     "BusSettings",
     "DatasetSettings",
     "FilterSettings",
@@ -29,9 +30,11 @@ __all__ = [
     "NatsSettings",
     "QuestionGenSettings",
     "RationaleSettings",
+    "ServerSettings",
     "Settings",
     "StoreSettings",
     "TeacherSettings",
+    "TrainerSettings",
     "load_settings",
 ]
 
@@ -159,6 +162,28 @@ class DatasetSettings(BaseModel):
     eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
 
 
+class ApiAnnotatorSettings(BaseModel):
+    """The api-annotator (ToolLLM): API filtering, instruction generation, DFSDT."""
+
+    #: hosts (``host`` or ``host:port``) the annotator may call; empty means the servers
+    #: named in each spec
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+
+class TrainerSettings(BaseModel):
+    """The trainer: torchrun jobs from data set versions to model artifacts."""
+
+    #: where jobs keep their working files (downloaded data, checkpoints before upload)
+    work_dir: Path = Path(".syllabus/trainer")
+
+
+class ServerSettings(BaseModel):
+    """The server: Triton behind an OpenAI-compatible API."""
+
+    #: an external Triton's HTTP URL; empty starts the embedded tritonserver (CPU)
+    triton_url: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYLLABUS_",
@@ -181,6 +206,9 @@ class Settings(BaseSettings):
     rationale: RationaleSettings = Field(default_factory=RationaleSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
+    api_annotator: ApiAnnotatorSettings = Field(default_factory=ApiAnnotatorSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod
     def settings_customise_sources(
