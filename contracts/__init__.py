@@ -7,7 +7,7 @@ pulls in NATS, torch or Triton.
 from . import _hookspecs as hookspecs
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
 from ._ids import COLLECTION_PATTERN, canonical_json, content_id, normalise_text, sha256_hex
-from ._keys import chunk_key, document_key, teacher_cache_key
+from ._keys import chunk_key, document_key, spec_key, teacher_cache_key
 from ._messages import *  # noqa: F403
 from ._messages import __all__ as _messages_all
 from ._parsing import *  # noqa: F403
@@ -34,6 +34,7 @@ __all__ = [
     "hookspecs",
     "normalise_text",
     "sha256_hex",
+    "spec_key",
     "teacher_cache_key",
     *_messages_all,
     *_parsing_all,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["chunk_key", "document_key", "teacher_cache_key"]
+__all__ = ["chunk_key", "document_key", "spec_key", "teacher_cache_key"]
 
 
 def document_key(doc_id: str) -> str:
@@ -15,3 +15,8 @@ def chunk_key(chunk_id: str) -> str:
 
 def teacher_cache_key(digest: str) -> str:
     return f"cache/teacher/{digest}.json"
+
+
+def spec_key(spec_id: str) -> str:
+    """An OpenAPI spec's bytes, under their sha256."""
+    return f"specs/{spec_id}"

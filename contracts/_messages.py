@@ -99,6 +99,8 @@ class RejectionReason(StrEnum):
     NO_TEXT = "no_text"
     UNSAFE_NAME = "unsafe_name"
     MISSING_OBJECT = "missing_object"
+    #: an OpenAPI/Swagger spec that does not validate (the detail names the JSON path)
+    INVALID_SPEC = "invalid_spec"
 
 
 class DocumentSubmitted(Event):
@@ -235,7 +237,7 @@ class QARecord(Event):
     subject: ClassVar[str] = s.QA_GENERATED
     record_id: str
     collection: str = Collection
-    kind: Literal["qa", "backtranslation", "anti_sycophancy"] = "qa"
+    kind: Literal["qa", "backtranslation", "anti_sycophancy", "tool"] = "qa"
     instruction: str
     response: str
     rationale: str | None = None
@@ -249,6 +251,11 @@ class QARecord(Event):
     scores: dict[str, float] = Field(default_factory=dict)
     decisions: list[RecordDecision] = Field(default_factory=list)
     run_id: str | None = None
+    #: a tool-call trajectory (``kind == "tool"``, from a ``ToolTrajectory``): the OpenAI
+    #: ``tools`` it may call and its chat ``messages`` (system, user, assistant
+    #: ``tool_calls``, ``tool`` observations, the final answer)
+    tools: list[dict[str, Any]] | None = None
+    messages: list[dict[str, Any]] | None = None
 
     def dedup_id(self) -> str:
         # one message per record and subject (Bus.publish prefixes the subject when a record
@@ -355,14 +362,39 @@ class ToolTrajectory(Event):
     tools: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     final_answer: str | None = None
-    method: Literal["dfsdt", "react"] = "dfsdt"
+    #: the solver plugin's name (``dfsdt``, ``react``, or a third party's)
+    method: str = "dfsdt"
     solved: bool = False
     technique: PluginRef
     teacher: TeacherRef
     run_id: str | None = None
+    #: the generated instruction this trajectory answers, and the APIs it names
+    instruction_id: str = ""
+    relevant_apis: list[str] = Field(default_factory=list)
+    category: str | None = None
+    #: the search ended with Finish(give_up_and_restart) (only when not solved)
+    gave_up: bool = False
+    #: why an unsolved search stopped (give-up, query budget, depth limit...); "" if solved
+    reason: str = ""
+    teacher_calls: int = 0
+    api_calls: int = 0
+    #: the search's own counts (nodes expanded, backtracks, ...)
+    stats: dict[str, Any] = Field(default_factory=dict)
 
     def dedup_id(self) -> str:
         return f"tools.annotated:{self.collection}:{self.trajectory_id}"
+
+    def as_record(self) -> QARecord:
+        """The trajectory as an accepted record of ``kind == "tool"`` (what the data set
+        builder selects and exports): the instruction, the final answer as the response,
+        and the ``tools`` and ``messages`` to export."""
+        return QARecord(
+            record_id=self.trajectory_id, collection=self.collection, kind="tool",
+            instruction=self.instruction, response=self.final_answer or "",
+            technique=self.technique, teacher=self.teacher, run_id=self.run_id,
+            tools=self.tools, messages=self.messages,
+            scores={"teacher_calls": float(self.teacher_calls),
+                    "api_calls": float(self.api_calls)})
 
 
 # --- training and serving --------------------------------------------------------------
@@ -421,14 +453,30 @@ class TrainingFailed(Event):
 
 
 class ModelDeployed(Event):
+    """The server's verdict on a trained model: ``deployed`` (served and announced),
+    ``refused`` (it loaded, but the evaluation gate found a score below its floor) or
+    ``failed`` (it could not be loaded: corrupt or missing files, a Triton error)."""
+
     subject: ClassVar[str] = s.MODELS_DEPLOYED
     model_id: str
     name: str
     version: int = 1
     endpoint: str
     eval_scores: dict[str, float] = Field(default_factory=dict)
+    status: Literal["deployed", "refused", "failed"] = "deployed"
+    #: why a model was refused or failed
+    reason: str | None = None
+    job_id: str | None = None
+    dataset: str | None = Field(default=None, description="<collection>/<version>")
+    backend: str | None = Field(default=None, description="the Triton backend: python, vllm")
+    #: the floors the gate applied, by score name
+    eval_floors: dict[str, float] = Field(default_factory=dict)
+    #: per suite: counts, errors and examples, or why it was skipped
+    eval_details: dict[str, Any] = Field(default_factory=dict)
 
     def dedup_id(self) -> str:
+        if self.status != "deployed":
+            return f"models.deployed:{self.model_id}:{self.version}:{self.status}"
         return f"models.deployed:{self.model_id}:{self.version}"
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "Teacher",
     "TeacherError",
     "TeacherFactory",
+    "ToolCall",
 ]
 
 
@@ -149,9 +150,41 @@ class Embedder(Protocol):
 # --- teachers --------------------------------------------------------------------------
 
 
+class ToolCall(BaseModel):
+    """One function call an assistant turn makes (OpenAI function calling)."""
+
+    id: str
+    name: str
+    #: the arguments as a JSON object string, exactly as the model wrote them
+    arguments: str = "{}"
+
+    def openai(self) -> dict[str, Any]:
+        """The ``tool_calls`` entry of an OpenAI chat message."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}
+
+
 class ChatMessage(BaseModel):
+    """One chat message. Function calling (all optional, so plain messages stay two
+    fields): an assistant turn may carry ``tool_calls``; a ``tool`` message answers one of
+    them, named by ``tool_call_id`` (and ``name``, the function)."""
+
     role: str
-    content: str
+    content: str = ""
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def openai(self) -> dict[str, Any]:
+        """This message as the OpenAI chat protocol writes it."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.openai() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 class GenerationParams(BaseModel):
@@ -168,6 +201,11 @@ class GenerationParams(BaseModel):
     stop: list[str] | None = None
     task: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
+    #: functions the model may call: OpenAI ``tools`` entries
+    #: (``{"type": "function", "function": {"name", "description", "parameters"}}``)
+    tools: list[dict[str, Any]] | None = None
+    #: ``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name"}}``
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class Completion(BaseModel):
@@ -177,6 +215,10 @@ class Completion(BaseModel):
     completion_tokens: int = 0
     cached: bool = False
     latency_seconds: float = 0.0
+    #: the function calls of the assistant turn, when it made any
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    #: why generation stopped (``stop``, ``length``, ``tool_calls``...), when known
+    finish_reason: str | None = None
 
 
 class TeacherError(Exception):

@@ -13,12 +13,25 @@ task               inputs                                           output
 ``rationale``      ``question``, ``context`` (str)                  step-by-step reasoning, then ``So the answer is <answer>.``
 ``judge``          ``instruction``, ``response``, ``context`` (str)  JSON ``{"score": <1-5>, "reasoning": str}``
 =================  ===============================================  ==========================
+
+The api-annotator's tasks (ToolLLM, Qin et al. 2023) are in ``TOOL_TASKS``; the offline
+teacher answers them too:
+
+=====================  ================================================  ======================
+task                   inputs                                            output
+=====================  ================================================  ======================
+``tool_instructions``  ``group`` (I1/I2/I3), ``n`` (int), ``apis`` (list  JSON list ``[{"query": str, "related_apis": [[tool, api], ...]}, ...]``
+                       of ``{"tool", "api", "description", "parameters",
+                       "example_arguments"}``)
+``tool_call``          ``query`` (str); the messages carry the history    an assistant turn: ``Completion.tool_calls`` with one call of a
+                       and ``GenerationParams.tools`` the functions       function in ``params.tools`` (``Finish`` ends), ``text`` the thought
+=====================  ================================================  ======================
 """
 
 from __future__ import annotations
 
 __all__ = ["TASK_BACKTRANSLATE", "TASK_CURATE", "TASK_JUDGE", "TASK_QA_PAIRS",
-           "TASK_RATIONALE", "TASKS"]
+           "TASK_RATIONALE", "TASK_TOOL_CALL", "TASK_TOOL_INSTRUCTIONS", "TASKS", "TOOL_TASKS"]
 
 TASK_QA_PAIRS = "qa_pairs"
 TASK_BACKTRANSLATE = "backtranslate"
@@ -32,4 +45,13 @@ TASKS: dict[str, tuple[str, ...]] = {
     TASK_CURATE: ("instruction", "response"),
     TASK_RATIONALE: ("question", "context"),
     TASK_JUDGE: ("instruction", "response", "context"),
+}
+
+TASK_TOOL_INSTRUCTIONS = "tool_instructions"
+TASK_TOOL_CALL = "tool_call"
+
+#: the api-annotator's tasks, kept apart from ``TASKS`` (the record techniques' text tasks)
+TOOL_TASKS: dict[str, tuple[str, ...]] = {
+    TASK_TOOL_INSTRUCTIONS: ("group", "n", "apis"),
+    TASK_TOOL_CALL: ("query",),
 }

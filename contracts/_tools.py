@@ -63,12 +63,19 @@ class ApiTool(BaseModel):
                                                                 "properties": {}})
     #: where each argument goes in the request
     locations: dict[str, ParamLocation] = Field(default_factory=dict)
+    #: argument name -> the parameter's name in the request, where they differ (a query
+    #: and a path parameter of the same name, or a name that is not a valid identifier)
+    aliases: dict[str, str] = Field(default_factory=dict)
     category: str = Field(description="the operation's first tag, else the spec's title")
     method: str = Field(description="upper-case HTTP method")
     path: str = Field(description="path template, e.g. /hives/{hive_id}")
     server: str = Field(description="base URL the path is joined to")
+    #: media type the ``body`` argument is sent as (JSON, form, ...), when there is a body
+    request_media_type: str | None = None
     #: media type of the declared success response, when there is one
     response_media_type: str | None = None
+    #: JSON schema of the declared success response (``$ref``s resolved), when there is one
+    response_schema: dict[str, Any] | None = None
     #: arguments built from the spec's examples, defaults and schemas (for API filtering)
     example_arguments: dict[str, Any] = Field(default_factory=dict)
     spec_id: str = ""
@@ -91,6 +98,10 @@ class ToolResponse(BaseModel):
     media_type: str | None = None
     elapsed_seconds: float = 0.0
     truncated: bool = False
+    #: size of the body as received (decoded), before compression and truncation
+    body_bytes: int = 0
+    #: the body parsed as JSON (before compression; ``observation`` may be cut short)
+    json_body: bool = False
 
 
 class ApiVerdict(BaseModel):
@@ -103,6 +114,8 @@ class ApiVerdict(BaseModel):
     status: int | None = None
     elapsed_seconds: float = 0.0
     sample: str = Field(default="", description="the start of the observed response")
+    #: the particulars behind ``reason`` (the refusal or error message, the status, ...)
+    detail: str = ""
 
 
 class ToolInstruction(BaseModel):
@@ -129,6 +142,8 @@ class SolveResult(BaseModel):
     messages: list[dict[str, Any]] = Field(default_factory=list)
     teacher_calls: int = 0
     api_calls: int = 0
+    #: the OpenAI ``tools`` the search offered (the sampled operations and ``Finish``)
+    tools: list[dict[str, Any]] = Field(default_factory=list)
     #: nodes expanded, backtracks, and why the search stopped
     stats: dict[str, Any] = Field(default_factory=dict)
 

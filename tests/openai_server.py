@@ -13,6 +13,11 @@ message unless told otherwise)::
     server.script(text("hello"), error(429, retry_after=2), slow(3, "late"),
                   json_reply({"a": 1}), malformed(), no_choices())
 
+Function calling: ``tool_call(name, args, content="thought")`` is an assistant turn that
+calls one function (``tool_calls(*calls)`` several: ``call(name, args)`` builds each);
+its ``finish_reason`` is ``tool_calls``. A ``default`` responder may return these too, so a
+policy that reads the request's ``messages`` and ``tools`` can be scripted.
+
 Every chat request is kept in ``.requests`` (``.json``, ``.headers``) in arrival order.
 
 For benchmarks, ``latency`` adds a fixed delay to every chat completion, and
@@ -27,6 +32,7 @@ Load with ``pytest_plugins = ["tests.openai_server"]`` for the function-scoped
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import socket
 import threading
@@ -50,6 +56,9 @@ __all__ = [
     "parts",
     "slow",
     "text",
+    "call",
+    "tool_call",
+    "tool_calls",
 ]
 
 _START_TIMEOUT_S = 10.0
@@ -72,6 +81,27 @@ class Reply:
     #: ``{"prompt_tokens": .., "completion_tokens": ..}``; None counts words; False omits
     usage: dict[str, int] | bool | None = None
     finish_reason: str = "stop"
+    #: the assistant message's ``tool_calls`` (OpenAI form), when it calls functions
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+def call(name: str, args: Any = None, *, id: str | None = None) -> dict[str, Any]:
+    """One ``tool_calls`` entry: ``args`` is a dict (sent as JSON text) or a raw string."""
+    arguments = args if isinstance(args, str) else json.dumps(args or {})
+    digest = hashlib.sha256(f"{name}\0{arguments}".encode()).hexdigest()[:12]
+    return {"id": id or f"call_{digest}", "type": "function",
+            "function": {"name": name, "arguments": arguments}}
+
+
+def tool_calls(*calls: dict[str, Any], content: str = "") -> Reply:
+    """An assistant turn that calls these functions (build each with ``call``)."""
+    return Reply(content=content, tool_calls=list(calls), finish_reason="tool_calls")
+
+
+def tool_call(name: str, args: Any = None, *, content: str = "",
+              id: str | None = None) -> Reply:
+    """An assistant turn that calls one function."""
+    return tool_calls(call(name, args, id=id), content=content)
 
 
 def text(content: str, *, usage: dict[str, int] | bool | None = None,
@@ -294,6 +324,8 @@ class ScriptedOpenAI:
             "choices": [{"index": 0, "finish_reason": reply.finish_reason, "logprobs": None,
                          "message": {"role": "assistant", "content": reply.content}}],
         }
+        if reply.tool_calls:
+            out["choices"][0]["message"]["tool_calls"] = reply.tool_calls
         if reply.usage is not False:
             usage = reply.usage if isinstance(reply.usage, dict) else {
                 "prompt_tokens": sum(_words(m.get("content")) for m in body["messages"]

@@ -8,6 +8,17 @@
 
 Every row carries its lineage in ``metadata``: the record and chunk ids, the document,
 pages and section, the technique, the teacher and model, the scores and the decisions.
+
+Tool-call trajectories (``kind == "tool"``, from the api-annotator) export as:
+
+* ``openai``: ``{"messages": [system, user, assistant with tool_calls, tool, ...],
+  "tools": [...], "metadata"}``, ending with the assistant's ``Finish`` call (its
+  ``final_answer`` is what the user sees; the ``Finish`` observation is left out);
+* ``sharegpt``: ``{"conversations": [system?, human, function_call, observation, ...,
+  gpt], "tools": "<JSON of the functions>", "metadata"}``, the ShareGPT function-calling
+  form (LLaMA-Factory): ``function_call`` values are ``{"name", "arguments"}`` JSON, and the
+  final ``gpt`` turn is the final answer;
+* ``alpaca`` and ``step-by-step``: the instruction and the final answer only.
 """
 
 from __future__ import annotations
@@ -46,6 +57,8 @@ class StandardExporter:
 
     def rows(self, record: QARecord, fmt: str) -> list[dict[str, Any]]:
         meta = lineage_metadata(record)
+        if record.kind == "tool" and record.messages and fmt in ("openai", "sharegpt"):
+            return [_tool_row(record, fmt, meta)]
         if fmt == "openai":
             messages = [{"role": "system", "content": record.system}] if record.system else []
             messages += [{"role": "user", "content": record.instruction},
@@ -82,6 +95,49 @@ class StandardExporter:
                 out.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
                 n += 1
         return n
+
+
+def _openai_tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trajectory up to the assistant's last call (the Finish observation dropped)."""
+    out = [dict(m) for m in messages]
+    while out and out[-1].get("role") == "tool":
+        out.pop()
+    return out
+
+
+def _tool_row(record: QARecord, fmt: str, meta: dict[str, Any]) -> dict[str, Any]:
+    messages = record.messages or []
+    tools = record.tools or []
+    if fmt == "openai":
+        return {"messages": _openai_tool_messages(messages), "tools": tools, "metadata": meta}
+    conv: list[dict[str, str]] = []
+    for m in messages:
+        role = m.get("role")
+        content = m.get("content") or ""
+        if role == "system":
+            conv.append({"from": "system", "value": content})
+        elif role == "user":
+            conv.append({"from": "human", "value": content})
+        elif role == "assistant":
+            for c in m.get("tool_calls") or ():
+                fn = c.get("function") or {}
+                if fn.get("name") == "Finish":
+                    conv.append({"from": "gpt", "value": record.response})
+                    continue
+                try:
+                    args = json.loads(fn.get("arguments") or "{}")
+                except ValueError:
+                    args = fn.get("arguments")
+                conv.append({"from": "function_call", "value": json.dumps(
+                    {"name": fn.get("name"), "arguments": args}, ensure_ascii=False)})
+        elif role == "tool" and conv and conv[-1]["from"] == "function_call":
+            conv.append({"from": "observation", "value": content})
+    if not conv or conv[-1]["from"] != "gpt":
+        conv.append({"from": "gpt", "value": record.response})
+    # the final answer is a gpt turn here, so Finish is not one of the functions
+    functions = [f for f in (t.get("function", t) for t in tools) if f.get("name") != "Finish"]
+    return {"conversations": conv, "tools": json.dumps(functions, ensure_ascii=False),
+            "metadata": meta}
 
 
 @hookimpl

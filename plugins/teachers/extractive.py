@@ -47,6 +47,19 @@ Techniques, by task:
     completeness of the answer and the style deductions of ``curate``, as JSON
     ``{"score": 1-5, "reasoning": ...}``.
 
+``tool_instructions`` -- template instruction generation from API documentation
+    ToolLLM's instruction-generation task (App. B.1) without a model: each API's
+    description as a request, with its example arguments written in; I2/I3 queries join
+    two APIs' requests. JSON ``[{"query", "related_apis"}]``. See ``_extractive_tools``.
+
+``tool_call`` -- a lexical function-calling policy
+    Splits the query into requests, matches each to a function by TF-IDF similarity with
+    its name, description and parameters, fills the arguments from values in the request,
+    reads the observations in the messages, tries the next-best function after a failure
+    (and skips the actions a DFSDT diversity prompt lists), and ends with ``Finish``
+    (``give_answer`` quoting the observations, or ``give_up_and_restart``). The answer is
+    ``Completion.tool_calls``. See ``_extractive_tools``.
+
 The model name, ``extractive-v1``, versions these rules: it is part of every record's
 lineage and of the response-cache key, so it changes whenever the rules' output does.
 """
@@ -60,17 +73,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from syllabus.contracts import (
+    TASK_TOOL_CALL,
     TASKS,
+    TOOL_TASKS,
     ChatMessage,
     Completion,
     GenerationParams,
     TeacherError,
+    ToolCall,
+    content_id,
     hookimpl,
 )
 
 from ._extractive_judging import curate, judge
 from ._extractive_questions import backtranslate, qa_pairs
 from ._extractive_rationale import rationale
+from ._extractive_tools import tool_call, tool_instructions
 
 __all__ = ["MODEL", "ExtractiveTeacher", "ExtractiveTeacherFactory", "register_teachers"]
 
@@ -122,14 +140,34 @@ def _judge(inputs: dict[str, Any]) -> str:
     return json.dumps({"score": score, "reasoning": reasoning}, ensure_ascii=False)
 
 
+def _tool_instructions(inputs: dict[str, Any]) -> str:
+    n = inputs["n"]
+    apis = inputs["apis"]
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TeacherError(f"extractive teacher: input 'n' must be an integer, not {n!r}",
+                           retryable=False)
+    if not isinstance(apis, list):
+        raise TeacherError("extractive teacher: input 'apis' must be a list of API "
+                           "descriptions", retryable=False)
+    return json.dumps(tool_instructions(str(inputs["group"]), n, apis), ensure_ascii=False)
+
+
+def _no_messages(inputs: dict[str, Any]) -> str:  # pragma: no cover - complete() routes it
+    raise TeacherError("extractive teacher: tool_call is answered by complete(), which "
+                       "sees the messages and the tools", retryable=False)
+
+
 _HANDLERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "qa_pairs": _qa_pairs,
     "backtranslate": _backtranslate,
     "curate": _curate,
     "rationale": _rationale,
     "judge": _judge,
+    "tool_instructions": _tool_instructions,
+    TASK_TOOL_CALL: _no_messages,
 }
-assert set(_HANDLERS) == set(TASKS), "every contract task needs a handler"
+assert set(_HANDLERS) == set(TASKS) | set(TOOL_TASKS), "every contract task needs a handler"
+_REQUIRED = {**TASKS, **TOOL_TASKS}
 
 
 class ExtractiveTeacher:
@@ -148,7 +186,7 @@ class ExtractiveTeacher:
         if handler is None:
             raise TeacherError(f"extractive teacher: unknown task {task!r}; supported "
                                f"tasks: {supported}", retryable=False)
-        missing = [k for k in TASKS[task] if k not in inputs]
+        missing = [k for k in _REQUIRED[task] if k not in inputs]
         if missing:
             raise TeacherError(f"extractive teacher: task {task!r} is missing input(s) "
                                f"{', '.join(missing)}", retryable=False)
@@ -157,12 +195,37 @@ class ExtractiveTeacher:
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion:
         started = time.perf_counter()
+        if params.task == TASK_TOOL_CALL:
+            return self._tool_call(messages, params, started)
         text = self.run(params.task, params.inputs)
         prompt = sum(_words(m.content) for m in messages) or sum(
             _words(v) if isinstance(v, str) else 1 for v in params.inputs.values())
         return Completion(text=text, model=self.model, prompt_tokens=prompt,
                           completion_tokens=_words(text),
                           latency_seconds=time.perf_counter() - started)
+
+    def _tool_call(self, messages: Sequence[ChatMessage], params: GenerationParams,
+                   started: float) -> Completion:
+        query = params.inputs.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise TeacherError("extractive teacher: task 'tool_call' needs the input "
+                               "'query' (the instruction)", retryable=False)
+        if not params.tools:
+            raise TeacherError("extractive teacher: task 'tool_call' needs "
+                               "params.tools (the functions it may call)", retryable=False)
+        try:
+            thought, name, args = tool_call(query, messages, params.tools)
+        except ValueError as exc:
+            raise TeacherError(f"extractive teacher: {exc}", retryable=False) from exc
+        arguments = json.dumps(args, ensure_ascii=False)
+        call_id = "call_" + content_id([m.model_dump(mode="json", exclude_none=True)
+                                        for m in messages], name, arguments)[:16]
+        prompt = sum(_words(m.content) for m in messages)
+        return Completion(text=thought, model=self.model, prompt_tokens=prompt,
+                          completion_tokens=_words(thought) + _words(arguments),
+                          latency_seconds=time.perf_counter() - started,
+                          tool_calls=[ToolCall(id=call_id, name=name, arguments=arguments)],
+                          finish_reason="tool_calls")
 
     def __repr__(self) -> str:
         return f"ExtractiveTeacher(model={self.model!r})"

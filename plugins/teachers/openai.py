@@ -35,6 +35,11 @@ Options (the recipe's ``[teacher]`` table; keys not listed are left to the runti
     ``json_object``) the same call is resent with ``json_object``, then with nothing, and
     the teacher remembers the step down for its later calls.
 
+Function calling: ``GenerationParams.tools`` (and ``tool_choice``) are sent as OpenAI's
+``tools``/``tool_choice``; messages carry their ``tool_calls``, ``tool_call_id`` and
+``name``; the reply's ``message.tool_calls`` become ``Completion.tool_calls`` and its
+``finish_reason`` is kept.
+
 Errors: 408, 429, 5xx, time-outs, refused or dropped connections, and a 200 whose body is
 not a chat completion are ``TeacherError(retryable=True)``; a 429 or 503 ``Retry-After``
 (or ``retry-after-ms``) is on the error as ``retry_after`` (seconds, float). Any other
@@ -60,6 +65,7 @@ from syllabus.contracts import (
     Completion,
     GenerationParams,
     TeacherError,
+    ToolCall,
     hookimpl,
 )
 
@@ -181,7 +187,7 @@ class OpenAITeacher:
               structured: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [m.openai() for m in messages],
             "temperature": params.temperature,
             "max_tokens": params.max_tokens,
         }
@@ -189,6 +195,10 @@ class OpenAITeacher:
             body["top_p"] = params.top_p
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.tools:
+            body["tools"] = list(params.tools)
+            if params.tool_choice is not None:
+                body["tool_choice"] = params.tool_choice
         if params.json_schema is not None:
             if structured == "json_schema":
                 body["response_format"] = {"type": "json_schema", "json_schema": {
@@ -216,13 +226,15 @@ class OpenAITeacher:
             break
         if not response.is_success:
             raise self._status_error(response)
-        text, usage = self._parse(response)
+        text, usage, calls, finish = self._parse(response)
         return Completion(text=text, model=self.model,
                           prompt_tokens=_count(usage, "prompt_tokens"),
                           completion_tokens=_count(usage, "completion_tokens"),
-                          latency_seconds=time.perf_counter() - started)
+                          latency_seconds=time.perf_counter() - started,
+                          tool_calls=calls, finish_reason=finish)
 
-    def _parse(self, response: httpx.Response) -> tuple[str, Any]:
+    def _parse(self, response: httpx.Response
+               ) -> tuple[str, Any, list[ToolCall], str | None]:
         data = response_json(response, self._error)
         choices = data.get("choices") if isinstance(data, dict) else None
         first = choices[0] if isinstance(choices, list) and choices else None
@@ -232,11 +244,37 @@ class OpenAITeacher:
                               f"{snippet(response.text)}", retryable=True,
                               status=response.status_code)
         text = _content_text(message.get("content"))
+        calls = self._tool_calls(message.get("tool_calls"), response)
         refusal = message.get("refusal")
-        if not text and isinstance(refusal, str) and refusal:
+        if not text and not calls and isinstance(refusal, str) and refusal:
             raise self._error(f"the model refused: {snippet(refusal)}", retryable=False,
                               status=response.status_code)
-        return text, data.get("usage")
+        finish = first.get("finish_reason")
+        return text, data.get("usage"), calls, finish if isinstance(finish, str) else None
+
+    def _tool_calls(self, raw: Any, response: httpx.Response) -> list[ToolCall]:
+        """``message.tool_calls`` as ``ToolCall``s (arguments kept as the JSON text the
+        model wrote: a caller that cannot parse them reports that to the model)."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self._error(f"malformed tool_calls (not a list): {snippet(raw)}",
+                              retryable=True, status=response.status_code)
+        calls: list[ToolCall] = []
+        for i, item in enumerate(raw):
+            fn = item.get("function") if isinstance(item, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise self._error(f"malformed tool_calls[{i}] (no function name): "
+                                  f"{snippet(item)}", retryable=True,
+                                  status=response.status_code)
+            args = fn.get("arguments")
+            if args is None:
+                args = "{}"
+            elif not isinstance(args, str):  # some servers send an object
+                args = json.dumps(args, ensure_ascii=False)
+            calls.append(ToolCall(id=str(item.get("id") or f"call_{i}"), name=fn["name"],
+                                  arguments=args))
+        return calls
 
     # --- errors ----------------------------------------------------------------------
 

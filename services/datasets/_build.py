@@ -23,10 +23,12 @@ from typing import Any
 from syllabus.contracts import (
     HEADER_COLLECTION,
     RECORDS_ACCEPTED,
+    TOOLS_ANNOTATED,
     DatasetBuilt,
     DatasetRequested,
     Exporter,
     QARecord,
+    ToolTrajectory,
     content_id,
     sha256_hex,
 )
@@ -76,8 +78,9 @@ class BuildResult:
 
 
 async def load_accepted(rt: Runtime, collection: str) -> list[QARecord]:
-    """The collection's accepted records from ``syllabus.records.accepted``, one per record
-    id (the latest message wins), sorted by record id."""
+    """The collection's accepted records from ``syllabus.records.accepted``, and its solved
+    tool-call trajectories from ``syllabus.tools.annotated`` as records of kind ``tool``,
+    one per record id (the latest message wins), sorted by record id."""
     latest: dict[str, QARecord] = {}
     for m in await replay(rt.bus, RECORDS_ACCEPTED):
         header = (m.headers or {}).get(HEADER_COLLECTION)
@@ -86,6 +89,15 @@ async def load_accepted(rt: Runtime, collection: str) -> list[QARecord]:
         rec = QARecord.model_validate_json(m.data)
         if rec.collection == collection:
             latest[rec.record_id] = rec
+    # the api-annotator's solved tool-call trajectories join them (kind "tool"); unsolved
+    # ones are kept on the bus for the record but never trained on
+    for m in await replay(rt.bus, TOOLS_ANNOTATED):
+        header = (m.headers or {}).get(HEADER_COLLECTION)
+        if header is not None and header != collection:
+            continue
+        traj = ToolTrajectory.model_validate_json(m.data)
+        if traj.collection == collection and traj.solved and (traj.final_answer or "").strip():
+            latest[traj.trajectory_id] = traj.as_record()
     return [latest[k] for k in sorted(latest)]
 
 

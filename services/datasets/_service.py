@@ -23,8 +23,9 @@ async def augment(rt: Runtime, request: DatasetRequested, augmenters: list) -> N
     accepted stream (and so the build's synthetic pool), what filtration drops goes to
     syllabus.records.rejected with the reason, unusable output to generation.failed."""
     cfg = rt.settings.datasets
+    # augmenters read instruction records: not their own output, not tool trajectories
     records = [r for r in await load_accepted(rt, request.collection)
-               if r.kind != "anti_sycophancy"]
+               if r.kind not in ("anti_sycophancy", "tool")]
     if not records:
         return
     teacher = rt.teacher()

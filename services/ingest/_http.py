@@ -1,6 +1,11 @@
 """``POST /v1/documents``: multipart upload of one or more files (field ``file``) with an
 optional ``collection`` field. Answers 202 with one result per file; 400 when every file
-was refused; 413 when the request is larger than the size limit allows."""
+was refused; 413 when the request is larger than the size limit allows.
+
+An OpenAPI/Swagger spec among the files is recognised by its content and goes to the
+api-annotator (``kind: "spec"`` in its result); an invalid one is refused with the error
+naming the JSON path of the problem. File names are only recorded, never used as paths:
+one with a folder, ``..`` or a drive is refused."""
 
 from __future__ import annotations
 

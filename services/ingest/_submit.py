@@ -1,7 +1,12 @@
 """Submitting documents: the bytes go to the store under their hash (claim check), and a
 ``DocumentSubmitted`` carrying the key goes on the bus. Used by ``syllabus ingest``,
 ``syllabus run`` and ``POST /v1/documents``. A file refused here (an unsafe name, empty,
-over the size limit) is published as ``DocumentRejected`` so the run report shows it."""
+over the size limit) is published as ``DocumentRejected`` so the run report shows it.
+
+An OpenAPI/Swagger spec (recognised by its content, whatever its name) is validated here,
+stored under ``specs/<spec_id>`` and announced as ``ApiSpecSubmitted`` for the
+api-annotator instead; an invalid one is rejected (``invalid_spec``) with the error that
+names the file and the JSON path of the problem."""
 
 from __future__ import annotations
 
@@ -11,10 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from syllabus.contracts import DocumentSubmitted, RejectionReason, document_key
+from syllabus.contracts import (
+    ApiSpecSubmitted,
+    DocumentSubmitted,
+    RejectionReason,
+    document_key,
+    spec_key,
+)
 
 from ..runtime import Runtime
-from ._documents import Rejection, check_filename, hash_stream
+from ..runtime._openapi import SpecError, is_api_spec, load_spec
+from ._documents import SNIFF_BYTES, Rejection, check_filename, hash_stream
 from ._service import reject
 
 __all__ = ["SubmitResult", "document_key", "iter_files", "submit_file", "submit_path"]
@@ -28,6 +40,8 @@ class SubmitResult:
     size_bytes: int = 0
     reason: str | None = None
     detail: str | None = None
+    #: a document (for ingest) or an OpenAPI spec (for the api-annotator)
+    kind: Literal["document", "spec"] = "document"
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -66,6 +80,12 @@ async def submit_file(rt: Runtime, fh: IO[bytes], *, filename: str, collection: 
         return SubmitResult(filename=shown, doc_id=doc_id, outcome="rejected", size_bytes=size,
                             reason=rej.reason.value, detail=rej.detail)
 
+    fh.seek(0)
+    head = await rt.to_thread(fh.read, SNIFF_BYTES)
+    if is_api_spec(head, filename):
+        return await _submit_spec(rt, fh, spec_id=doc_id, size=size, filename=filename,
+                                  collection=collection, run_id=run_id)
+
     key = document_key(doc_id)
     if not await rt.to_thread(rt.store.exists, key):
         fh.seek(0)
@@ -76,6 +96,33 @@ async def submit_file(rt: Runtime, fh: IO[bytes], *, filename: str, collection: 
     ack = await rt.bus.publish(event)
     return SubmitResult(filename=filename, doc_id=doc_id, size_bytes=size,
                         outcome="duplicate" if getattr(ack, "duplicate", False) else "submitted")
+
+
+async def _submit_spec(rt: Runtime, fh: IO[bytes], *, spec_id: str, size: int, filename: str,
+                       collection: str, run_id: str | None) -> SubmitResult:
+    """Validate a spec, store it under ``specs/<spec_id>`` and announce it."""
+    fh.seek(0)
+    data = await rt.to_thread(fh.read)
+    try:
+        loaded = await rt.to_thread(load_spec, data, filename=filename, spec_id=spec_id,
+                                    base_url=rt.settings.api_annotator.base_url)
+    except SpecError as exc:
+        await reject(rt, doc_id=spec_id, collection=collection, filename=filename,
+                     reason=RejectionReason.INVALID_SPEC, detail=str(exc), run_id=run_id)
+        return SubmitResult(filename=filename, doc_id=spec_id, outcome="rejected",
+                            size_bytes=size, reason=RejectionReason.INVALID_SPEC.value,
+                            detail=str(exc), kind="spec")
+    key = spec_key(spec_id)
+    if not await rt.to_thread(rt.store.exists, key):
+        await rt.to_thread(rt.store.put, key, data, content_type="application/octet-stream")
+    event = ApiSpecSubmitted(spec_id=spec_id, collection=collection, filename=filename,
+                             store_key=key,
+                             allowed_hosts=list(rt.settings.api_annotator.allowed_hosts),
+                             run_id=run_id)
+    ack = await rt.bus.publish(event)
+    return SubmitResult(filename=filename, doc_id=spec_id, size_bytes=size, kind="spec",
+                        outcome="duplicate" if getattr(ack, "duplicate", False) else "submitted",
+                        detail=f"{loaded.title}: {len(loaded.tools)} operations")
 
 
 async def submit_path(rt: Runtime, path: Path, *, collection: str,

@@ -66,8 +66,13 @@ class ManagedTeacher:
         return TeacherRef(kind=self.kind, model=self.model)
 
     def cache_key(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
-        digest = content_id(self.kind, self.model, [m.model_dump() for m in messages],
-                            params.model_dump(mode="json"))
+        # function-calling fields (tool_calls, tool_call_id, name; tools, tool_choice) are
+        # hashed when set and left out when unset, so plain calls keep their earlier keys
+        digest = content_id(self.kind, self.model,
+                            [m.model_dump(mode="json", exclude_none=True) for m in messages],
+                            params.model_dump(mode="json", exclude={
+                                k for k in ("tools", "tool_choice")
+                                if getattr(params, k) is None}))
         return teacher_cache_key(digest)
 
     async def complete(self, messages: Sequence[ChatMessage], *,

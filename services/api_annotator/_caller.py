@@ -1,0 +1,584 @@
+"""The guarded HTTP caller: every real API call the annotator makes goes through it.
+
+``GuardedCaller`` implements ``syllabus.contracts.ToolCaller``. Before any byte goes out,
+and again for every redirect it follows (by hand, up to ``max_redirects``), it checks:
+
+* the scheme is http or https and the URL carries no ``user:password@``;
+* the host is on the allow-list (``allowed_hosts``; by default the servers of the spec);
+* the host, and every address DNS gives for it, is public: private, loopback, link-local,
+  multicast, reserved, unspecified and shared (CGNAT) addresses, IPv4-mapped IPv6 ones
+  included, are refused unless the host is on ``allow_private_hosts``;
+* a destructive method runs only against a sandbox host: ``DELETE`` always, ``POST``,
+  ``PUT`` and ``PATCH`` unless ``allow_write_methods`` lets them run anywhere allowed.
+
+A refusal returns ``ToolResponse(ok=False, error="refused: <why>")`` and sends nothing.
+
+DNS pinning: the host is resolved once per hop (``getaddrinfo``), every address is
+checked, and the request is then sent to the checked address itself (the URL's host is
+replaced by the IP; the ``Host`` header and, for https, the TLS server name and the
+certificate check keep the real name). So a resolver that answers differently the second
+time (DNS rebinding) cannot send the request somewhere that was not checked. The client
+ignores proxy environment variables (``trust_env=False``), which would bypass this.
+
+Caps: the whole call (DNS, connect, redirects, body) must finish within ``call_timeout``
+seconds; the body is streamed and the call stops as soon as it passes
+``max_response_bytes`` (decoded bytes, so a compressed bomb is caught too).
+
+Credentials (``credentials: {host: {header: value}}``) are added only to requests whose
+host matches that entry, hop by hop, so a redirect to another host never carries them;
+their values are ``SecretStr`` and are never logged or put into a ``ToolResponse``.
+
+Observations: a JSON body is compressed the way ToolLLM (Qin et al. 2023, §2.1 "API
+responses compression") shortens long responses — empty and null fields dropped, long
+lists cut to their first items, long strings shortened — and then, like ToolBench's
+``truncate`` method, cut to ``response_token_budget`` tokens (2,048 in the paper). Tokens
+are counted approximately (words and punctuation marks), with no tokenizer to download.
+The paper had ChatGPT pick the unimportant keys of each API once; the caller has no LLM,
+so it drops the keys that carry nothing and shortens by rule (a departure, said here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import re
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from syllabus.contracts import ApiTool, ToolResponse
+
+from ..runtime import ApiAnnotatorSettings
+from ._specs import server_host
+
+__all__ = [
+    "CallPolicy",
+    "GuardedCaller",
+    "compress_observation",
+    "count_tokens",
+    "host_matches",
+    "non_public_reason",
+    "truncate_tokens",
+]
+
+log = logging.getLogger("syllabus.api_annotator.caller")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+DESTRUCTIVE = frozenset({"DELETE"})
+# request headers an argument may not set (the transport owns them)
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
+                               "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
+                               "cookie"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class _Refused(Exception):
+    pass
+
+
+class _Failed(Exception):
+    pass
+
+
+# --- hosts and addresses ---------------------------------------------------------------
+
+
+def _split_pattern(pattern: str) -> tuple[str, int | None]:
+    p = pattern.strip().lower()
+    if p.startswith("["):
+        host, _, rest = p[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return host, int(port) if port.isdigit() else None
+    if p.count(":") == 1:
+        host, port = p.split(":")
+        return host, int(port) if port.isdigit() else None
+    return p, None
+
+
+def host_matches(host: str, port: int, patterns: Iterable[str]) -> bool:
+    """Whether ``host:port`` is named by one of ``patterns``: ``host`` (any port),
+    ``host:port``, ``[v6]:port``, ``*.domain`` (any subdomain) or ``*`` (anything)."""
+    host = host.lower().strip("[]")
+    for pattern in patterns:
+        if pattern.strip() == "*":
+            return True
+        p_host, p_port = _split_pattern(pattern)
+        if p_port is not None and p_port != port:
+            continue
+        if p_host.startswith("*."):
+            if host.endswith(p_host[1:]):
+                return True
+        elif p_host == host:
+            return True
+    return False
+
+
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def non_public_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address is not a public one (``loopback``, ``private``, ...), else None."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return non_public_reason(ip.ipv4_mapped)
+        if ip in _NAT64:
+            return non_public_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
+        return "shared (carrier-grade NAT)"
+    if ip.is_reserved:
+        return "reserved"
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "non-global"
+    return None
+
+
+# --- the policy ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """What the caller may do. Build it with ``from_settings``."""
+
+    allowed_hosts: tuple[str, ...]
+    allow_private_hosts: tuple[str, ...] = ()
+    sandbox_hosts: tuple[str, ...] = ()
+    allow_write_methods: frozenset[str] = frozenset()
+    #: host pattern -> header -> secret value (never logged; hidden from repr)
+    credentials: Mapping[str, Mapping[str, SecretStr]] = field(default_factory=dict,
+                                                               repr=False)
+    max_response_bytes: int = 1024 * 1024
+    call_timeout: float = 10.0
+    max_redirects: int = 3
+    response_token_budget: int = 2048
+
+    @classmethod
+    def from_settings(cls, cfg: ApiAnnotatorSettings, *, servers: Sequence[str] = (),
+                      allowed_hosts: Sequence[str] = ()) -> CallPolicy:
+        """The policy for one spec: the configured allow-list, else ``allowed_hosts`` (from
+        the ``ApiSpecSubmitted``), else the ``host:port`` of each of the spec's
+        ``servers``."""
+        allowed = list(cfg.allowed_hosts) or list(allowed_hosts) or sorted(
+            {h for s in servers if (h := server_host(s))})
+        if any(m not in WRITE_METHODS for m in cfg.allow_write_methods):
+            raise ValueError("allow_write_methods may name POST, PUT and PATCH only; DELETE "
+                             "runs against sandbox hosts only")
+        return cls(allowed_hosts=tuple(allowed),
+                   allow_private_hosts=tuple(cfg.allow_private_hosts),
+                   sandbox_hosts=tuple(cfg.sandbox_hosts),
+                   allow_write_methods=frozenset(m.upper() for m in cfg.allow_write_methods),
+                   credentials={h: dict(v) for h, v in cfg.credentials.items()},
+                   max_response_bytes=cfg.max_response_bytes, call_timeout=cfg.call_timeout,
+                   max_redirects=cfg.max_redirects,
+                   response_token_budget=cfg.response_token_budget)
+
+    def credential_headers(self, host: str, port: int) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for pattern, headers in self.credentials.items():
+            if pattern.strip() != "*" and host_matches(host, port, [pattern]):
+                out.update({k: v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+                            for k, v in headers.items()})
+        return out
+
+
+# --- observations ----------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def count_tokens(text: str) -> int:
+    """Approximate tokens: words and punctuation marks (close to a BPE count for JSON)."""
+    return sum(1 for _ in _TOKEN.finditer(text))
+
+
+#: a "token" longer than this many characters per budgeted token (a base64 blob, one
+#: endless word) is cut by characters
+MAX_CHARS_PER_TOKEN = 8
+
+
+def truncate_tokens(text: str, budget: int) -> tuple[str, bool]:
+    """``text`` cut after its ``budget``-th token (and to ``budget * 8`` characters at
+    most), and whether it was cut."""
+    cut = False
+    for i, m in enumerate(_TOKEN.finditer(text), start=1):
+        if i == budget:
+            end = m.end()
+            if text[end:].strip():
+                text, cut = text[:end], True
+            break
+    limit = budget * MAX_CHARS_PER_TOKEN
+    if len(text) > limit:
+        text, cut = text[:limit], True
+    return (text + " …", True) if cut else (text, False)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _prune(value: Any) -> Any:
+    """Drop null and empty fields (ToolLLM's "unimportant" keys that carry nothing)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = _prune(v)
+            if v is None or v == "" or v == [] or v == {}:
+                continue
+            out[k] = v
+        return out
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def _shorten(value: Any, max_items: int, max_chars: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _shorten(v, max_items, max_chars) for k, v in value.items()}
+    if isinstance(value, list):
+        head = [_shorten(v, max_items, max_chars) for v in value[:max_items]]
+        if len(value) > max_items:
+            head.append(f"... {len(value) - max_items} more items")
+        return head
+    if isinstance(value, str) and len(value) > max_chars:
+        return value[:max_chars] + "…"
+    return value
+
+
+def compress_observation(value: Any, budget: int) -> tuple[str, bool]:
+    """A JSON value as compact text within ``budget`` tokens: as it is if it fits; else
+    with empty fields dropped; else with lists and strings shortened step by step; then
+    truncated. Returns the text and whether anything was left out."""
+    text = _dumps(value)
+    if count_tokens(text) <= budget:
+        return text, False
+    value = _prune(value)
+    text = _dumps(value)
+    if count_tokens(text) <= budget:
+        return text, True
+    for max_items, max_chars in ((10, 512), (5, 256), (3, 128), (1, 64)):
+        text = _dumps(_shorten(value, max_items, max_chars))
+        if count_tokens(text) <= budget:
+            return text, True
+    return truncate_tokens(text, budget)[0], True
+
+
+# --- the caller ------------------------------------------------------------------------
+
+
+@dataclass
+class _Hop:
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return _dumps(value)
+    if isinstance(value, list):
+        return ",".join(_param_value(v) for v in value)
+    return str(value)
+
+
+def _path_segment(value: Any) -> str:
+    seg = quote(_param_value(value), safe="")
+    # "." and ".." would walk the path; encode them
+    return seg.replace(".", "%2E") if set(seg) <= {"."} else seg
+
+
+class GuardedCaller:
+    """The ``ToolCaller`` the api-annotator's plugins receive. Use it as an async context
+    manager, or call ``aclose()``. ``transport`` is the test seam httpx offers; the guards
+    run in front of it either way."""
+
+    def __init__(self, policy: CallPolicy, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.policy = policy
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        #: calls made, and refused, by this caller
+        self.calls = 0
+        self.refusals = 0
+
+    async def __aenter__(self) -> GuardedCaller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport, trust_env=False, follow_redirects=False,
+                timeout=httpx.Timeout(self.policy.call_timeout),
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8))
+        return self._client
+
+    async def call(self, tool: ApiTool, arguments: dict[str, Any]) -> ToolResponse:
+        started = time.perf_counter()
+        self.calls += 1
+        try:
+            hop = self._build(tool, arguments or {})
+            async with asyncio.timeout(self.policy.call_timeout):
+                resp = await self._send(hop)
+        except _Refused as exc:
+            self.refusals += 1
+            log.info("refused %s: %s", tool.name, exc)
+            return ToolResponse(ok=False, error=f"refused: {exc}",
+                                elapsed_seconds=time.perf_counter() - started)
+        except _Failed as exc:
+            return ToolResponse(ok=False, error=str(exc),
+                                elapsed_seconds=time.perf_counter() - started)
+        except TimeoutError:
+            return ToolResponse(ok=False, error=f"timeout: no complete response within "
+                                f"{self.policy.call_timeout:g}s (api_annotator.call_timeout)",
+                                elapsed_seconds=time.perf_counter() - started)
+        except httpx.TimeoutException:
+            return ToolResponse(ok=False, error=f"timeout: no complete response within "
+                                f"{self.policy.call_timeout:g}s (api_annotator.call_timeout)",
+                                elapsed_seconds=time.perf_counter() - started)
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            return ToolResponse(ok=False, error=f"connection failed: {type(exc).__name__}: "
+                                f"{exc}", elapsed_seconds=time.perf_counter() - started)
+        resp.elapsed_seconds = time.perf_counter() - started
+        return resp
+
+    # -- building the request --
+
+    def _build(self, tool: ApiTool, arguments: dict[str, Any]) -> _Hop:
+        unknown = sorted(set(arguments) - set(tool.locations))
+        if unknown:
+            known = ", ".join(sorted(tool.locations)) or "none"
+            raise _Failed(f"invalid arguments: {tool.name} has no parameter "
+                          f"{', '.join(map(repr, unknown))} (it takes: {known})")
+        path = tool.path
+        query: list[tuple[str, str]] = []
+        headers: dict[str, str] = {}
+        cookies: list[str] = []
+        body: dict[str, Any] = {}
+        for arg, loc in tool.locations.items():
+            wire = tool.aliases.get(arg, arg)
+            if arg not in arguments:
+                if loc == "path":
+                    raise _Failed(f"invalid arguments: {tool.name} needs the path "
+                                  f"parameter {arg!r}")
+                continue
+            value = arguments[arg]
+            if value is None:
+                continue
+            if loc == "path":
+                path = path.replace("{" + wire + "}", _path_segment(value))
+            elif loc == "query":
+                values = value if isinstance(value, list) else [value]
+                query.extend((wire, _param_value(v)) for v in values)
+            elif loc == "header":
+                if wire.lower() in _RESERVED_HEADERS:
+                    raise _Refused(f"the header {wire!r} cannot be set by an argument")
+                text = _param_value(value)
+                if "\r" in text or "\n" in text:
+                    raise _Failed(f"invalid arguments: header {wire!r} contains a line break")
+                headers[wire] = text
+            elif loc == "cookie":
+                cookies.append(f"{wire}={quote(_param_value(value), safe='')}")
+            elif loc == "body":
+                media = (tool.request_media_type or "application/json").lower()
+                if "json" in media:
+                    body = {"json": value}
+                elif "x-www-form-urlencoded" in media or "multipart" in media:
+                    if not isinstance(value, dict):
+                        raise _Failed("invalid arguments: the body must be an object of "
+                                      "form fields")
+                    body = {"data": {k: _param_value(v) for k, v in value.items()}}
+                else:
+                    body = {"content": value if isinstance(value, str | bytes)
+                            else _dumps(value)}
+                    headers["Content-Type"] = media
+        if "{" in path:
+            missing = re.findall(r"\{([^}]+)\}", path)
+            raise _Failed(f"invalid arguments: {tool.name} needs the path parameter(s) "
+                          f"{', '.join(map(repr, missing))}")
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
+        server = tool.server.rstrip("/")
+        if urlsplit(server).scheme not in {"http", "https"}:
+            raise _Refused(f"the server URL {server!r} of {tool.name} is not an absolute "
+                           "http(s) URL (set api_annotator.base_url for relative servers)")
+        url = str(httpx.URL(server + path).copy_merge_params(query)) if query \
+            else server + path
+        return _Hop(url=url, method=tool.method.upper(), headers=headers, body=body)
+
+    # -- checks --
+
+    def _check_target(self, url: httpx.URL, method: str) -> tuple[str, int]:
+        p = self.policy
+        if url.scheme not in {"http", "https"}:
+            raise _Refused(f"scheme {url.scheme!r} in {url} is not http or https")
+        if url.userinfo:
+            raise _Refused("the URL carries a user name or password")
+        host = url.host.lower()
+        if not host:
+            raise _Refused(f"{url} has no host")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if not host_matches(host, port, p.allowed_hosts):
+            allowed = ", ".join(p.allowed_hosts) or "none"
+            raise _Refused(f"{shown} is not on the allow-list (allowed: {allowed}; "
+                           "api_annotator.allowed_hosts)")
+        if method in DESTRUCTIVE or (method in WRITE_METHODS
+                                     and method not in p.allow_write_methods):
+            if not host_matches(host, port, p.sandbox_hosts):
+                why = ("DELETE runs only against sandbox hosts" if method in DESTRUCTIVE else
+                       f"{method} runs only against sandbox hosts unless "
+                       "api_annotator.allow_write_methods includes it")
+                raise _Refused(f"{why}; {shown} is not one (api_annotator.sandbox_hosts)")
+        elif method not in SAFE_METHODS | WRITE_METHODS | DESTRUCTIVE:
+            raise _Refused(f"method {method} is not allowed")
+        return host, port
+
+    async def _resolve(self, host: str, port: int) -> str:
+        """The address to connect to, after checking every address the host has."""
+        private_ok = host_matches(host, port, self.policy.allow_private_hosts)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            reason = non_public_reason(literal)
+            if reason and not private_ok:
+                raise _Refused(f"{shown} is a {reason} address; allow it explicitly with "
+                               "api_annotator.allow_private_hosts")
+            return str(literal)
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise _Failed(f"connection failed: cannot resolve {host}: {exc}") from None
+        addresses = []
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%")[0])
+            if ip not in addresses:
+                addresses.append(ip)
+        if not addresses:
+            raise _Failed(f"connection failed: {host} has no address")
+        # IPv4 first (what most local servers bind); the first is the one connected to
+        addresses.sort(key=lambda a: a.version)
+        for ip in addresses:
+            reason = non_public_reason(ip)
+            if reason and not private_ok:
+                raise _Refused(f"{shown} resolves to {ip}, a {reason} address; allow it "
+                               "explicitly with api_annotator.allow_private_hosts")
+        return str(addresses[0])  # pinned: the request goes to this checked address
+
+    # -- sending --
+
+    async def _send(self, hop: _Hop) -> ToolResponse:
+        p = self.policy
+        redirects = 0
+        while True:
+            url = httpx.URL(hop.url)
+            try:
+                host, port = self._check_target(url, hop.method)
+                ip = await self._resolve(host, port)
+            except _Refused as exc:
+                if redirects:
+                    raise _Refused(f"redirected to {hop.url}: {exc}") from None
+                raise
+            headers = dict(hop.headers)
+            headers.update(p.credential_headers(host, port))
+            headers["Host"] = url.netloc.decode("ascii")
+            headers.setdefault("Accept", "application/json, */*;q=0.5")
+            extensions: dict[str, Any] = {}
+            if url.scheme == "https":
+                extensions["sni_hostname"] = host
+            pinned = url.copy_with(host=ip)
+            request = self._http().build_request(hop.method, pinned, headers=headers,
+                                                 extensions=extensions, **hop.body)
+            response = await self._http().send(request, stream=True)
+            try:
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    if redirects >= p.max_redirects:
+                        raise _Failed(f"too many redirects: more than {p.max_redirects} "
+                                      "(api_annotator.max_redirects)")
+                    redirects += 1
+                    target = urljoin(hop.url, response.headers["location"])
+                    method = hop.method
+                    body = hop.body
+                    if response.status_code == 303 and method != "HEAD" or \
+                            response.status_code in (301, 302) and method == "POST":
+                        method, body = "GET", {}
+                    new_headers = {k: v for k, v in hop.headers.items()
+                                   if k.lower() != "content-type" or body}
+                    hop = _Hop(url=target, method=method, headers=new_headers, body=body)
+                    continue
+                return await self._read(response)
+            finally:
+                await response.aclose()
+
+    async def _read(self, response: httpx.Response) -> ToolResponse:
+        p = self.policy
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > p.max_response_bytes:
+            raise _Failed(f"too large: the response is {length} bytes, over the "
+                          f"{p.max_response_bytes}-byte limit (api_annotator.max_response_bytes)")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > p.max_response_bytes:
+                raise _Failed(f"too large: the response passed the {p.max_response_bytes}-"
+                              "byte limit (api_annotator.max_response_bytes); stopped reading")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        media = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
+        encoding = response.charset_encoding or "utf-8"
+        try:
+            text = data.decode(encoding, errors="replace")
+        except LookupError:
+            text = data.decode("utf-8", errors="replace")
+        parsed: Any = None
+        is_json = False
+        stripped = text.strip()
+        if stripped and ("json" in media or stripped[:1] in "{[\""):
+            try:
+                parsed = json.loads(stripped)
+                is_json = True
+            except ValueError:
+                is_json = False
+        if is_json:
+            observation, cut = compress_observation(parsed, p.response_token_budget)
+        else:
+            observation, cut = truncate_tokens(text, p.response_token_budget)
+        status = response.status_code
+        ok = 200 <= status < 300
+        return ToolResponse(ok=ok, status=status, observation=observation,
+                            error=None if ok else f"status {status}",
+                            media_type=media or None, truncated=cut, body_bytes=size,
+                            json_body=is_json)

@@ -1,0 +1,279 @@
+"""The api-annotator handler: ``ApiSpecSubmitted`` in, ``ToolTrajectory`` out.
+
+For each spec (ToolLLM, Qin et al. 2023, end to end):
+
+1. load it from the store (``specs/<spec_id>``) with ``load_spec``; an invalid one is
+   reported on ``syllabus.generation.failed`` (stage ``api-annotator``) and acknowledged;
+2. API filtering (the ``filter`` plugin): every operation is called once through the
+   guarded caller; the verdicts, with reasons, go to ``tools/<spec_id>/filter.json``;
+3. instruction generation (the ``instructions`` plugin) for each configured group (I1,
+   I2, I3); instructions naming APIs outside their sample, and unusable output, go to
+   ``syllabus.generation.failed`` with the reason;
+4. solution search (the ``solver`` plugin, DFSDT by default) on every instruction, through
+   the guarded caller. Every search is published on ``syllabus.tools.annotated``: the solved
+   ones (``solved=True``) are the training data; the unsolved ones are published too, with
+   ``solved=False``, the last path tried and ``reason`` (give-up, budget, exhausted...), so
+   "why is there no trajectory for this instruction?" has an answer. The data set builder
+   takes only solved trajectories;
+5. evaluation (the ``evaluator`` plugin, ToolEval's rule-based pass rate) per group and
+   method, over the solver and the ``compare_solvers`` (run on the same instructions for
+   the evaluation only); the summary goes to ``tools/<spec_id>/eval.json`` and the log.
+
+Ids hash their inputs (spec, instruction, solver and its options, teacher), so a
+redelivery publishes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+
+from faststream.nats import NatsRouter
+from prometheus_client import Counter as PromCounter
+
+from syllabus.contracts import (
+    API_SPECS_SUBMITTED,
+    GENERATION_FAILED,
+    ApiSpecSubmitted,
+    ApiTool,
+    ApiVerdict,
+    Failure,
+    GenerationFailed,
+    PluginRef,
+    SolveResult,
+    TeacherRef,
+    ToolInstruction,
+    ToolTrajectory,
+    content_id,
+)
+
+from ..runtime import HandlerContext, ManagedTeacher, Registered, Runtime
+from ._caller import CallPolicy, GuardedCaller
+from ._specs import SpecError, load_spec
+
+__all__ = ["SERVICE", "SpecOutcome", "annotate_spec", "build_router", "eval_key",
+           "filter_key"]
+
+SERVICE = "api-annotator"
+HOOK = "register_tool_annotators"
+log = logging.getLogger("syllabus.api_annotator")
+
+TOOL_CHECKS = PromCounter("syllabus_tool_checks_total",
+                          "API filtering verdicts (ToolLLM §2.1)", ["outcome", "reason"])
+TOOL_INSTRUCTIONS = PromCounter("syllabus_tool_instructions_total",
+                                "Generated instructions by group and outcome",
+                                ["group", "outcome"])
+TOOL_SEARCHES = PromCounter("syllabus_tool_searches_total",
+                            "Solution searches by method, group and outcome",
+                            ["method", "group", "outcome"])
+TOOL_SEARCH_CALLS = PromCounter("syllabus_tool_search_calls_total",
+                                "Teacher and API calls made by solution searches",
+                                ["method", "kind"])
+
+
+def filter_key(spec_id: str) -> str:
+    return f"tools/{spec_id}/filter.json"
+
+
+def eval_key(spec_id: str) -> str:
+    return f"tools/{spec_id}/eval.json"
+
+
+class SpecOutcome(dict):
+    """What one spec gave (also written as ``eval.json``)."""
+
+
+def _plugin(rt: Runtime, name: str, stage: str) -> Registered:
+    reg = rt.plugins.get(HOOK, name)
+    if getattr(reg.obj, "stage", None) != stage:
+        raise ValueError(f"api_annotator: {name!r} is a {reg.obj.stage!r} plugin, not a "
+                         f"{stage!r} one")
+    return reg
+
+
+def _ref(reg: Registered) -> PluginRef:
+    return PluginRef(name=reg.name, version=reg.version)
+
+
+async def _fail(rt: Runtime, event: ApiSpecSubmitted, technique: PluginRef,
+                teacher: TeacherRef, failure: Failure, key: str) -> None:
+    await rt.bus.publish(GenerationFailed(
+        collection=event.collection, stage=SERVICE, technique=technique, teacher=teacher,
+        chunk_id=None, record_id=key, reason=failure.reason,
+        raw_output=failure.raw_output[:20000], run_id=event.run_id), subject=GENERATION_FAILED)
+
+
+async def annotate_spec(rt: Runtime, event: ApiSpecSubmitted, *, teacher: ManagedTeacher,
+                        filter_reg: Registered | None, generator: Registered,
+                        solver: Registered, compare: list[Registered],
+                        evaluator: Registered | None) -> SpecOutcome:
+    """Run the four steps on one spec and publish what they give (module docstring)."""
+    cfg = rt.settings.api_annotator
+    outcome = SpecOutcome(spec_id=event.spec_id, filename=event.filename,
+                          collection=event.collection)
+    data = await rt.to_thread(rt.store.get, event.store_key)
+    try:
+        spec = await rt.to_thread(load_spec, data, filename=event.filename,
+                                  spec_id=event.spec_id, base_url=cfg.base_url)
+    except SpecError as exc:
+        log.error("spec %s is invalid: %s", event.filename, exc)
+        await _fail(rt, event, _ref(generator), teacher.ref,
+                    Failure(reason=f"invalid spec: {exc}"), f"{event.spec_id}:spec")
+        outcome["error"] = str(exc)
+        await _write_outcome(rt, outcome)
+        return outcome
+    for warning in spec.warnings:
+        log.warning("%s: %s", event.filename, warning)
+    policy = CallPolicy.from_settings(cfg, servers=spec.servers,
+                                      allowed_hosts=event.allowed_hosts)
+    async with GuardedCaller(policy) as caller:
+        tools = await _filter(rt, event, spec.tools, caller, filter_reg, outcome)
+        instructions = await _instructions(rt, event, tools, teacher, generator, outcome)
+        results = await _solve_all(rt, event, instructions, tools, teacher, caller, solver,
+                                   compare, outcome)
+    if evaluator is not None:
+        outcome["eval"] = evaluator.obj.evaluate(results)
+        for method, groups in outcome["eval"].get("methods", {}).items():
+            row = groups.get("all", {})
+            log.info("%s: %s pass rate %.2f (%d of %d), %s teacher calls per solved",
+                     event.filename, method, row.get("pass_rate", 0.0), row.get("passed", 0),
+                     row.get("instructions", 0), row.get("calls_per_solved"))
+    await _write_outcome(rt, outcome)
+    return outcome
+
+
+async def _write_outcome(rt: Runtime, outcome: SpecOutcome) -> None:
+    body = json.dumps(outcome, indent=2, sort_keys=True, default=str) + "\n"
+    await rt.to_thread(rt.store.put, eval_key(outcome["spec_id"]), body.encode(),
+                       content_type="application/json")
+
+
+async def _filter(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
+                  caller: GuardedCaller, reg: Registered | None,
+                  outcome: SpecOutcome) -> list[ApiTool]:
+    cfg = rt.settings.api_annotator
+    outcome["tools"] = len(tools)
+    if reg is None:
+        outcome["working_tools"] = len(tools)
+        return tools
+    verdicts: list[ApiVerdict] = await reg.obj.check(tools, caller=caller,
+                                                     options=dict(cfg.filter_options))
+    kept = {v.tool for v in verdicts if v.kept}
+    for v in verdicts:
+        TOOL_CHECKS.labels(outcome="kept" if v.kept else "dropped",
+                           reason=v.reason if not v.kept else "ok").inc()
+    body = json.dumps({"spec_id": event.spec_id, "filename": event.filename,
+                       "filter": reg.name, "verdicts": [v.model_dump() for v in verdicts]},
+                      indent=2, sort_keys=True) + "\n"
+    await rt.to_thread(rt.store.put, filter_key(event.spec_id), body.encode(),
+                       content_type="application/json")
+    working = [t for t in tools if t.name in kept]
+    dropped = Counter(v.reason for v in verdicts if not v.kept)
+    outcome["working_tools"] = len(working)
+    outcome["dropped_tools"] = dict(sorted(dropped.items()))
+    log.info("%s: %d of %d operations work%s", event.filename, len(working), len(tools),
+             "" if not dropped else " (dropped: " + ", ".join(
+                 f"{k}: {n}" for k, n in sorted(dropped.items())) + ")")
+    return working
+
+
+async def _instructions(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
+                        teacher: ManagedTeacher, reg: Registered,
+                        outcome: SpecOutcome) -> list[ToolInstruction]:
+    cfg = rt.settings.api_annotator
+    out: list[ToolInstruction] = []
+    counts: dict[str, dict[str, int]] = {}
+    if not tools:
+        log.warning("%s: no working operations, so no instructions", event.filename)
+    for group in cfg.groups if tools else ():
+        made, failures = await reg.obj.generate(tools, group=group, teacher=teacher,
+                                                options=dict(cfg.instruction_options))
+        counts[group] = {"kept": len(made), "dropped": len(failures)}
+        TOOL_INSTRUCTIONS.labels(group=group, outcome="kept").inc(len(made))
+        TOOL_INSTRUCTIONS.labels(group=group, outcome="dropped").inc(len(failures))
+        for i, failure in enumerate(failures):
+            key = f"{event.spec_id}:{group}:" + content_id(failure.reason,
+                                                            failure.raw_output, i)[:16]
+            await _fail(rt, event, _ref(reg), teacher.ref, failure, key)
+        out += made
+        log.info("%s: %s: %d instructions (%d dropped)", event.filename, group, len(made),
+                 len(failures))
+    outcome["instructions"] = counts
+    return out
+
+
+async def _solve_all(rt: Runtime, event: ApiSpecSubmitted, instructions: list[ToolInstruction],
+                     tools: list[ApiTool], teacher: ManagedTeacher, caller: GuardedCaller,
+                     solver: Registered, compare: list[Registered],
+                     outcome: SpecOutcome) -> list[tuple[ToolInstruction, SolveResult]]:
+    cfg = rt.settings.api_annotator
+    sem = asyncio.Semaphore(cfg.concurrency)
+    results: list[tuple[ToolInstruction, SolveResult]] = []
+    done = Counter[str]()
+
+    async def one(ins: ToolInstruction, reg: Registered, publish: bool) -> None:
+        options = dict(cfg.solver_options)
+        async with sem:
+            result = await reg.obj.solve(ins, tools, teacher=teacher, caller=caller,
+                                         options=options)
+        results.append((ins, result))
+        outcome_label = "solved" if result.solved else "unsolved"
+        TOOL_SEARCHES.labels(method=result.method, group=ins.group, outcome=outcome_label).inc()
+        TOOL_SEARCH_CALLS.labels(method=result.method, kind="teacher").inc(result.teacher_calls)
+        TOOL_SEARCH_CALLS.labels(method=result.method, kind="api").inc(result.api_calls)
+        done[f"{result.method} {outcome_label}"] += 1
+        if not publish:
+            return
+        offered = result.tools or [t.openai_tool() for t in tools
+                                   if t.name in set(ins.sampled_tools)]
+        tid = content_id(event.spec_id, ins.model_dump(mode="json"), reg.name, reg.version,
+                         options, teacher.ref.model_dump())[:32]
+        stats = dict(result.stats)
+        await rt.bus.publish(ToolTrajectory(
+            trajectory_id=tid, collection=event.collection, spec_id=event.spec_id,
+            group=ins.group, instruction=ins.query, tools=offered,
+            messages=result.messages, final_answer=result.final_answer,
+            method=result.method, solved=result.solved, technique=_ref(reg),
+            teacher=teacher.ref, run_id=event.run_id, instruction_id=ins.instruction_id,
+            relevant_apis=ins.relevant_apis, category=ins.category,
+            gave_up=result.gave_up and not result.solved,
+            reason="" if result.solved else str(stats.get("stop_reason", "unsolved")),
+            teacher_calls=result.teacher_calls, api_calls=result.api_calls, stats=stats))
+
+    jobs = [one(ins, solver, True) for ins in instructions]
+    jobs += [one(ins, reg, False) for reg in compare for ins in instructions]
+    for start in range(0, len(jobs), 64):  # progress in the log every 64 searches
+        await asyncio.gather(*jobs[start:start + 64])
+        log.info("%s: %d of %d searches done (%s)", event.filename,
+                 min(start + 64, len(jobs)), len(jobs),
+                 ", ".join(f"{k}: {n}" for k, n in sorted(done.items())))
+    outcome["searches"] = dict(sorted(done.items()))
+    return results
+
+
+def build_router(rt: Runtime) -> NatsRouter:
+    cfg = rt.settings.api_annotator
+    # unknown or mis-staged plugins fail here, when the service starts
+    filter_reg = _plugin(rt, cfg.filter, "filter") if cfg.filter else None
+    generator = _plugin(rt, cfg.instructions, "instructions")
+    solver = _plugin(rt, cfg.solver, "solver")
+    compare = [_plugin(rt, name, "solver") for name in cfg.compare_solvers
+               if name != cfg.solver]
+    evaluator = _plugin(rt, cfg.evaluator, "eval") if cfg.evaluator else None
+    teacher = rt.teacher()
+    router = NatsRouter()
+
+    # one spec at a time per replica: a spec fans out into many teacher and API calls
+    @rt.bus.consumer(router, service=SERVICE, subject=API_SPECS_SUBMITTED,
+                     model=ApiSpecSubmitted, concurrency=1)
+    async def annotate(event: ApiSpecSubmitted, ctx: HandlerContext) -> None:
+        """Filter a spec's APIs, generate instructions, annotate them with DFSDT."""
+        if event.run_id is None and ctx.run_id:
+            event = event.model_copy(update={"run_id": ctx.run_id})
+        await annotate_spec(rt, event, teacher=teacher, filter_reg=filter_reg,
+                            generator=generator, solver=solver, compare=compare,
+                            evaluator=evaluator)
+
+    return router

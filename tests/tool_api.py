@@ -1,0 +1,440 @@
+"""A real local HTTP API with its OpenAPI spec, some of whose operations are broken on
+purpose: for API filtering, the guarded caller and DFSDT/ReAct tests.
+
+``ToolApi`` runs uvicorn + starlette in a background thread on a free 127.0.0.1 port.
+``.spec_bytes`` is its OpenAPI 3.0 spec (YAML) whose server is ``.url``; ``.tools()``
+loads it into ``ApiTool``s; ``.policy(**overrides)`` is a ``CallPolicy`` that allows this
+(loopback) server explicitly, as the annotator's settings would have to.
+
+Operations in the spec, by category (the first tag):
+
+========== ==================== =========================== =================================
+category   tool                 request                     behaviour
+========== ==================== =========================== =================================
+books      ``searchBooks``      GET /books?q=&limit=        works: list of books matching q
+books      ``getBook``          GET /books/{book_id}        works: one book (404 if unknown)
+books      ``borrowBook``       POST /books/{book_id}/loans works: 201 loan (a write method)
+books      ``slowCatalog``      GET /books/catalog          BROKEN: hangs for 30 s (time-out)
+books      ``bookCover``        GET /books/{book_id}/cover  BROKEN: 200 with an empty body
+weather    ``currentWeather``   GET /weather/current?city=  works: temperature and conditions
+weather    ``forecast``         GET /weather/forecast       works: ``days`` daily forecasts
+weather    ``weatherAlerts``    GET /weather/alerts         BROKEN: 500 Internal Server Error
+weather    ``radarMap``         GET /weather/radar          BROKEN: 200 text/html error page
+currency   ``exchangeRates``    GET /rates?base=            works: rates against base
+currency   ``convertCurrency``  GET /convert?from=&to=&     works: the converted amount
+                                amount=
+currency   ``legacyRates``      GET /rates/legacy           BROKEN: 200 text/plain, not JSON
+currency   ``rateHistory``      GET /rates/history          BROKEN: wrong type (a JSON string
+                                                            where an object is declared)
+currency   ``clearRateCache``   DELETE /rates/cache         works, but destructive: refused
+                                                            unless the host is a sandbox
+========== ==================== =========================== =================================
+
+``WORKING``, ``BROKEN`` (tool -> the filter reason expected) and ``DESTRUCTIVE`` list them.
+The data are fixed (``BOOKS``, ``WEATHER``, ``RATES``), so a test can check an answer.
+
+Routes outside the spec, for the caller's tests: ``/_test/echo`` (any method: the method,
+path, query, headers and body it got, as JSON), ``/_test/redirect?to=URL&status=302``,
+``/_test/big?bytes=N`` (a JSON string of about N bytes; ``&chunked=1`` streams it with
+no Content-Length), ``/_test/slow?seconds=S``, ``/_test/list?n=N`` (a long JSON list
+with empty fields, for compression). Every request is recorded in ``.hits`` as
+``(method, path)``, so a test can show that a refused call sent nothing.
+
+Load with ``pytest_plugins = ["tests.tool_api"]`` for the function-scoped ``tool_api``
+fixture (or use ``ToolApi()`` as a context manager).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+__all__ = ["BOOKS", "BROKEN", "DESTRUCTIVE", "RATES", "WEATHER", "WORKING", "LocalServer",
+           "ToolApi", "tool_api"]
+
+BOOKS = [
+    {"id": "b1", "title": "The Hive and the Honey Bee", "author": "Dadant", "year": 1946},
+    {"id": "b2", "title": "Honeybee Democracy", "author": "Seeley", "year": 2010},
+    {"id": "b3", "title": "The Buzz about Bees", "author": "Tautz", "year": 2008},
+    {"id": "b4", "title": "Beekeeping for Dummies", "author": "Blackiston", "year": 2002},
+]
+WEATHER = {
+    "paris": {"city": "Paris", "temperature_c": 18.5, "conditions": "cloudy", "wind_kph": 12},
+    "tokyo": {"city": "Tokyo", "temperature_c": 24.0, "conditions": "sunny", "wind_kph": 8},
+    "lima": {"city": "Lima", "temperature_c": 16.0, "conditions": "fog", "wind_kph": 5},
+}
+RATES = {"EUR": 1.0, "USD": 1.08, "GBP": 0.85, "JPY": 162.0}
+
+WORKING = ["searchBooks", "getBook", "borrowBook", "currentWeather", "forecast",
+           "exchangeRates", "convertCurrency"]
+BROKEN = {"slowCatalog": "timeout", "bookCover": "empty body", "weatherAlerts": "server error",
+          "radarMap": "html error page", "legacyRates": "not json",
+          "rateHistory": "wrong type"}
+DESTRUCTIVE = ["clearRateCache"]
+
+_START_TIMEOUT_S = 20.0
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class LocalServer:
+    """Any ASGI app served by uvicorn in a thread on a free 127.0.0.1 port."""
+
+    def __init__(self, app: Any, name: str = "local-api") -> None:
+        self.app = app
+        self.name = name
+        self.port = 0
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalServer:
+        import uvicorn
+
+        sock = _free_socket()
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=1)
+        server = uvicorn.Server(config)
+        self._server = server
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # reported by start()
+                failure.append(exc)
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, name=f"{self.name}-{self.port}",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not server.started:
+            if failure or not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start: {failure!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.should_exit = True
+            server.force_exit = True
+        if thread is not None:
+            thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _spec(url: str) -> dict[str, Any]:
+    def op(op_id: str, tag: str, summary: str, *, params: list | None = None,
+           schema: dict | None = None, media: str = "application/json",
+           body: dict | None = None, status: str = "200") -> dict[str, Any]:
+        out: dict[str, Any] = {"operationId": op_id, "tags": [tag], "summary": summary,
+                               "responses": {status: {"description": "ok", "content": {
+                                   media: {"schema": schema or {"type": "object"}}}}}}
+        if params:
+            out["parameters"] = params
+        if body:
+            out["requestBody"] = {"required": True, "content": {"application/json": body}}
+        return out
+
+    def q(name: str, schema: dict, *, required: bool = False, desc: str = "") -> dict:
+        p: dict[str, Any] = {"name": name, "in": "query", "schema": schema}
+        if required:
+            p["required"] = True
+        if desc:
+            p["description"] = desc
+        return p
+
+    book_id = {"$ref": "#/components/parameters/BookId"}
+    city = q("city", {"type": "string", "example": "Paris"}, required=True,
+             desc="City name, e.g. Paris, Tokyo or Lima.")
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Test Tools", "version": "1.0"},
+        "servers": [{"url": url}],
+        "paths": {
+            "/books": {"get": op("searchBooks", "books", "Search books by title or author",
+                                 params=[q("q", {"type": "string", "example": "bee"},
+                                           desc="Words to look for."),
+                                         q("limit", {"type": "integer", "default": 10})],
+                                 schema={"type": "array",
+                                         "items": {"$ref": "#/components/schemas/Book"}})},
+            "/books/catalog": {"get": op("slowCatalog", "books", "The whole catalog",
+                                         schema={"type": "array"})},
+            "/books/{book_id}": {"get": op("getBook", "books", "Get a book by id",
+                                           params=[book_id],
+                                           schema={"$ref": "#/components/schemas/Book"})},
+            "/books/{book_id}/loans": {"post": op(
+                "borrowBook", "books", "Borrow a book for a member", params=[book_id],
+                status="201", body={"schema": {"type": "object", "required": ["member"],
+                                               "properties": {"member": {"type": "string"}}},
+                                    "example": {"member": "ada"}})},
+            "/books/{book_id}/cover": {"get": op("bookCover", "books", "A book's cover data",
+                                                 params=[book_id])},
+            "/weather/current": {"get": op("currentWeather", "weather",
+                                           "Current weather in a city", params=[city])},
+            "/weather/forecast": {"get": op(
+                "forecast", "weather", "Daily forecast for a city",
+                params=[city, q("days", {"type": "integer", "minimum": 1, "maximum": 7,
+                                         "default": 3})])},
+            "/weather/alerts": {"get": op("weatherAlerts", "weather", "Severe weather alerts",
+                                          params=[city])},
+            "/weather/radar": {"get": op("radarMap", "weather", "Radar map data",
+                                         params=[city])},
+            "/rates": {"get": op("exchangeRates", "currency", "Exchange rates against a base",
+                                 params=[q("base", {"type": "string",
+                                                    "enum": sorted(RATES)})])},
+            "/convert": {"get": op(
+                "convertCurrency", "currency", "Convert an amount between currencies",
+                params=[q("from", {"type": "string", "example": "EUR"}, required=True),
+                        q("to", {"type": "string", "example": "USD"}, required=True),
+                        q("amount", {"type": "number", "example": 10}, required=True)])},
+            "/rates/legacy": {"get": op("legacyRates", "currency", "Rates, legacy format")},
+            "/rates/history": {"get": op("rateHistory", "currency", "Historical rates",
+                                         schema={"type": "object",
+                                                 "properties": {"days": {"type": "array"}}})},
+            "/rates/cache": {"delete": op("clearRateCache", "currency",
+                                          "Clear the rate cache")},
+        },
+        "components": {
+            "parameters": {"BookId": {"name": "book_id", "in": "path", "required": True,
+                                      "schema": {"type": "string", "example": "b2"}}},
+            "schemas": {"Book": {"type": "object", "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"},
+                "author": {"type": "string"}, "year": {"type": "integer"}}}},
+        },
+    }
+
+
+def build_app(hits: list[tuple[str, str]], stopping: threading.Event) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    def err(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def search_books(r: Request) -> Response:
+        words = (r.query_params.get("q") or "").lower()
+        limit = int(r.query_params.get("limit") or 10)
+        found = [b for b in BOOKS if words in b["title"].lower() or words in b["author"].lower()]
+        return JSONResponse(found[:limit])
+
+    async def get_book(r: Request) -> Response:
+        b = next((b for b in BOOKS if b["id"] == r.path_params["book_id"]), None)
+        return JSONResponse(b) if b else err(404, "no such book")
+
+    async def borrow(r: Request) -> Response:
+        body = await r.json()
+        if not isinstance(body, dict) or not body.get("member"):
+            return err(400, "send {'member': ...}")
+        return JSONResponse({"book_id": r.path_params["book_id"], "member": body["member"],
+                             "due": "2025-07-01"}, status_code=201)
+
+    async def nap(seconds: float) -> None:
+        # wakes up early when the server stops, so a hanging handler does not outlive it
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not stopping.is_set():
+            await asyncio.sleep(0.05)
+
+    async def slow_catalog(r: Request) -> Response:
+        await nap(30)
+        return JSONResponse(BOOKS)
+
+    async def cover(r: Request) -> Response:
+        return Response(b"", media_type="application/json")
+
+    def weather_of(r: Request) -> dict[str, Any] | None:
+        return WEATHER.get((r.query_params.get("city") or "").lower())
+
+    async def current(r: Request) -> Response:
+        w = weather_of(r)
+        return JSONResponse(w) if w else err(404, "unknown city")
+
+    async def forecast(r: Request) -> Response:
+        w = weather_of(r)
+        if not w:
+            return err(404, "unknown city")
+        days = int(r.query_params.get("days") or 3)
+        return JSONResponse({"city": w["city"], "days": [
+            {"day": i + 1, "high_c": w["temperature_c"] + i, "conditions": w["conditions"]}
+            for i in range(days)]})
+
+    async def alerts(r: Request) -> Response:
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    async def radar(r: Request) -> Response:
+        return Response("<!DOCTYPE html><html><head><title>Error</title></head><body>"
+                        "<h1>Service temporarily unavailable</h1></body></html>",
+                        media_type="text/html")
+
+    async def rates(r: Request) -> Response:
+        base = r.query_params.get("base") or "EUR"
+        if base not in RATES:
+            return err(400, "unknown base currency")
+        return JSONResponse({"base": base, "rates": {k: round(v / RATES[base], 4)
+                                                     for k, v in RATES.items()}})
+
+    async def convert(r: Request) -> Response:
+        src, dst = r.query_params.get("from"), r.query_params.get("to")
+        if src not in RATES or dst not in RATES:
+            return err(400, "unknown currency")
+        amount = float(r.query_params.get("amount") or 0)
+        return JSONResponse({"from": src, "to": dst, "amount": amount,
+                             "result": round(amount / RATES[src] * RATES[dst], 2)})
+
+    async def legacy(r: Request) -> Response:
+        return PlainTextResponse(";".join(f"{k}={v}" for k, v in RATES.items()))
+
+    async def history(r: Request) -> Response:
+        return JSONResponse("no history available")
+
+    async def clear_cache(r: Request) -> Response:
+        return JSONResponse({"cleared": True})
+
+    # --- test-only routes ---
+    async def echo(r: Request) -> Response:
+        body = (await r.body()).decode("utf-8", "replace")
+        return JSONResponse({"method": r.method, "path": r.url.path,
+                             "query": dict(r.query_params.multi_items()),
+                             "headers": {k.lower(): v for k, v in r.headers.items()},
+                             "body": body})
+
+    async def redirect(r: Request) -> Response:
+        status = int(r.query_params.get("status") or 302)
+        return Response(status_code=status, headers={"location": r.query_params["to"]})
+
+    async def big(r: Request) -> Response:
+        n = int(r.query_params.get("bytes") or 1000)
+        if r.query_params.get("chunked"):
+            async def gen():
+                yield b'"'
+                for _ in range(n // 1024 + 1):
+                    yield b"x" * 1024
+                    await asyncio.sleep(0)
+                yield b'"'
+            return StreamingResponse(gen(), media_type="application/json")
+        return Response(b'"' + b"x" * n + b'"', media_type="application/json")
+
+    async def slow(r: Request) -> Response:
+        await nap(float(r.query_params.get("seconds") or 5))
+        return JSONResponse({"slept": True})
+
+    async def long_list(r: Request) -> Response:
+        n = int(r.query_params.get("n") or 500)
+        return JSONResponse({"count": n, "next": None, "warnings": [], "items": [
+            {"id": i, "name": f"item {i}", "note": "", "tags": [], "extra": None,
+             "description": "lorem ipsum dolor sit amet " * 4} for i in range(n)]})
+
+    class Recorder:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                hits.append((scope["method"], scope["path"]))
+            await self.app(scope, receive, send)
+
+    routes = [
+        Route("/books", search_books, methods=["GET"]),
+        Route("/books/catalog", slow_catalog, methods=["GET"]),
+        Route("/books/{book_id}", get_book, methods=["GET"]),
+        Route("/books/{book_id}/loans", borrow, methods=["POST"]),
+        Route("/books/{book_id}/cover", cover, methods=["GET"]),
+        Route("/weather/current", current, methods=["GET"]),
+        Route("/weather/forecast", forecast, methods=["GET"]),
+        Route("/weather/alerts", alerts, methods=["GET"]),
+        Route("/weather/radar", radar, methods=["GET"]),
+        Route("/rates", rates, methods=["GET"]),
+        Route("/convert", convert, methods=["GET"]),
+        Route("/rates/legacy", legacy, methods=["GET"]),
+        Route("/rates/history", history, methods=["GET"]),
+        Route("/rates/cache", clear_cache, methods=["DELETE"]),
+        Route("/_test/echo", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/_test/redirect", redirect, methods=["GET", "POST"]),
+        Route("/_test/big", big, methods=["GET"]),
+        Route("/_test/slow", slow, methods=["GET"]),
+        Route("/_test/list", long_list, methods=["GET"]),
+    ]
+    return Recorder(Starlette(routes=routes))
+
+
+class ToolApi(LocalServer):
+    """The test API (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, str]] = []
+        self._stopping = threading.Event()
+        super().__init__(build_app(self.hits, self._stopping), name="tool-api")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        super().stop()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return _spec(self.url)
+
+    @property
+    def spec_bytes(self) -> bytes:
+        return yaml.safe_dump(self.spec, sort_keys=False).encode()
+
+    def spec_json(self) -> bytes:
+        return json.dumps(self.spec).encode()
+
+    def loaded(self):
+        from syllabus.services.api_annotator._specs import load_spec
+        return load_spec(self.spec_bytes, filename="test-tools.yaml")
+
+    def tools(self):
+        return self.loaded().tools
+
+    def tool(self, name: str):
+        return self.loaded().tool(name)
+
+    def policy(self, **overrides: Any):
+        """A ``CallPolicy`` for this server, which is on loopback: allowed explicitly.
+        ``call_timeout`` is 2 s so the hanging operation fails fast."""
+        from syllabus.services.api_annotator._caller import CallPolicy
+        values: dict[str, Any] = {"allowed_hosts": (self.host,),
+                                  "allow_private_hosts": (self.host,), "call_timeout": 2.0}
+        values.update(overrides)
+        return CallPolicy(**values)
+
+
+@pytest.fixture
+def tool_api() -> Iterator[ToolApi]:
+    """A running ``ToolApi`` for one test."""
+    with ToolApi() as api:
+        yield api
