@@ -1,0 +1,101 @@
+"""``syllabus run --train``: after the data set is built, train a tiny model on it.
+
+The real trainer path, embedded: the trainer service's router is mounted on the run's
+broker; a tiny Llama-style model is made on the spot (its BPE tokenizer trained on the
+collection's chunks), put in the store, and a ``TrainingRequested`` for the new data set
+version is published. The trainer launches torchrun (gloo, two CPU processes by default),
+streams progress, uploads checkpoints and the final model to ``models/<model_id>/`` in the
+run's store, and the report gets the training loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from syllabus.contracts import DatasetBuilt, TrainingCompleted, TrainingRequested
+
+from ..runtime import Runtime
+from ._train import ProgressBar, follow_job, progress_columns, upload_base_model
+
+__all__ = ["RUN_HYPERPARAMETERS", "render_training", "train_after_run"]
+
+#: the embedded run's defaults for a tiny model on CPUs (trainer.hyperparameters and then
+#: the request win over them): a few epochs, full fine-tuning, a high learning rate
+RUN_HYPERPARAMETERS: dict[str, Any] = {
+    "epochs": 3, "batch_size": 8, "max_seq_len": 384, "learning_rate": 3e-3,
+    "warmup_ratio": 0.1, "cpu_processes": 2, "checkpoint_every": 50, "eval_every": 0,
+    "log_every": 5,
+}
+
+
+def _corpus(chunks_path: Path) -> list[str]:
+    from ..runtime._tiny_model import builtin_corpus
+
+    texts = []
+    if chunks_path.is_file():
+        for line in chunks_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts.append(json.loads(line)["text"])
+    return [*builtin_corpus(), *texts]
+
+
+async def train_after_run(rt: Runtime, built: DatasetBuilt, *, out: Path, run_id: str,
+                          console: Console, timeout: float | None = None) -> dict[str, Any]:
+    """Make the tiny model, request training on ``built``, wait; the report's section."""
+    from ..runtime._tiny_model import init_tiny_model
+
+    model_dir = out / "tiny-model"
+    texts = await rt.to_thread(_corpus, out / "chunks.jsonl")
+    await rt.to_thread(init_tiny_model, model_dir, corpus=texts)
+    base = await rt.to_thread(upload_base_model, rt.store, model_dir)
+    hp = {**RUN_HYPERPARAMETERS, **rt.settings.trainer.hyperparameters}
+    request = TrainingRequested(job_id=f"run-{run_id}", dataset=f"{built.collection}/"
+                                f"{built.version}", base_model=base, method="full", gpus=0,
+                                hyperparameters=hp)
+    await rt.bus.publish(request)
+    with Progress(*progress_columns(), console=console) as progress:
+        outcome = await follow_job(rt.bus, request.job_id, on_progress=ProgressBar(progress),
+                                   timeout=timeout)
+    section: dict[str, Any] = {"job_id": request.job_id, "dataset": request.dataset,
+                               "base_model": base, "method": request.method}
+    if isinstance(outcome, TrainingCompleted):
+        m = outcome.metrics
+        section.update({
+            "outcome": "completed", "model_id": outcome.model_id,
+            "store_prefix": outcome.store_prefix,
+            "model_dir": str(out / "store" / outcome.store_prefix),
+            "first_loss": m.get("train_loss_first"), "last_loss": m.get("train_loss_last"),
+            "eval_loss": m.get("eval_loss"), "tokens_per_second": m.get("tokens_per_second"),
+            "steps": int(m.get("steps", 0)), "processes": int(m.get("world_size", 0)),
+            "metrics": m,
+        })
+        record = json.loads(await rt.to_thread(rt.store.get,
+                                               outcome.store_prefix + "training.json"))
+        section["loss_curve"] = record.get("history", [])
+    else:
+        section.update({"outcome": "failed", "reason": outcome.reason,
+                        "log_tail": outcome.log_tail})
+    return section
+
+
+def render_training(console: Console, training: dict[str, Any]) -> None:
+    if not training:
+        return
+    if training.get("outcome") != "completed":
+        console.print(f"[red]training failed[/red]: {training.get('reason')}")
+        return
+    curve = training.get("loss_curve", [])
+    shown = ", ".join(f"{s}: {v:.3f}" for s, v in curve[:: max(1, len(curve) // 8)])
+    console.print(
+        f"training: model {training['model_id']} ({training['method']}, "
+        f"{training['steps']} steps on {training['processes']} processes): loss "
+        f"{training['first_loss']:.4f} -> {training['last_loss']:.4f}"
+        + (f", eval loss {training['eval_loss']:.4f}" if training.get("eval_loss") else "")
+        + f", {training['tokens_per_second']:,.0f} tokens/s\n"
+        f"loss curve (step: loss): {shown}\n"
+        f"model: {training['model_dir']}")

@@ -1,0 +1,411 @@
+"""The trainer handler: ``TrainingRequested`` in; ``TrainingProgress`` while it runs;
+``TrainingCompleted`` or ``TrainingFailed`` out.
+
+One job at a time per replica: the durable consumer ``trainer`` fetches one message at a
+time and runs one handler, and the message is acked only when the job has finished or
+failed for good. While the job runs, the bus keeps the message alive (``in_progress``);
+if the replica is stopped or dies, the request is redelivered after
+``trainer.ack_wait`` seconds and the next replica resumes from the last checkpoint in the
+store. A worker crash is relaunched ``trainer.crash_retries`` times (from the last
+checkpoint), then reported as ``TrainingFailed`` with the tail of the worker's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faststream.nats import NatsRouter
+
+from syllabus.contracts import (
+    TRAINING_REQUESTED,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+    sha256_hex,
+)
+
+from ..runtime import Bus, HandlerContext, Runtime
+from ._artifact import RECORD_FILE, model_card, model_prefix, upload_model
+from ._checkpoint import (
+    STATE_FILE,
+    checkpoint_prefix,
+    download_checkpoint,
+    latest_checkpoint,
+    upload_folder,
+)
+from ._config import Hyperparameters, JobSpec, hyperparameters, model_id_for, parse_dataset
+from ._data import DataError, row_to_example
+from ._http import job_status
+from ._launch import other_node_commands, run_worker, torchrun_command, worker_env
+from ._metrics import (
+    TRAINING_ACTIVE,
+    TRAINING_CHECKPOINTS,
+    TRAINING_EVAL_LOSS,
+    TRAINING_GPU_MEMORY,
+    TRAINING_JOBS,
+    TRAINING_LEARNING_RATE,
+    TRAINING_LOSS,
+    TRAINING_SECONDS,
+    TRAINING_STEP,
+    TRAINING_TOKENS_PER_SECOND,
+)
+
+__all__ = ["SERVICE", "Plan", "build_router", "plan_job", "run_job", "trainer_bus"]
+
+SERVICE = "trainer"
+log = logging.getLogger("syllabus.trainer")
+
+_WEIGHTS = (".safetensors", ".bin")
+
+
+def trainer_bus(rt: Runtime) -> Bus:
+    """The runtime's bus with the trainer's own delivery settings: one message fetched and
+    handled at a time (FastStream runs a fetched batch concurrently), a longer ack wait and
+    its own delivery limit. Same broker, same stream."""
+    cfg = rt.settings.trainer
+    bus = copy.copy(rt.bus)
+    bus.bus_settings = rt.settings.bus.model_copy(update={
+        "batch_size": 1, "concurrency": 1, "ack_wait": cfg.ack_wait,
+        "max_deliver": cfg.max_deliver})
+    return bus
+
+
+@dataclass
+class Plan:
+    """A validated request: what to download and how to launch."""
+
+    request: TrainingRequested
+    model_id: str
+    collection: str
+    version: str
+    dataset_prefix: str
+    manifest: dict[str, Any]
+    manifest_bytes: bytes
+    hp: Hyperparameters
+    base_kind: str  # "store" or "local"
+    base_ref: str
+    nproc: int
+    backend: str
+
+
+def _base_model(rt: Runtime, ref: str) -> tuple[str, str]:
+    """Where the base model is: a store prefix holding config.json and weights, or (only
+    under ``trainer.base_model_roots``) a local folder."""
+    ref = ref.strip()
+    if not ref:
+        raise ValueError("base_model is empty")
+    path = Path(ref).expanduser()
+    roots = [Path(r).expanduser().resolve() for r in rt.settings.trainer.base_model_roots]
+    if path.is_absolute() or ref.startswith((".", "~")):
+        resolved = path.resolve()
+        if not any(resolved == r or r in resolved.parents for r in roots):
+            raise ValueError(f"base model {ref!r} is a local path outside trainer."
+                             f"base_model_roots ({', '.join(map(str, roots)) or 'none set'}); "
+                             f"upload it to the store (syllabus train does) or allow its folder")
+        if not (resolved / "config.json").is_file():
+            raise ValueError(f"base model {ref!r} is missing: no config.json in {resolved}")
+        if not any(p.suffix in _WEIGHTS for p in resolved.iterdir()):
+            raise ValueError(f"base model {ref!r} has no weights (*.safetensors) in {resolved}")
+        return "local", str(resolved)
+    prefix = ref.rstrip("/") + "/"
+    try:
+        keys = list(rt.store.list(prefix))
+    except ValueError as exc:
+        raise ValueError(f"base model {ref!r} is not a store prefix: {exc}") from None
+    names = {k[len(prefix):] for k in keys}
+    if "config.json" not in names:
+        raise ValueError(f"base model {ref!r} is missing: no {prefix}config.json in the store")
+    if not any(n.endswith(_WEIGHTS) for n in names):
+        raise ValueError(f"base model {ref!r} has no weights (*.safetensors) under {prefix}")
+    return "store", prefix
+
+
+def _devices(rt: Runtime, request: TrainingRequested, hp: Hyperparameters) -> tuple[int, str]:
+    cfg = rt.settings.trainer
+    if request.gpus > 0:
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if request.gpus > have:
+            raise ValueError(f"the request asks for {request.gpus} GPU(s) per node; this "
+                             f"trainer has {have} (gpus=0 trains on CPUs with gloo)")
+        backend = "nccl" if cfg.backend == "auto" else cfg.backend
+        return request.gpus, backend
+    if cfg.backend == "nccl":
+        raise ValueError("trainer.backend is nccl, which needs GPUs, but the request has gpus=0")
+    return hp.cpu_processes, "gloo"
+
+
+def plan_job(rt: Runtime, request: TrainingRequested) -> Plan:
+    """Validate a request against the store and this replica; ``ValueError`` says what is
+    wrong. Blocking (store calls): run it in a thread."""
+    cfg = rt.settings.trainer
+    collection, version = parse_dataset(request.dataset)
+    prefix = f"datasets/{collection}/{version}/"
+    if not rt.store.exists(prefix + "manifest.json"):
+        raise ValueError(f"unknown data set {request.dataset!r}: no {prefix}manifest.json in "
+                         f"the store (build one with syllabus dataset build)")
+    manifest_bytes = rt.store.get(prefix + "manifest.json")
+    manifest = json.loads(manifest_bytes)
+    if not rt.store.exists(prefix + "train.jsonl"):
+        raise ValueError(f"data set {request.dataset!r} has no train.jsonl")
+    hp = hyperparameters(cfg.hyperparameters, request.hyperparameters)
+    if request.method != "lora" and any(k.startswith("lora_") for k in request.hyperparameters):
+        raise ValueError(f"bad hyper-parameters: "
+                         f"{sorted(k for k in request.hyperparameters if k.startswith('lora_'))}"
+                         f" apply to method 'lora', not {request.method!r}")
+    base_kind, base_ref = _base_model(rt, request.base_model)
+    nproc, backend = _devices(rt, request, hp)
+    if request.nodes > 1 and not cfg.master_addr:
+        raise ValueError(f"the request asks for {request.nodes} nodes; set trainer.master_addr "
+                         f"(the address the other nodes reach this one at)")
+    return Plan(request=request, model_id=model_id_for(request.job_id, request.dataset,
+                                                       request.method),
+                collection=collection, version=version, dataset_prefix=prefix,
+                manifest=manifest, manifest_bytes=manifest_bytes, hp=hp, base_kind=base_kind,
+                base_ref=base_ref, nproc=nproc, backend=backend)
+
+
+def _check_rows(path: Path) -> int:
+    """Every row parses into a training example (the tokenizer comes later, in the worker)."""
+    n = 0
+    with path.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{i}"
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc})") from None
+            row_to_example(row, where)
+            n += 1
+    return n
+
+
+def _prepare(rt: Runtime, plan: Plan, job_dir: Path) -> JobSpec:
+    """Download the data set, the base model and the last checkpoint into ``job_dir``."""
+    data = job_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in ("train.jsonl", "eval.jsonl"):
+        key = plan.dataset_prefix + name
+        if rt.store.exists(key):
+            (data / name).write_bytes(rt.store.get(key))
+            files[name] = data / name
+    if _check_rows(files["train.jsonl"]) == 0:
+        raise DataError(f"data set {plan.request.dataset!r}: train.jsonl has no rows")
+    if "eval.jsonl" in files:
+        _check_rows(files["eval.jsonl"])
+    if plan.base_kind == "store":
+        base = job_dir / "base"
+        base.mkdir(exist_ok=True)
+        for key in rt.store.list(plan.base_ref):
+            rel = key[len(plan.base_ref):]
+            target = base / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.is_file():
+                target.write_bytes(rt.store.get(key))
+    else:
+        base = Path(plan.base_ref)
+    resume = None
+    step = latest_checkpoint(rt.store, plan.model_id)
+    if step is not None:
+        resume = download_checkpoint(rt.store, plan.model_id, step,
+                                     job_dir / "resume" / f"step-{step}")
+        log.info("%s resumes from the checkpoint at step %d", plan.model_id, step)
+    out = job_dir / "out"
+    shutil.rmtree(out, ignore_errors=True)  # a crashed attempt's leftovers
+    out.mkdir(parents=True)
+    return JobSpec(job_id=plan.request.job_id, model_id=plan.model_id,
+                   method=plan.request.method, base_model=base,
+                   train_file=files["train.jsonl"], eval_file=files.get("eval.jsonl"),
+                   dataset_format=str(plan.manifest.get("format", "")), out_dir=out,
+                   resume_from=resume, backend=plan.backend, hp=plan.hp)
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, int | float) and math.isfinite(float(v))}
+
+
+async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 1) -> None:
+    """Run one training request to its end: completed, failed, or (a crash with retries
+    left) an exception, so the bus redelivers it."""
+    cfg = rt.settings.trainer
+    job = request.job_id
+    model_id = model_id_for(job, request.dataset, request.method)
+    prefix = model_prefix(model_id)
+    if await rt.to_thread(rt.store.exists, prefix + RECORD_FILE):
+        record = json.loads(await rt.to_thread(rt.store.get, prefix + RECORD_FILE))
+        log.info("job %s: %s is already complete in the store", job, prefix)
+        TRAINING_JOBS.labels(outcome="already_done").inc()
+        await rt.bus.publish(TrainingCompleted(job_id=job, model_id=model_id,
+                                               store_prefix=prefix, dataset=request.dataset,
+                                               metrics=_finite(record.get("metrics", {}))))
+        return
+    try:
+        plan = await rt.to_thread(plan_job, rt, request)
+    except ValueError as exc:
+        log.warning("job %s refused: %s", job, exc)
+        TRAINING_JOBS.labels(outcome="invalid").inc()
+        await rt.bus.publish(TrainingFailed(job_id=job, reason=str(exc)))
+        return
+
+    job_dir = Path(cfg.work_dir).expanduser().resolve() / model_id
+    try:
+        spec = await rt.to_thread(_prepare, rt, plan, job_dir)
+    except DataError as exc:
+        TRAINING_JOBS.labels(outcome="invalid").inc()
+        await rt.bus.publish(TrainingFailed(job_id=job, reason=f"bad data set row: {exc}"))
+        return
+    spec_path = job_dir / "spec.json"
+    spec_path.write_text(spec.model_dump_json(indent=2))
+    cmd = torchrun_command(spec_path, nproc=plan.nproc, nnodes=request.nodes,
+                           torchrun=cfg.torchrun, master_addr=cfg.master_addr,
+                           master_port=cfg.master_port)
+    if request.nodes > 1:
+        for i, line in enumerate(other_node_commands(
+                spec_path, nproc=plan.nproc, nnodes=request.nodes, torchrun=cfg.torchrun,
+                master_addr=cfg.master_addr, master_port=cfg.master_port), 1):
+            log.info("job %s: start node %d with: %s", job, i, line)
+
+    uploads: list[asyncio.Task] = []
+    lock = asyncio.Lock()
+    started: dict[str, Any] = {}
+    ckpt_prefix = checkpoint_prefix(model_id)
+
+    async def upload_checkpoint(step: int, folder: Path) -> None:
+        async with lock:  # one at a time, in step order
+            await rt.to_thread(upload_folder, rt.store, folder, f"{ckpt_prefix}step-{step}/",
+                               last=STATE_FILE)
+            await rt.to_thread(shutil.rmtree, folder, True)
+        TRAINING_CHECKPOINTS.labels(model_id=model_id).inc()
+        log.info("job %s: checkpoint at step %d is in the store", job, step)
+
+    async def on_event(ev: dict[str, Any]) -> None:
+        kind = ev["event"]
+        if kind == "start":
+            started.update(ev)
+            log.info("job %s: %d steps on %d process(es), %s", job, ev["total_steps"],
+                     ev["world_size"], f"resuming at step {ev['start_step']}"
+                     if ev["start_step"] else "from the start")
+        elif kind == "progress":
+            status["current"].update({k: ev.get(k) for k in (
+                "step", "total_steps", "loss", "tokens_per_second")})
+            if ev.get("eval_loss") is not None:
+                status["current"]["eval_loss"] = ev["eval_loss"]
+            labels = {"model_id": model_id}
+            TRAINING_STEP.labels(**labels).set(ev["step"])
+            TRAINING_LOSS.labels(**labels).set(ev["loss"])
+            TRAINING_LEARNING_RATE.labels(**labels).set(ev["learning_rate"])
+            TRAINING_TOKENS_PER_SECOND.labels(**labels).set(ev["tokens_per_second"])
+            if ev.get("eval_loss") is not None:
+                TRAINING_EVAL_LOSS.labels(**labels).set(ev["eval_loss"])
+            if ev.get("gpu_memory_bytes") is not None:
+                TRAINING_GPU_MEMORY.labels(**labels).set(ev["gpu_memory_bytes"])
+            try:
+                await rt.bus.publish(TrainingProgress(
+                    job_id=job, step=ev["step"], total_steps=ev["total_steps"],
+                    epoch=ev["epoch"], loss=ev["loss"], eval_loss=ev.get("eval_loss"),
+                    learning_rate=ev["learning_rate"],
+                    tokens_per_second=ev["tokens_per_second"],
+                    gpu_memory_bytes=ev.get("gpu_memory_bytes")))
+            except Exception as exc:  # a lost progress event must not stop the training
+                log.warning("job %s: progress at step %s not published: %s", job, ev["step"],
+                            exc)
+        elif kind == "checkpoint":
+            uploads.append(asyncio.create_task(upload_checkpoint(ev["step"],
+                                                                 Path(ev["path"]))))
+
+    status = job_status(rt)
+    status["current"] = {"job_id": job, "model_id": model_id, "dataset": request.dataset,
+                         "method": request.method, "processes": plan.nproc * request.nodes,
+                         "backend": plan.backend, "step": 0, "total_steps": None,
+                         "loss": None, "eval_loss": None, "tokens_per_second": None,
+                         "started": time.time()}
+    t0 = time.perf_counter()
+    TRAINING_ACTIVE.inc()
+    try:
+        result = await run_worker(cmd, cwd=job_dir, env=worker_env(), on_event=on_event,
+                                  tail_lines=cfg.log_tail_lines, label=f"[{model_id}] ")
+        if uploads:
+            await asyncio.gather(*uploads)
+    except BaseException:
+        for task in uploads:
+            task.cancel()
+        raise
+    finally:
+        TRAINING_ACTIVE.dec()
+        TRAINING_SECONDS.observe(time.perf_counter() - t0)
+        status["current"] = None
+
+    if result.returncode != 0 or result.done is None:
+        reason = (result.errors[0] if result.errors else
+                  f"the worker exited with code {result.returncode}")
+        if result.returncode == 0:
+            reason = "the worker exited without reporting a finished model"
+        if deliveries <= cfg.crash_retries:
+            raise RuntimeError(f"training worker failed ({reason}); relaunching from the last "
+                               f"checkpoint")
+        status["last"] = {"job_id": job, "model_id": model_id, "outcome": "failed",
+                          "reason": reason}
+        log.error("job %s failed: %s", job, reason)
+        TRAINING_JOBS.labels(outcome="failed").inc()
+        await rt.bus.publish(TrainingFailed(job_id=job, reason=reason,
+                                            log_tail=result.log_tail))
+        return
+
+    done = result.done
+    metrics = _finite(done.get("metrics", {}))
+    record = {
+        "job_id": job, "model_id": model_id, "dataset": request.dataset,
+        "base_model": request.base_model, "method": request.method,
+        "hyperparameters": plan.hp.model_dump(mode="json"),
+        "request": request.model_dump(mode="json"),
+        "manifest_key": plan.dataset_prefix + "manifest.json",
+        "manifest_sha256": sha256_hex(plan.manifest_bytes),
+        "backend": plan.backend, "world_size": started.get("world_size"),
+        "multitask": started.get("multitask", False), "metrics": metrics,
+        "history": done.get("history", []), "ranks": done.get("ranks", []),
+    }
+    card = model_card(model_id=model_id, record=record, manifest=plan.manifest)
+    await rt.to_thread(upload_model, rt.store, Path(done["path"]), model_id, card=card,
+                       manifest_bytes=plan.manifest_bytes, record=record)
+    if not cfg.keep_work_dir:
+        await rt.to_thread(shutil.rmtree, job_dir, True)
+    TRAINING_JOBS.labels(outcome="completed").inc()
+    status["last"] = {"job_id": job, "model_id": model_id, "outcome": "completed",
+                      "store_prefix": prefix, "metrics": metrics}
+    log.info("job %s: model %s is in the store (loss %.4f -> %.4f)", job, prefix,
+             metrics.get("train_loss_first", math.nan), metrics.get("train_loss_last", math.nan))
+    await rt.bus.publish(TrainingCompleted(job_id=job, model_id=model_id, store_prefix=prefix,
+                                           dataset=request.dataset, metrics=metrics))
+
+
+def build_router(rt: Runtime) -> NatsRouter:
+    # the deployment's default hyper-parameters must be valid when the service starts
+    try:
+        hyperparameters(rt.settings.trainer.hyperparameters, {})
+    except ValueError as exc:
+        raise ValueError(f"trainer.hyperparameters: {exc}") from None
+    router = NatsRouter()
+    bus = trainer_bus(rt)
+
+    @bus.consumer(router, service=SERVICE, subject=TRAINING_REQUESTED, model=TrainingRequested,
+                  concurrency=1)
+    async def train(request: TrainingRequested, ctx: HandlerContext) -> None:
+        """Fine-tune the requested model; publish progress, then completed or failed."""
+        await run_job(rt, request, deliveries=ctx.deliveries)
+
+    return router

@@ -1,0 +1,702 @@
+"""The trainer: answer-only label masking, the step-by-step multi-task loss, request
+validation, and real torchrun jobs (two gloo processes) driven by the trainer service on a
+real nats-server, on a data set version built by the real data set builder: progress, the
+falling loss, both ranks, checkpoints in the store, the model artifact, resuming from a
+checkpoint, a crashed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from syllabus.contracts import (
+    RECORDS_ACCEPTED,
+    TRAINING_REQUESTED,
+    ChunkLineage,
+    DatasetRequested,
+    PluginRef,
+    QARecord,
+    TeacherRef,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+)
+from syllabus.services.cli._model import model_group
+from syllabus.services.cli._train import follow_job, train_command, upload_base_model
+from syllabus.services.datasets import build
+from syllabus.services.runtime import LocalStore, Runtime, replay
+from syllabus.services.runtime._tiny_model import builtin_corpus, init_tiny_model
+from syllabus.services.trainer import (
+    IGNORE_INDEX,
+    DataError,
+    build_router,
+    collate,
+    encode_examples,
+    encode_messages,
+    hyperparameters,
+    load_examples,
+    model_id_for,
+    multitask_loss,
+    row_to_example,
+    torchrun_command,
+    worker_env,
+)
+
+FACTS = [
+    ("How many queens does a honey bee colony have?", "A colony has one queen.",
+     "The passage says a colony has one queen, thousands of workers and some drones."),
+    ("What do worker bees build?", "Worker bees build the wax comb.",
+     "Workers secrete flakes of wax and shape them into the comb."),
+    ("What does the waggle dance show?", "It shows the direction of food.",
+     "The angle of the waggle run gives the direction relative to the sun."),
+    ("What do varroa mites feed on?", "They feed on developing bees.",
+     "Varroa mites feed on developing bees and spread viruses."),
+    ("How do bees keep warm in winter?", "They cluster and shiver.",
+     "In winter the bees form a cluster and shiver their flight muscles."),
+    ("Where is nectar carried home?", "In the honey stomach.",
+     "Nectar is carried home in the honey stomach and passed from bee to bee."),
+    ("How do bees ripen honey?", "They fan their wings to evaporate water.",
+     "Bees fan their wings until the honey is ripe, then cap the cells with wax."),
+    ("What does a colony raise before it swarms?", "New queens in queen cells.",
+     "A colony preparing to swarm raises new queens in queen cells along the comb."),
+    ("How do beekeepers count mites?", "With a sugar roll or an alcohol wash.",
+     "Beekeepers count mites with a sugar roll or alcohol wash before treating."),
+    ("How many eggs can a queen lay?", "Up to two thousand a day.",
+     "The queen lays up to two thousand eggs a day during the spring build-up."),
+    ("What do foragers collect?", "Nectar and pollen.",
+     "Foragers fly out to the flowers and bring back nectar and pollen."),
+    ("What do guards do?", "They guard the entrance.",
+     "Some workers stand at the entrance and guard it against robbers."),
+]
+
+HP = {"max_steps": 6, "learning_rate": 3e-3, "batch_size": 2, "max_seq_len": 128,
+      "checkpoint_every": 3, "eval_every": 3, "log_every": 1, "cpu_processes": 2,
+      "warmup_ratio": 0.0}
+
+
+def _records() -> list[QARecord]:
+    lineage = ChunkLineage(doc_id="d" * 64, filename="bees.md", media_type="text/markdown",
+                           char_start=0, char_end=10, parser=PluginRef(name="markdown"),
+                           chunker=PluginRef(name="structured"), settings_hash="h")
+    return [QARecord(record_id=f"{i + 1:064x}", collection="bees", instruction=q, response=a,
+                     rationale=r, chunk_id="c" * 64, lineage=lineage,
+                     technique=PluginRef(name="qa-pairs", version="1"),
+                     teacher=TeacherRef(kind="extractive", model="heuristics"))
+            for i, (q, a, r) in enumerate(FACTS)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    corpus = [*builtin_corpus(), *(" ".join(f) for f in FACTS)]
+    return init_tiny_model(out, corpus=corpus)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny, local_files_only=True)
+
+
+# --- data: rows, templates, labels -----------------------------------------------------
+
+
+def _answer(tokenizer, ids, labels) -> str:
+    return tokenizer.decode([t for t, lab in zip(ids, labels, strict=True)
+                             if lab != IGNORE_INDEX])
+
+
+def test_labels_cover_the_answer_tokens_only(tokenizer):
+    msgs = [{"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "What do worker bees build?"},
+            {"role": "assistant", "content": "Worker bees build the wax comb."}]
+    ids, labels = encode_messages(tokenizer, msgs)
+    assert len(ids) == len(labels)
+    target = [i for i, lab in enumerate(labels) if lab != IGNORE_INDEX]
+    # one contiguous span at the end (the trailing newline after <|im_end|> is not a target)
+    assert target == list(range(target[0], target[-1] + 1)) and target[-1] >= len(ids) - 2
+    assert all(labels[i] == ids[i] for i in target)
+    assert _answer(tokenizer, ids, labels) == "Worker bees build the wax comb.<|im_end|>"
+    prompt = tokenizer.apply_chat_template(msgs[:2], add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"]
+    assert ids[:len(prompt)] == prompt and target[0] == len(prompt)
+
+    # a template without {% generation %} markers: found turn by turn, the same labels
+    template = tokenizer.chat_template
+    try:
+        tokenizer.chat_template = template.replace("{% generation %}", "").replace(
+            "{% endgeneration %}", "")
+        assert encode_messages(tokenizer, msgs) == (ids, labels)
+        # two assistant turns: both are targets, nothing else
+        two = [*msgs, {"role": "user", "content": "And drones?"},
+               {"role": "assistant", "content": "They mate."}]
+        ids2, labels2 = encode_messages(tokenizer, two)
+        assert _answer(tokenizer, ids2, labels2) == \
+            "Worker bees build the wax comb.<|im_end|>They mate.<|im_end|>"
+        # no chat template at all: the plain template, answer + EOS
+        tokenizer.chat_template = None
+        ids3, labels3 = encode_messages(tokenizer, msgs)
+        assert _answer(tokenizer, ids3, labels3) == "Worker bees build the wax comb.<|im_end|>"
+        assert "### Instruction:" in tokenizer.decode(ids3)
+    finally:
+        tokenizer.chat_template = template
+
+
+def test_rows_of_every_format(tmp_path, tokenizer):
+    alpaca = row_to_example({"instruction": "Summarise.", "input": "Bees make honey.",
+                             "output": "Honey.", "system": "Be brief."})
+    assert [m["role"] for m in alpaca.messages] == ["system", "user", "assistant"]
+    assert alpaca.messages[1]["content"] == "Summarise.\n\nBees make honey."
+    share = row_to_example({"conversations": [{"from": "human", "value": "Hi"},
+                                              {"from": "gpt", "value": "Hello"}]})
+    assert share.messages == [{"role": "user", "content": "Hi"},
+                              {"role": "assistant", "content": "Hello"}]
+    sbs = row_to_example({"task": "explain", "input": "explain: Why?", "output": "Because.",
+                          "metadata": {"record_id": "r1"}})
+    assert (sbs.task, sbs.group) == ("explain", "r1")
+    tool = row_to_example({
+        "tools": [{"type": "function", "function": {"name": "get_hive", "parameters": {}}}],
+        "messages": [
+            {"role": "user", "content": "How heavy is hive 3?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "get_hive", "arguments": "{\"id\": 3}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "name": "get_hive",
+             "content": "{\"kg\": 41}"},
+            {"role": "assistant", "content": "Hive 3 weighs 41 kg."}]})
+    assert tool.messages[0]["role"] == "system" and "get_hive" in tool.messages[0]["content"]
+    assert tool.messages[2]["content"] == \
+        '<tool_call>{"name": "get_hive", "arguments": {"id": 3}}</tool_call>'
+    ids, labels = encode_messages(tokenizer, tool.messages)
+    answer = _answer(tokenizer, ids, labels)
+    assert answer.startswith("<tool_call>") and answer.endswith("41 kg.<|im_end|>")
+    assert "[get_hive]" not in answer  # the observation is context, not a target
+    # the ShareGPT function-calling form of the same trajectory (tools as a JSON string)
+    share_tool = row_to_example({
+        "tools": json.dumps([{"name": "get_hive", "parameters": {}}]),
+        "conversations": [
+            {"from": "human", "value": "How heavy is hive 3?"},
+            {"from": "function_call", "value": '{"name": "get_hive", "arguments": {"id": 3}}'},
+            {"from": "observation", "value": '{"kg": 41}'},
+            {"from": "gpt", "value": "Hive 3 weighs 41 kg."}]})
+    assert [m["role"] for m in share_tool.messages] == ["system", "user", "assistant", "tool",
+                                                         "assistant"]
+    assert share_tool.messages[2]["content"] == tool.messages[2]["content"]
+
+    bad = tmp_path / "train.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "q"}, '
+                   '{"role": "assistant", "content": "a"}]}\n{"prompt": "x"}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl:2: not a data set row"):
+        load_examples(bad)
+    bad.write_text('{"messages": [{"role": "user", "content": "only a question"}]}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl:1: the row has no assistant turn"):
+        load_examples(bad)
+
+
+def test_step_by_step_multitask_loss_weights(tiny, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    rows = [{"task": t, "input": f"{t}: {q}", "output": a if t == "predict" else r,
+             "metadata": {"record_id": f"r{i}"}}
+            for i, (q, a, r) in enumerate(FACTS[:2]) for t in ("predict", "explain")]
+    data = encode_examples(tokenizer, [row_to_example(r) for r in rows], max_seq_len=128)
+    assert data.multitask and len(data.samples) == 2  # a record's two rows: one sample
+    assert [s.task for s in data.samples[0]] == [0, 1]
+    model = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
+    batch = collate(data.samples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"],
+                       attention_mask=batch["attention_mask"]).logits
+
+        def task_loss(task: int) -> float:  # the library's own loss, on one task's rows
+            sel = batch["task"] == task
+            return model(input_ids=batch["input_ids"][sel],
+                         attention_mask=batch["attention_mask"][sel],
+                         labels=batch["labels"][sel]).loss.item()
+
+        l_predict, l_explain = task_loss(0), task_loss(1)
+    half, _ = multitask_loss(logits, batch["labels"], batch["task"], alpha=0.5,
+                             multitask=True)
+    one, _ = multitask_loss(logits, batch["labels"], batch["task"], alpha=1.0, multitask=True)
+    tenth, sums = multitask_loss(logits, batch["labels"], batch["task"], alpha=0.1,
+                                 multitask=True)
+    assert abs(l_predict - l_explain) > 1e-3  # the two tasks' losses differ
+    assert one.item() == pytest.approx(l_predict, rel=1e-5)
+    assert half.item() == pytest.approx(0.5 * l_predict + 0.5 * l_explain, rel=1e-5)
+    assert tenth.item() == pytest.approx(0.1 * l_predict + 0.9 * l_explain, rel=1e-5)
+    # plain SFT: the mean over every answer token, as transformers computes it
+    plain, _ = multitask_loss(logits, batch["labels"], batch["task"], alpha=0.5,
+                              multitask=False)
+    tokens = sums["tok_predict"] + sums["tok_explain"]
+    with torch.no_grad():
+        whole = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+    assert plain.item() == pytest.approx(whole.item(), rel=1e-5) and tokens > 0
+
+
+def test_hyperparameters_and_launch_command(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"learning_rate: .*greater than 0.*-1"):
+        hyperparameters({}, {"learning_rate": -1})
+    with pytest.raises(ValueError, match="lerning_rate"):
+        hyperparameters({}, {"lerning_rate": 1e-4})
+    with pytest.raises(ValueError, match="schedule"):
+        hyperparameters({"schedule": "exponential"}, {})
+    hp = hyperparameters({"epochs": 2, "batch_size": 8}, {"batch_size": 2})
+    assert (hp.epochs, hp.batch_size, hp.lr("lora"), hp.lr("full")) == (2, 2, 2e-4, 2e-5)
+    assert model_id_for("job-1", "bees/abc", "lora") == model_id_for("job-1", "bees/abc", "lora")
+    assert model_id_for("job-1", "bees/abc", "lora").startswith("bees-lora-")
+    assert model_id_for("job-2", "bees/abc", "lora") != model_id_for("job-1", "bees/abc", "lora")
+
+    spec = tmp_path / "spec.json"
+    one = torchrun_command(spec, nproc=2)
+    assert one[-3:] == ["-m", "syllabus.services.trainer._worker", str(spec)]
+    assert "--nproc_per_node=2" in one and "--standalone" in one
+    multi = torchrun_command(spec, nproc=8, nnodes=4, master_addr="10.0.0.1",
+                             torchrun="torchrun")
+    assert multi[0] == "torchrun" and "--nnodes=4" in multi and "--node_rank=0" in multi
+    assert "--master_addr=10.0.0.1" in multi and "--standalone" not in multi
+    with pytest.raises(ValueError, match="master_addr"):
+        torchrun_command(spec, nproc=1, nnodes=2)
+    monkeypatch.setenv("SYLLABUS_STORE__SECRET_KEY", "s3cr3t")
+    assert "SYLLABUS_STORE__SECRET_KEY" not in worker_env()
+
+
+def test_model_init_tiny_cli(tmp_path):
+    corpus = tmp_path / "notes.md"
+    corpus.write_text("Bees build comb. " * 50 + "Queens lay eggs. " * 50)
+    out = tmp_path / "tiny"
+    result = CliRunner().invoke(model_group, ["init-tiny", "--out", str(out), "--corpus",
+                                              str(corpus), "--vocab-size", "300"])
+    assert result.exit_code == 0, result.output
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= \
+        {p.name for p in out.iterdir()}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["vocab_size"] <= 300 and cfg["model_type"] == "llama"
+
+
+# --- the service, torchrun, the store --------------------------------------------------
+
+
+async def _dataset(rt: Runtime) -> str:
+    for rec in _records():
+        await rt.bus.publish(rec, subject=RECORDS_ACCEPTED)
+    result = await build(rt, DatasetRequested(collection="bees", format="step-by-step",
+                                              eval_fraction=0.25,
+                                              options={"semantic_threshold": None}))
+    return f"{result.event.collection}/{result.event.version}"
+
+
+async def _outcome(rt: Runtime, job: str, timeout: float = 240.0):
+    progress: list[TrainingProgress] = []
+    outcome = await follow_job(rt.bus, job, on_progress=progress.append, timeout=timeout)
+    return outcome, progress
+
+
+def _trainer_settings(settings, tmp_path):
+    settings.datasets.augmenters = []
+    settings.trainer.work_dir = tmp_path / "work"
+    settings.trainer.hyperparameters = dict(HP)
+    return settings
+
+
+@pytest.mark.slow
+async def test_service_trains_checkpoints_and_resumes(settings, tmp_path, tiny):
+    from transformers import AutoModelForCausalLM
+
+    settings = _trainer_settings(settings, tmp_path)
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    try:
+        dataset = await _dataset(rt)
+        base = await rt.to_thread(upload_base_model, rt.store, tiny)
+
+        # invalid requests fail up front, with the reason
+        bad = {"unknown": TrainingRequested(job_id="bad-1", dataset="bees/0000000000000000",
+                                            base_model=base, method="full", gpus=0),
+               "missing": TrainingRequested(job_id="bad-2", dataset=dataset,
+                                            base_model="base-models/nothing/", gpus=0),
+               "local": TrainingRequested(job_id="bad-3", dataset=dataset,
+                                          base_model=str(tiny), gpus=0),
+               "hp": TrainingRequested(job_id="bad-4", dataset=dataset, base_model=base,
+                                       gpus=0, hyperparameters={"learning_rate": 0}),
+               "gpus": TrainingRequested(job_id="bad-5", dataset=dataset, base_model=base,
+                                         gpus=2)}
+        for req in bad.values():
+            await rt.bus.publish(req)
+        reasons = {}
+        for name, req in bad.items():
+            outcome, _ = await _outcome(rt, req.job_id, timeout=60)
+            assert isinstance(outcome, TrainingFailed), name
+            reasons[name] = outcome.reason
+        assert "unknown data set 'bees/0000000000000000'" in reasons["unknown"]
+        assert "base model 'base-models/nothing/' is missing" in reasons["missing"]
+        assert "outside trainer.base_model_roots" in reasons["local"]
+        assert "learning_rate" in reasons["hp"]
+        assert "asks for 2 GPU(s)" in reasons["gpus"]
+
+        # a real job: torchrun, two gloo processes
+        job = TrainingRequested(job_id="job-a", dataset=dataset, base_model=base,
+                                method="full", gpus=0)
+        await rt.bus.publish(job)
+        done, progress = await _outcome(rt, "job-a")
+        assert isinstance(done, TrainingCompleted), done
+        model_id = model_id_for("job-a", dataset, "full")
+        assert done.model_id == model_id and done.store_prefix == f"models/{model_id}/"
+        assert [p.step for p in progress] == [1, 2, 3, 4, 5, 6]
+        assert all(p.total_steps == 6 and p.tokens_per_second > 0 for p in progress)
+        assert [p.step for p in progress if p.eval_loss is not None] == [3, 6]
+        losses = [p.loss for p in progress]
+        assert losses[-1] < losses[0] - 0.2, losses  # the loss falls
+        m = done.metrics
+        assert m["world_size"] == 2 and m["steps"] == 6 and m["resumed_from"] == 0
+        assert m["train_loss_last"] < m["train_loss_first"]
+        assert math.isfinite(m["eval_loss"]) and m["eval_loss_predict"] > 0
+
+        store: LocalStore = rt.store
+        prefix = done.store_prefix
+        record = json.loads(store.get(prefix + "training.json"))
+        ranks = {r["rank"]: r for r in record["ranks"]}
+        assert set(ranks) == {0, 1} and all(r["samples"] > 0 and r["tokens"] > 0
+                                            for r in ranks.values())  # both ranks trained
+        ckpt = f"{prefix}checkpoints/step-3/"
+        assert {k[len(ckpt):] for k in store.list(ckpt)} == {
+            "model.safetensors", "optimizer.pt", "scheduler.pt", "rng-0.pt", "rng-1.pt",
+            "trainer_state.json"}
+        assert json.loads(store.get(ckpt + "trainer_state.json"))["step"] == 3
+        card = store.get(prefix + "README.md").decode()
+        manifest_key = f"datasets/{dataset}/manifest.json"
+        assert dataset in card and manifest_key in card and record["manifest_sha256"] in card
+        assert store.get(prefix + "dataset_manifest.json") == store.get(manifest_key)
+        local = tmp_path / "downloaded"
+        for key in store.list(prefix):
+            if "/checkpoints/" not in key:
+                (local / key[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+                (local / key[len(prefix):]).write_bytes(store.get(key))
+        trained = AutoModelForCausalLM.from_pretrained(local, local_files_only=True)
+        original = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
+        assert any((a - b).abs().max() > 1e-4 for a, b in zip(
+            trained.parameters(), original.parameters(), strict=True))
+        assert (local / "tokenizer.json").is_file() and (local / "chat_template.jinja").exists()
+
+        # a job stopped after its checkpoint at step 3 (the same request and settings, the
+        # checkpoint in its own model folder): redelivered, it resumes at step 4 and lands
+        # on the same losses as the run that never stopped
+        model_b = model_id_for("job-b", dataset, "full")
+        for key in store.list(ckpt):
+            store.put(key.replace(model_id, model_b, 1), store.get(key))
+        await rt.bus.publish(job.model_copy(update={"job_id": "job-b"}))
+        resumed, progress_b = await _outcome(rt, "job-b")
+        assert isinstance(resumed, TrainingCompleted), resumed
+        assert resumed.metrics["resumed_from"] == 3
+        assert [p.step for p in progress_b] == [4, 5, 6]
+        assert [p.loss for p in progress_b] == pytest.approx(losses[3:], rel=1e-4)
+        assert resumed.metrics["eval_loss"] == pytest.approx(m["eval_loss"], rel=1e-4)
+
+        # the same request again: the finished model is reported, nothing retrained
+        await rt.bus._publish_raw(job.model_dump_json().encode(), TRAINING_REQUESTED,
+                                  {"Nats-Msg-Id": "again"})
+        for _ in range(100):
+            done_msgs = [m for m in await replay(rt.bus, "syllabus.training.completed")
+                         if TrainingCompleted.model_validate_json(m.data).job_id == "job-a"]
+            infos = {i.config.durable_name: i
+                     for i in await rt.bus.js.consumers_info("SYLLABUS")}
+            if infos["trainer"].num_ack_pending == 0 and infos["trainer"].num_pending == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert len(done_msgs) == 1  # deduplicated: the completed event is the same
+        assert not (tmp_path / "work" / model_id).exists()  # the job folder is cleaned up
+
+        from syllabus.services.runtime import REGISTRY
+
+        def sample(name: str, **labels: str) -> float:
+            return REGISTRY.get_sample_value(name, labels) or 0.0
+
+        assert sample("syllabus_training_step", model_id=model_id) == 6
+        assert sample("syllabus_training_loss", model_id=model_id) == pytest.approx(losses[-1])
+        assert sample("syllabus_training_checkpoints_total", model_id=model_id) == 1
+        assert sample("syllabus_training_jobs_total", outcome="completed") >= 2
+        assert sample("syllabus_training_jobs_total", outcome="invalid") >= 5
+        assert sample("syllabus_training_jobs_total", outcome="already_done") >= 1
+    finally:
+        await rt.close()
+
+
+@pytest.mark.slow
+async def test_worker_crash_becomes_training_failed(settings, tmp_path, tiny):
+    settings = _trainer_settings(settings, tmp_path)
+    settings.trainer.hyperparameters["cpu_processes"] = 1
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    try:
+        dataset = await _dataset(rt)
+        base = await rt.to_thread(upload_base_model, rt.store, broken)
+        await rt.bus.publish(TrainingRequested(job_id="crash", dataset=dataset,
+                                               base_model=base, method="lora", gpus=0))
+        failed, progress = await _outcome(rt, "crash")
+        assert isinstance(failed, TrainingFailed) and not progress
+        assert "safetensors" in failed.reason.lower() or "header" in failed.reason.lower()
+        assert "Traceback" in failed.log_tail and "_worker.py" in failed.log_tail
+    finally:
+        await rt.close()
+
+
+def test_cli_train_publishes_the_request(settings, nats_server, tmp_path, tiny):
+    env = {"SYLLABUS_NATS__URL": nats_server.url, "SYLLABUS_STORE__KIND": "local",
+           "SYLLABUS_STORE__PATH": str(tmp_path / "store")}
+    runner = CliRunner()
+    result = runner.invoke(train_command, [
+        "--dataset", "bees/0123456789abcdef", "--base-model", str(tiny), "--method", "lora",
+        "--max-steps", "5", "--lr", "1e-4", "--set", "lora_r=4", "--set", "lora_adapter=keep",
+        "--job-id", "cli-job", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model_id"] == model_id_for("cli-job",
+                                                                 "bees/0123456789abcdef", "lora")
+
+    async def read() -> TrainingRequested:
+        rt = Runtime.create(settings)
+        await rt.bus.start()
+        try:
+            msgs = await replay(rt.bus, TRAINING_REQUESTED)
+        finally:
+            await rt.close()
+        return TrainingRequested.model_validate_json(msgs[-1].data)
+
+    req = asyncio.run(read())
+    assert req.job_id == "cli-job" and req.method == "lora"
+    assert req.hyperparameters == {"max_steps": 5, "learning_rate": 1e-4, "lora_r": 4,
+                                   "lora_adapter": "keep"}
+    assert req.base_model.startswith("base-models/model-")
+    store = LocalStore(tmp_path / "store")
+    assert store.exists(req.base_model + "config.json")
+    assert store.exists(req.base_model + "model.safetensors")
+
+    bad = runner.invoke(train_command, ["--dataset", "bees/0123456789abcdef", "--base-model",
+                                        "x/", "--set", "lora_rank=4"], env=env)
+    assert bad.exit_code == 2 and "lora_rank" in bad.output
+
+
+def test_long_prompts_lose_their_start_not_the_answer(tokenizer):
+    long_q = "Tell me about bees. " * 60 + "What do worker bees build?"
+    row = row_to_example({"messages": [{"role": "user", "content": long_q},
+                                       {"role": "assistant", "content": "The wax comb."}]})
+    data = encode_examples(tokenizer, [row], max_seq_len=40)
+    (seq,), = data.samples
+    assert data.truncated == 1 and not data.skipped and len(seq.input_ids) == 40
+    assert seq.input_ids[0] == tokenizer.bos_token_id
+    assert _answer(tokenizer, seq.input_ids, seq.labels) == "The wax comb.<|im_end|>"
+    assert "worker bees build?" in tokenizer.decode(seq.input_ids)
+
+
+@pytest.mark.slow
+def test_syllabus_run_train(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import EXAMPLES
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("swarming.md", "preparing-for-winter.md", "apiary-calendar.txt"):
+        shutil.copy(EXAMPLES / name, docs / name)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+    env["SYLLABUS_TRAINER__WORK_DIR"] = str(tmp_path / "work")
+    proc = subprocess.run([str(Path(sys.executable).parent / "syllabus"), "run", str(docs),
+                           "--out", str(out), "-c", "bees", "--train", "--json"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    training = report["training"]
+    assert training["outcome"] == "completed", training
+    assert training["processes"] == 2 and training["steps"] >= 3
+    assert training["last_loss"] < training["first_loss"]
+    assert training["tokens_per_second"] > 0
+    assert training["store_prefix"] == f"models/{training['model_id']}/"
+    assert training["dataset"] == f"bees/{report['dataset']['version']}"
+    model = out / "store" / training["store_prefix"]
+    assert {"config.json", "model.safetensors", "README.md", "training.json"} <= \
+        {p.name for p in model.iterdir()}
+    curve = training["loss_curve"]
+    assert curve[0][0] == 1 and curve[-1][0] == training["steps"]
+    assert (out / "tiny-model" / "tokenizer.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_trainer_job_resumes_on_redelivery(settings, nats_server, tmp_path, tiny):
+    """A trainer replica dies mid-job (the service and its torchrun, SIGKILL): the request
+    is redelivered to the next replica, which resumes from the last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from syllabus.services.runtime import free_port
+
+    settings.datasets.augmenters = []
+
+    async def prepare() -> tuple[str, str]:
+        rt = Runtime.create(settings)
+        await rt.bus.start()
+        try:
+            dataset = await _dataset(rt)
+            base = await rt.to_thread(upload_base_model, rt.store, tiny)
+            await rt.bus.publish(TrainingRequested(job_id="killed", dataset=dataset,
+                                                   base_model=base, method="lora", gpus=0))
+            return dataset, base
+        finally:
+            await rt.close()
+
+    dataset, _ = asyncio.run(prepare())
+    model_id = model_id_for("killed", dataset, "lora")
+    hp = {**HP, "max_steps": 60, "checkpoint_every": 4, "eval_every": 0, "log_every": 4,
+          "learning_rate": 1e-2}
+    syllabus = str(Path(sys.executable).parent / "syllabus")
+
+    def serve(work: str) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+        env.update({"SYLLABUS_NATS__URL": nats_server.url, "SYLLABUS_STORE__KIND": "local",
+                    "SYLLABUS_STORE__PATH": str(tmp_path / "store"),
+                    "SYLLABUS_TRAINER__WORK_DIR": str(tmp_path / work),
+                    "SYLLABUS_TRAINER__ACK_WAIT": "2",
+                    "SYLLABUS_TRAINER__HYPERPARAMETERS": json.dumps(hp)})
+        return subprocess.Popen([syllabus, "serve", "trainer", "--port", str(free_port())],
+                                env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    first = serve("work-1")
+    ckpts = tmp_path / "store" / "models" / model_id / "checkpoints"
+    try:
+        deadline = time.monotonic() + 180
+        while not any(ckpts.glob("step-*/trainer_state.json")):
+            assert first.poll() is None, first.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.05)
+        # the replica dies: the service and its torchrun process group
+        out = subprocess.run(["ps", "-ww", "-eo", "pid,pgid,args"], capture_output=True,
+                             text=True).stdout
+        groups = {int(line.split()[1]) for line in out.splitlines()[1:]
+                  if str(tmp_path / "work-1") in line and "torch.distributed.run" in line}
+        assert groups, "the trainer's torchrun was not found"
+        first.send_signal(signal.SIGKILL)
+        for pgid in groups:
+            os.killpg(pgid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    saved = sorted(int(p.parent.name[5:]) for p in ckpts.glob("step-*/trainer_state.json"))
+    assert saved and saved[-1] < 60
+    assert not (tmp_path / "store" / "models" / model_id / "training.json").exists()
+
+    second = serve("work-2")
+    try:
+        # the CLI follows the job to its end (the same request again is a duplicate: the
+        # stream keeps one, and the CLI just waits)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+        env.update({"SYLLABUS_NATS__URL": nats_server.url, "SYLLABUS_STORE__KIND": "local",
+                    "SYLLABUS_STORE__PATH": str(tmp_path / "store")})
+        cli = subprocess.run([syllabus, "train", "--dataset", dataset, "--base-model",
+                              str(tiny), "--method", "lora", "--job-id", "killed", "--wait",
+                              "--timeout", "240", "--json"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 0, cli.stderr[-2000:]
+        out = json.loads(cli.stdout)
+        assert out["outcome"] == "completed" and out["model_id"] == model_id
+        assert "training" in cli.stderr  # the progress bar
+
+        async def wait():
+            rt = Runtime.create(settings)
+            await rt.bus.start()
+            try:
+                return await _outcome(rt, "killed", timeout=240)
+            finally:
+                await rt.close()
+
+        done, progress = asyncio.run(wait())
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert isinstance(done, TrainingCompleted), done
+    assert done.metrics["resumed_from"] >= saved[-1] and done.metrics["steps"] == 60
+    record = json.loads((tmp_path / "store" / done.store_prefix / "training.json").read_text())
+    resumed = [s for s, _ in record["history"]]
+    assert resumed[-1] == 60
+    # the second replica's progress starts right after the checkpoint it resumed from
+    steps_b = [p.step for p in progress if p.step > done.metrics["resumed_from"]]
+    assert steps_b[0] == done.metrics["resumed_from"] + 1
+    assert (tmp_path / "store" / done.store_prefix / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+async def test_fsdp_lora_keeps_the_adapter_and_merges(settings, tmp_path, tiny, s3_store):
+    """FSDP + LoRA with the adapter kept, on a real S3 server (rclone) as the store."""
+    from transformers import AutoModelForCausalLM
+
+    settings = _trainer_settings(settings, tmp_path)
+    rt = Runtime.create(settings, store=s3_store)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    try:
+        dataset = await _dataset(rt)
+        base = await rt.to_thread(upload_base_model, rt.store, tiny)
+        await rt.bus.publish(TrainingRequested(
+            job_id="fsdp-lora", dataset=dataset, base_model=base, method="lora", gpus=0,
+            hyperparameters={"strategy": "fsdp", "lora_adapter": "keep", "lora_r": 4,
+                             "max_steps": 2, "checkpoint_every": 1, "eval_every": 0}))
+        done, progress = await _outcome(rt, "fsdp-lora")
+        assert isinstance(done, TrainingCompleted), done
+        assert [p.step for p in progress] == [1, 2] and done.metrics["world_size"] == 2
+        assert 0 < done.metrics["trainable_parameters"] < done.metrics["parameters"] / 2
+        store = rt.store
+        prefix = done.store_prefix
+        names = {k[len(prefix):] for k in store.list(prefix)}
+        assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+                "model.safetensors", "config.json", "README.md", "training.json"} <= names
+        assert {n for n in names if n.startswith("checkpoints/")} == {
+            f"checkpoints/step-1/{f}" for f in ("model.safetensors", "optimizer.pt",
+                                                "scheduler.pt", "rng-0.pt", "rng-1.pt",
+                                                "trainer_state.json")}
+        local = tmp_path / "model"
+        for name in names:
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(store.get(prefix + name))
+        merged = AutoModelForCausalLM.from_pretrained(local, local_files_only=True)
+        original = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
+        assert not any("lora" in n for n, _ in merged.named_parameters())  # merged in
+        assert any((a - b).abs().max() > 1e-6 for a, b in zip(
+            merged.parameters(), original.parameters(), strict=True))
+        assert "LoRA r=4" in store.get(prefix + "README.md").decode()
+
+        # the replica's status endpoint (behind the bearer token)
+        import httpx
+
+        from syllabus.services.runtime import build_http_app
+        from syllabus.services.trainer import http_routes
+
+        app = build_http_app(service="trainer", ready=rt.ready, routes=http_routes(rt),
+                             token="t0ken")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://trainer") as client:
+            assert (await client.get("/v1/training/status")).status_code == 401
+            reply = await client.get("/v1/training/status",
+                                     headers={"Authorization": "Bearer t0ken"})
+        body = reply.json()
+        assert body["current"] is None and body["last"]["outcome"] == "completed"
+        assert body["last"]["model_id"] == done.model_id
+    finally:
+        await rt.close()
