@@ -102,3 +102,12 @@ def sycophancy(kind: str | None, url: str | None, model: str | None, limit: int 
         result["with_opinion"]["unparsed_examples"]
     if unparsed:
         console.print(f"unparsed answer, e.g.: {unparsed[0]!r}", markup=False)
+
+
+def _register_qa() -> None:
+    from ._eval_qa import qa_command
+
+    eval_group.add_command(qa_command)
+
+
+_register_qa()

@@ -1,0 +1,397 @@
+"""The OpenAI-compatible HTTP API: ``/v1/chat/completions`` (streaming and not),
+``/v1/completions`` and ``/v1/models``, answered by the models Triton serves.
+
+Every generation goes to Triton through ``tritonclient``'s gRPC streaming infer (the
+models are decoupled); a chat is first rendered into a prompt by the model's own chat
+template. Streaming answers are server-sent events (``data: {chunk}``, then
+``data: [DONE]``), as OpenAI sends them; ``stream_options.include_usage`` adds the usage
+chunk.
+
+Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400
+(``invalid_request_error``) for a body that is not JSON or a bad field, 404 for an
+unknown model, 413 for a body over ``server.max_request_bytes``, 429 (with
+``Retry-After``) when ``server.concurrency`` requests are already being served, 503 when
+Triton or the model is unavailable, 502 for another Triton failure; 401 comes from the
+bearer-token middleware of every service (``http.token``). Limits: ``max_tokens`` up to
+``server.max_tokens_limit``, at most 4 stop strings, ``n`` = 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..runtime import Runtime
+from ._deploy import ServerState, server_state
+from ._metrics import API_REQUESTS, API_SECONDS, API_TTFT, IN_FLIGHT
+from ._triton import TritonError
+
+__all__ = ["ApiError", "api_routes", "openai_error"]
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                404: "invalid_request_error", 413: "invalid_request_error",
+                429: "rate_limit_exceeded", 500: "server_error", 502: "server_error",
+                503: "server_error", 504: "server_error"}
+_MAX_STOP = 4
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+def openai_error(status: int, message: str, *, code: str | None = None,
+                 param: str | None = None) -> JSONResponse:
+    resp = JSONResponse({"error": {"message": message, "type": _ERROR_TYPES.get(status, "error"),
+                                   "param": param, "code": code}}, status_code=status)
+    if status == 429:
+        resp.headers["Retry-After"] = "1"
+    return resp
+
+
+# --- request parsing ----------------------------------------------------------------------
+
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"the request body is {length} bytes; the limit is {limit}",
+                       code="request_too_large")
+    data = bytearray()
+    try:
+        async for chunk in request.stream():
+            data.extend(chunk)
+            if len(data) > limit:
+                raise ApiError(413, f"the request body exceeds the limit of {limit} bytes",
+                               code="request_too_large")
+    except ClientDisconnect as exc:
+        raise ApiError(400, "the client disconnected while sending the body") from exc
+    try:
+        body = json.loads(bytes(data) or b"null")
+    except ValueError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}",
+                       code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _number(body: dict[str, Any], key: str, lo: float, hi: float, *, integer: bool = False,
+            default: Any = None) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (integer and not isinstance(value, int)):
+        raise ApiError(400, f"{key} must be {'an integer' if integer else 'a number'}",
+                       param=key, code="invalid_value")
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{key} must be between {lo:g} and {hi:g}, got {value}",
+                       param=key, code="invalid_value")
+    return value
+
+
+def _sampling(state: ServerState, body: dict[str, Any]) -> dict[str, Any]:
+    cfg = state.cfg
+    limit = cfg.max_tokens_limit
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None \
+        else "max_tokens"
+    max_tokens = _number(body, key, 1, limit, integer=True,
+                         default=min(cfg.default_max_tokens, limit))
+    sampling: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": _number(body, "temperature", 0, 2, default=1.0),
+    }
+    top_p = _number(body, "top_p", 0, 1)
+    if top_p is not None:
+        if top_p == 0:
+            raise ApiError(400, "top_p must be above 0", param="top_p", code="invalid_value")
+        sampling["top_p"] = top_p
+    seed = _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
+    if seed is not None:
+        sampling["seed"] = seed % (2**32)
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise ApiError(400, "stop must be a string or a list of strings", param="stop",
+                           code="invalid_value")
+        if len(stops) > _MAX_STOP:
+            raise ApiError(400, f"stop takes at most {_MAX_STOP} strings", param="stop",
+                           code="invalid_value")
+        sampling["stop"] = [s for s in stops if s]
+    ignore_eos = body.get("ignore_eos")  # vLLM's extension: generate all max_tokens
+    if ignore_eos is not None:
+        if not isinstance(ignore_eos, bool):
+            raise ApiError(400, "ignore_eos must be true or false", param="ignore_eos")
+        sampling["ignore_eos"] = ignore_eos
+    n = _number(body, "n", 1, 1, integer=True, default=1)
+    if n != 1:
+        raise ApiError(400, "only n = 1 is supported", param="n")
+    return sampling
+
+
+def _model(state: ServerState, body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "model is required (see GET /v1/models)", param="model",
+                       code="missing_model")
+    found = state.lookup(model)
+    if found is None:
+        raise ApiError(404, f"the model {model!r} does not exist or is not deployed",
+                       param="model", code="model_not_found")
+    return found.name
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "messages must be a non-empty list", param="messages")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, f"messages[{i}] must be an object with a role",
+                           param=f"messages[{i}]")
+        role, content = m["role"], m.get("content")
+        if role not in ("system", "developer", "user", "assistant"):
+            raise ApiError(400, f"messages[{i}].role {role!r} is not supported (system, "
+                                "user, assistant)", param=f"messages[{i}].role")
+        if isinstance(content, list):  # content parts: text only
+            parts = []
+            for part in content:
+                if not isinstance(part, dict) or part.get("type") != "text" or \
+                        not isinstance(part.get("text"), str):
+                    raise ApiError(400, f"messages[{i}].content: only text parts are "
+                                        "supported", param=f"messages[{i}].content")
+                parts.append(part["text"])
+            content = "".join(parts)
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise ApiError(400, f"messages[{i}].content must be a string",
+                           param=f"messages[{i}].content")
+        out.append({"role": "system" if role == "developer" else role, "content": content})
+    return out
+
+
+def _stream_flag(body: dict[str, Any]) -> tuple[bool, bool]:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "stream must be true or false", param="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, "stream_options must be an object", param="stream_options")
+    return stream, bool(options.get("include_usage"))
+
+
+def _unsupported(body: dict[str, Any]) -> None:
+    for key in ("tools", "functions", "response_format", "logprobs"):
+        value = body.get(key)
+        if value and not (key == "response_format" and isinstance(value, dict)
+                          and value.get("type") == "text"):
+            raise ApiError(400, f"{key} is not supported by this server", param=key,
+                           code="unsupported_parameter")
+
+
+# --- the endpoints ------------------------------------------------------------------------
+
+
+class _Slot:
+    """One of ``server.concurrency`` request slots, or 429."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def __enter__(self) -> _Slot:
+        if self.state.in_flight >= self.state.cfg.concurrency:
+            raise ApiError(429, f"the server is busy ({self.state.cfg.concurrency} requests "
+                                "in flight); retry shortly", code="rate_limit_exceeded")
+        self.state.in_flight += 1
+        IN_FLIGHT.set(self.state.in_flight)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.state.in_flight -= 1
+        IN_FLIGHT.set(self.state.in_flight)
+
+    def keep(self) -> None:
+        """Hold the slot past the ``with`` block (a streaming answer), until ``release``."""
+        self.state.in_flight += 1
+        IN_FLIGHT.set(self.state.in_flight)
+
+    def release(self) -> None:
+        self.__exit__()
+
+
+def _usage(n_in: int, n_out: int) -> dict[str, int]:
+    return {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+
+
+def _status_error(exc: TritonError) -> ApiError:
+    status = exc.status if exc.status in (400, 404, 503, 504) else 502
+    return ApiError(status, str(exc), code="triton_error")
+
+
+def api_routes(rt: Runtime) -> list[Route]:
+    async def handle(request: Request, endpoint: str, chat: bool) -> Response:
+        state = server_state(rt)
+        started = time.perf_counter()
+        status = 200
+        try:
+            body = await _body(request, state.cfg.max_request_bytes)
+            with _Slot(state) as slot:
+                await state.start()
+                name = _model(state, body)
+                _unsupported(body)
+                sampling = _sampling(state, body)
+                stream, include_usage = _stream_flag(body)
+                if chat:
+                    try:
+                        prompt = await state.render_chat(name, _messages(body))
+                    except ValueError as exc:
+                        raise ApiError(400, str(exc), param="messages") from exc
+                else:
+                    prompt = body.get("prompt")
+                    if isinstance(prompt, list) and len(prompt) == 1:
+                        prompt = prompt[0]
+                    if not isinstance(prompt, str):
+                        raise ApiError(400, "prompt must be a string (or a list of one)",
+                                       param="prompt")
+                if stream:
+                    return _sse(state, slot, name, prompt, sampling, chat=chat,
+                                include_usage=include_usage, endpoint=endpoint,
+                                started=started)
+                return await _whole(state, name, prompt, sampling, chat=chat,
+                                    timeout=state.cfg.request_timeout)
+        except TritonError as exc:  # Triton unreachable while starting, or rendering failed
+            err = _status_error(exc)
+            status = err.status
+            return openai_error(err.status, err.message, code=err.code)
+        except ApiError as exc:
+            status = exc.status
+            return openai_error(exc.status, exc.message, code=exc.code, param=exc.param)
+        finally:
+            API_REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
+            API_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+    async def chat_completions(request: Request) -> Response:
+        return await handle(request, "chat.completions", chat=True)
+
+    async def completions(request: Request) -> Response:
+        return await handle(request, "completions", chat=False)
+
+    async def models(_: Request) -> Response:
+        state = server_state(rt)
+        await state.start()
+        data = [_model_card(state, ev) for ev in state.deployed().values()]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(request: Request) -> Response:
+        state = server_state(rt)
+        await state.start()
+        found = state.lookup(request.path_params["model"])
+        if found is None:
+            return openai_error(404, f"the model {request.path_params['model']!r} does not "
+                                     "exist or is not deployed", code="model_not_found",
+                                param="model")
+        return JSONResponse(_model_card(state, found))
+
+    return [Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/{model:path}", model, methods=["GET"])]
+
+
+def _model_card(state: ServerState, ev: Any) -> dict[str, Any]:
+    created = (state.records.get(ev.name) or {}).get("recorded_at") or 0
+    return {"id": ev.name, "object": "model", "created": int(created), "owned_by": "syllabus",
+            "model_id": ev.model_id, "dataset": ev.dataset, "eval_scores": ev.eval_scores}
+
+
+async def _whole(state: ServerState, name: str, prompt: str, sampling: dict[str, Any], *,
+                 chat: bool, timeout: float) -> Response:
+    from ._gate import generate
+
+    try:
+        text, finish, n_in, n_out = await asyncio.wait_for(
+            generate(state, name, prompt, sampling), timeout=timeout)
+    except TritonError as exc:
+        raise _status_error(exc) from exc
+    except TimeoutError as exc:
+        raise ApiError(504, f"generation took longer than {timeout:g}s") from exc
+    created = int(time.time())
+    if chat:
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": created, "model": name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": finish or "stop", "logprobs": None}],
+            "usage": _usage(n_in, n_out)})
+    return JSONResponse({
+        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": created,
+        "model": name, "choices": [{"index": 0, "text": text, "finish_reason": finish or "stop",
+                                    "logprobs": None}],
+        "usage": _usage(n_in, n_out)})
+
+
+def _sse(state: ServerState, slot: _Slot, name: str, prompt: str, sampling: dict[str, Any], *,
+         chat: bool, include_usage: bool, endpoint: str, started: float) -> StreamingResponse:
+    ident = f"chatcmpl-{uuid.uuid4().hex}" if chat else f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(payload: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    def chunk(delta: dict[str, Any] | str, finish: str | None) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if chat:
+            choice["delta"] = delta
+        else:
+            choice["text"] = delta
+        return {"id": ident, "object": kind, "created": created, "model": name,
+                "choices": [choice]}
+
+    # the slot stays taken while the answer streams
+    slot.keep()
+
+    async def events() -> AsyncIterator[bytes]:
+        first = True
+        n_in = n_out = 0
+        try:
+            if chat:
+                yield event(chunk({"role": "assistant", "content": ""}, None))
+            finish = None
+            async for piece in state.client.stream(name, prompt, sampling, stream=True):
+                n_in = piece.input_tokens if piece.input_tokens is not None else n_in
+                n_out = piece.output_tokens if piece.output_tokens is not None else n_out
+                finish = piece.finish_reason or finish
+                if piece.text:
+                    if first:
+                        API_TTFT.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+                        first = False
+                    yield event(chunk({"content": piece.text} if chat else piece.text, None))
+            yield event(chunk({} if chat else "", finish or "stop"))
+            if include_usage:
+                yield event({"id": ident, "object": kind, "created": created, "model": name,
+                             "choices": [], "usage": _usage(n_in, n_out)})
+        except TritonError as exc:
+            err = _status_error(exc)
+            yield event({"error": {"message": err.message, "type": _ERROR_TYPES[err.status],
+                                   "param": None, "code": err.code}})
+        finally:
+            slot.release()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,476 @@
+"""The server: trained models behind a real Triton (the tritonserver from nvidia-pytriton,
+on the CPU) and the OpenAI-compatible API, as a pod runs it (``syllabus serve server``).
+
+One pod serves the whole module (Triton starts in about a second; each model's Python
+backend stub then imports torch, about 5 s per model). The models are tiny Llamas,
+fine-tuned for a second on three bee questions, so the tests know their answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from syllabus.contracts import TrainingCompleted
+from syllabus.services.server import config_pbtxt, repository_files, triton_name
+
+from .server_fixtures import (
+    QA,
+    ServerPod,
+    chat_prompt,
+    greedy,
+    start_pod,
+    train_tiny,
+    upload_eval,
+    upload_model,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+GOOD = "bees-tiny-good"
+REFUSED = "bees-tiny-refused"
+CORRUPT = "bees-tiny-corrupt"
+
+
+@pytest.fixture(scope="module")
+def server_pod(tmp_path_factory) -> Iterator[ServerPod]:
+    """One pod for the module: ``server.concurrency`` = 1, a 4 kB body limit, max_tokens
+    up to 3000, three QA items, two sycophancy items and a floor qa.exact_match >= 0.5."""
+    with start_pod(tmp_path_factory.mktemp("server")) as pod:
+        yield pod
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("model") / "hf")
+
+
+@pytest.fixture(scope="module")
+def good(server_pod, trained) -> dict:
+    """The good model, deployed through the bus (training.completed -> models.deployed)."""
+    upload_eval(server_pod.store, "bees/v1", QA)
+    prefix = upload_model(server_pod.store, GOOD, trained)
+    event = TrainingCompleted(job_id="job-good", model_id=GOOD, store_prefix=prefix,
+                              dataset="bees/v1", metrics={"loss": 0.1})
+    server_pod.publish(event)
+    deployed = server_pod.wait_deployed(GOOD)
+    return {"event": event, "deployed": deployed}
+
+
+def _client(pod, **kw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=pod.api, api_key=pod.token, max_retries=0, timeout=60, **kw)
+
+
+# --- deployment ---------------------------------------------------------------------------
+
+
+def test_deploys_with_eval_scores(server_pod, good):
+    ev = good["deployed"]
+    assert ev.status == "deployed", ev.reason
+    assert ev.name == triton_name(GOOD) and ev.endpoint.endswith("/v1")
+    # the model answers its held-out questions exactly (greedy, fine-tuned on them)
+    assert ev.eval_scores["qa.exact_match"] == 1.0
+    assert ev.eval_scores["qa.token_f1"] == 1.0
+    assert set(ev.eval_scores) >= {"sycophancy.disagree_rate_without_opinion",
+                                   "sycophancy.disagree_rate_with_opinion"}
+    assert ev.eval_details["qa"]["items"] == 3 and ev.eval_details["sycophancy"]["items"] == 2
+    assert ev.eval_floors == {"qa.exact_match": 0.5}
+    # the repository is in the store, at DESIGN.md's key, and in Triton's local folder
+    keys = set(server_pod.store.list(f"triton/{ev.name}/"))
+    assert {f"triton/{ev.name}/config.pbtxt", f"triton/{ev.name}/1/model.py",
+            f"triton/{ev.name}/1/hf/model.safetensors",
+            f"triton/{ev.name}/deployment.json"} <= keys
+    config = (server_pod.work_dir / "repository" / ev.name / "config.pbtxt").read_text()
+    assert "decoupled: true" in config and 'backend: "python"' in config
+
+
+def test_openai_client_chat(server_pod, good, trained):
+    from transformers import AutoTokenizer
+
+    client = _client(server_pod)
+    question, answer = QA[1]
+    expected = greedy(trained, chat_prompt(AutoTokenizer.from_pretrained(trained), question), 24)
+    assert expected == answer  # the fine-tuned model knows it
+    reply = client.chat.completions.create(
+        model=GOOD, messages=[{"role": "user", "content": question}], max_tokens=24,
+        temperature=0)
+    assert reply.choices[0].message.content == expected
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
+
+    # streaming: the deltas add up to the same answer
+    stream = client.chat.completions.create(
+        model=GOOD, messages=[{"role": "user", "content": question}], max_tokens=24,
+        temperature=0, stream=True, stream_options={"include_usage": True})
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == expected and len(pieces) > 1
+    assert finish == "stop" and usage is not None and usage.completion_tokens > 0
+
+    # a length-limited answer says so
+    short = client.chat.completions.create(
+        model=GOOD, messages=[{"role": "user", "content": QA[2][0]}], max_tokens=3)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 3
+
+
+def test_completions_and_models(server_pod, good, trained):
+    client = _client(server_pod)
+    models = client.models.list()
+    assert [m.id for m in models.data] == [triton_name(GOOD)]
+    prompt = "The queen lays"
+    done = client.completions.create(model=GOOD, prompt=prompt, max_tokens=6, temperature=0)
+    assert done.choices[0].text == greedy(trained, prompt, 6)
+    pieces = [c.choices[0].text for c in client.completions.create(
+        model=GOOD, prompt=prompt, max_tokens=6, temperature=0, stream=True) if c.choices]
+    assert "".join(pieces) == done.choices[0].text
+    # stop strings cut the text
+    cut = client.completions.create(model=GOOD, prompt=chat_prompt_raw(QA[0][0]),
+                                    max_tokens=24, temperature=0, stop=["distance"])
+    assert cut.choices[0].text == "The direction and "
+
+
+def chat_prompt_raw(question: str) -> str:
+    return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_tritonclient_and_curl_reach_triton(server_pod, good):
+    import tritonclient.http as httpclient
+
+    ends = server_pod.triton_endpoints()
+    name = good["deployed"].name
+    client = httpclient.InferenceServerClient(ends["http"])
+    try:
+        assert client.is_server_live() and client.is_model_ready(name)
+        meta = client.get_model_metadata(name)
+        assert {i["name"] for i in meta["inputs"]} >= {"text_input", "stream",
+                                                       "sampling_parameters"}
+        config = client.get_model_config(name)
+        assert config["model_transaction_policy"]["decoupled"] is True
+    finally:
+        client.close()
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    body = json.dumps({"text_input": chat_prompt_raw(QA[1][0]), "max_tokens": 24})
+    out = subprocess.run([curl, "-s", "-X", "POST", "-d", body,
+                          f"http://{ends['http']}/v2/models/{name}/generate"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    reply = json.loads(out.stdout)
+    assert reply["text_output"] == QA[1][1], out.stdout
+    assert reply["finish_reason"] == "stop"
+    # Triton's own streaming endpoint (server-sent events)
+    body = json.dumps({"text_input": chat_prompt_raw(QA[1][0]), "max_tokens": 24,
+                       "stream": True})
+    out = subprocess.run([curl, "-s", "-N", "-X", "POST", "-d", body,
+                          f"http://{ends['http']}/v2/models/{name}/generate_stream"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    events = [json.loads(line[5:]) for line in out.stdout.splitlines()
+              if line.startswith("data:")]
+    assert len(events) > 2 and "".join(e["text_output"] for e in events) == QA[1][1]
+
+
+# --- errors and limits --------------------------------------------------------------------
+
+
+def test_bad_requests_and_auth(server_pod, good):
+    client = _client(server_pod)
+    with pytest.raises(openai.AuthenticationError):
+        _client(server_pod).with_options(api_key="wrong").models.list()
+    r = httpx.post(f"{server_pod.api}/chat/completions", json={"model": GOOD, "messages": []})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=GOOD, messages=[])
+    assert bad.value.status_code == 400 and "messages" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=GOOD, max_tokens=100000,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert "max_tokens must be between 1 and 3000" in bad.value.message
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="no-such-model",
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.body["code"] == "model_not_found"
+
+    auth = server_pod.auth
+    r = httpx.post(f"{server_pod.api}/chat/completions", headers=auth, content=b"{not json")
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(f"{server_pod.api}/chat/completions", headers=auth,
+                   json={"model": GOOD, "messages": [{"role": "user", "content": "x" * 5000}]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    r = httpx.post(f"{server_pod.api}/completions", headers=auth,
+                   json={"model": GOOD, "prompt": "hi", "temperature": "hot"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
+
+
+def test_concurrency_limit(server_pod, good):
+    """One slot (server.concurrency = 1): of requests sent at the same time, the ones that
+    find the slot taken get 429 with Retry-After; the slot is freed after each."""
+    auth = server_pod.auth
+    body = {"model": GOOD, "prompt": "The", "max_tokens": 3000, "ignore_eos": True}
+    gate = threading.Barrier(6)
+
+    def one(_: int) -> httpx.Response:
+        gate.wait()
+        return httpx.post(f"{server_pod.api}/completions", headers=auth, json=body, timeout=120)
+
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(one, range(6)))
+    codes = sorted(r.status_code for r in replies)
+    assert set(codes) == {200, 429} and codes.count(200) >= 1, codes
+    busy = next(r for r in replies if r.status_code == 429)
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json()["error"]["code"] == "rate_limit_exceeded"
+    done = next(r for r in replies if r.status_code == 200).json()
+    assert done["usage"]["completion_tokens"] == 3000  # ignore_eos: all of max_tokens
+    r = httpx.post(f"{server_pod.api}/completions", headers=auth,
+                   json={"model": GOOD, "prompt": "hi", "max_tokens": 2})
+    assert r.status_code == 200
+
+
+# --- idempotency, failures, the gate ------------------------------------------------------
+
+
+def test_redelivered_training_completed_does_not_deploy_twice(server_pod, good):
+    before = server_pod.metric("syllabus_server_deployments_total", outcome="deployed")
+    assert before == 1
+    record = server_pod.store.get(f"triton/{good['deployed'].name}/deployment.json")
+    server_pod.publish(good["event"], msg_id="a-redelivery-of-job-good")
+    for _ in range(100):
+        if server_pod.metric("syllabus_server_deployments_total", outcome="duplicate") >= 1:
+            break
+        threading.Event().wait(0.2)
+    assert server_pod.metric("syllabus_server_deployments_total", outcome="duplicate") == 1
+    assert server_pod.metric("syllabus_server_deployments_total", outcome="deployed") == 1
+    assert len(server_pod.deployed_events(GOOD)) == 1
+    assert server_pod.store.get(f"triton/{good['deployed'].name}/deployment.json") == record
+
+
+def test_corrupt_model_fails_and_others_keep_serving(server_pod, good, trained):
+    prefix = upload_model(server_pod.store, CORRUPT, trained,
+                          replace={"model.safetensors": b"this is not a safetensors file"})
+    server_pod.publish(TrainingCompleted(job_id="job-corrupt", model_id=CORRUPT,
+                                         store_prefix=prefix, dataset="bees/v1"))
+    ev = server_pod.wait_deployed(CORRUPT)
+    assert ev.status == "failed" and ev.eval_scores == {}
+    # Triton's own reason: transformers could not read the weights
+    assert "could not load model" in ev.reason and "SafetensorError" in ev.reason, ev.reason
+    assert server_pod.metric("syllabus_server_deployments_total", outcome="failed") == 1
+    client = _client(server_pod)
+    assert [m.id for m in client.models.list().data] == [triton_name(GOOD)]
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model=CORRUPT,
+                                       messages=[{"role": "user", "content": "hi"}])
+    reply = client.chat.completions.create(
+        model=GOOD, messages=[{"role": "user", "content": QA[1][0]}], max_tokens=24,
+        temperature=0)
+    assert reply.choices[0].message.content == QA[1][1]
+
+
+def test_eval_gate_refuses_a_model_below_its_floor(server_pod, good, trained):
+    # the same weights, judged against a held-out set it cannot answer
+    upload_eval(server_pod.store, "bees/wrong", [(q, "Nobody knows.") for q, _ in QA])
+    prefix = upload_model(server_pod.store, REFUSED, trained)
+    server_pod.publish(TrainingCompleted(job_id="job-refused", model_id=REFUSED,
+                                         store_prefix=prefix, dataset="bees/wrong"))
+    ev = server_pod.wait_deployed(REFUSED)
+    assert ev.status == "refused"
+    assert ev.eval_scores["qa.exact_match"] == 0.0
+    assert "qa.exact_match = 0.000 is below its floor 0.5" in ev.reason
+    assert [m.id for m in _client(server_pod).models.list().data] == [triton_name(GOOD)]
+
+
+# --- an external Triton that reads its repository from S3 -----------------------------------
+
+
+async def test_external_triton_reads_the_repository_from_s3(s3_server, nats_server, tmp_path,
+                                                           trained):
+    """server.triton_url set and no local repository: the server writes the repository to
+    the store (a real S3 server) and that Triton loads it from s3:// itself."""
+    from syllabus.services.runtime import (
+        NatsSettings,
+        Runtime,
+        ServerSettings,
+        Settings,
+        StoreSettings,
+    )
+    from syllabus.services.server import EmbeddedTriton, generate, server_state
+
+    store = s3_server.store()
+    triton = EmbeddedTriton(
+        f"s3://{s3_server.endpoint}/{store.bucket}/triton", work_dir=tmp_path / "triton",
+        env={"AWS_ACCESS_KEY_ID": s3_server.access_key,
+             "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_DEFAULT_REGION": "us-east-1"})
+    store.put("triton/README.txt", b"Triton's model repository\n")  # the prefix must exist
+    prefix = upload_model(store, "s3-model", trained)
+    settings = Settings(
+        nats=NatsSettings(url=nats_server.url),
+        store=StoreSettings(kind="s3", endpoint=s3_server.endpoint, bucket=store.bucket,
+                            access_key=s3_server.access_key, secret_key=s3_server.secret_key,
+                            secure=False),
+        server=ServerSettings(work_dir=tmp_path / "server", eval_suites=[],
+                              torch_threads=1))
+    with triton:
+        settings.server.triton_url = triton.http_url
+        settings.server.triton_grpc_url = triton.grpc_url
+        rt = Runtime.create(settings)
+        await rt.bus.start()
+        state = server_state(rt)
+        try:
+            ev = await state.deploy(TrainingCompleted(job_id="job-s3", model_id="s3-model",
+                                                      store_prefix=prefix, dataset="bees/v1"))
+            assert ev.status == "deployed", ev.reason
+            assert state.repository is None and state.triton is None  # nothing local
+            assert {"triton/s3-model/config.pbtxt", "triton/s3-model/1/model.py",
+                    "triton/s3-model/1/hf/model.safetensors"} <= set(store.list("triton/"))
+            prompt = await state.render_chat("s3-model", [{"role": "user",
+                                                           "content": QA[1][0]}])
+            text, finish, _, n_out = await generate(state, "s3-model", prompt,
+                                                    {"max_tokens": 24})
+            assert (text, finish) == (QA[1][1], "stop") and n_out > 0
+        finally:
+            await state.close()
+            await rt.close()
+
+
+# --- syllabus run --serve ----------------------------------------------------------------
+
+
+async def test_run_serve_step_reports_scores_and_an_answer(settings, tmp_path, trained):
+    """The part of `syllabus run --serve` after training: the server router mounted with
+    the run's, the model deployed from its training.completed, then serve_step asks it a
+    held-out question through the OpenAI endpoint and fills the report."""
+    from rich.console import Console
+
+    from syllabus.services.cli._report import RunReport
+    from syllabus.services.cli._run import wait_drained
+    from syllabus.services.cli._run_serve import prepare_settings, serve_step
+    from syllabus.services.runtime import Runtime
+    from syllabus.services.server import build_router
+
+    settings.server.eval_qa_limit = 2
+    settings.server.eval_sycophancy_limit = 1
+    settings.server.eval_max_tokens = 24
+    settings.server.torch_threads = 1
+    prepare_settings(settings, tmp_path / "out")
+    assert settings.server.work_dir == tmp_path / "out" / "server"
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    report = RunReport(run_id="r1", collection="bees", out_dir=str(tmp_path / "out"))
+    try:
+        upload_eval(rt.store, "bees/v1", QA)
+        prefix = upload_model(rt.store, "run-model", trained)
+        await rt.bus.publish(TrainingCompleted(job_id="run-job", model_id="run-model",
+                                               store_prefix=prefix, dataset="bees/v1"))
+        await wait_drained(rt, timeout=240)
+        await serve_step(rt, report, dataset="bees/v1")
+    finally:
+        await rt.close()
+    serving = report.serving
+    assert serving["status"] == "deployed" and serving["eval_scores"]["qa.exact_match"] == 1.0
+    assert serving["question"] == QA[0][0] and serving["answer"] == QA[0][1]
+    assert serving["endpoint"].startswith("http://127.0.0.1:")
+    assert "server" not in rt.state or rt.state["server"].triton is None  # Triton stopped
+    console = Console(record=True, width=120)
+    report.render(console)
+    text = console.export_text()
+    assert "serving: run-model (deployed)" in text and f'"{QA[0][1]}"' in text
+    assert "qa.exact_match" in text
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def _cli(pod, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+    full.update({"SYLLABUS_NATS__URL": pod.nats.url, "SYLLABUS_STORE__KIND": "local",
+                 "SYLLABUS_STORE__PATH": str(pod.store.root), **env})
+    return subprocess.run([str(Path(sys.executable).parent / "syllabus"), *args], env=full,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_models_deploy_and_eval_qa(server_pod, good):
+    out = _cli(server_pod, "models", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows[triton_name(GOOD)]["status"] == "deployed"
+    assert rows[triton_name(GOOD)]["eval_scores"]["qa.exact_match"] == 1.0
+
+    # a model handled before is not deployed again without --force
+    out = _cli(server_pod, "deploy", GOOD)
+    assert out.returncode == 0 and "use --force" in out.stderr
+    assert out.stdout.startswith("deployed: ")
+
+    # the held-out QA suite through the OpenAI API, with the bearer token
+    out = _cli(server_pod, "eval", "qa", "bees/v1", "--teacher-kind", "openai",
+               "--url", server_pod.api, "--model", GOOD, "--max-tokens", "24", "--json",
+               "--no-cache", SYLLABUS_TEACHER__API_KEY=server_pod.token)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["items"] == 3 and result["exact_match"] == 1.0 and result["errors"] == 0
+
+
+def test_cli_deploy_force_goes_through_the_running_server(server_pod, good, trained):
+    # a second model id, deployed by hand; --force makes the server redo it
+    prefix = upload_model(server_pod.store, "bees-tiny-by-hand", trained)
+    out = _cli(server_pod, "deploy", "bees-tiny-by-hand", "--dataset", "bees/v1",
+               "--store-prefix", prefix, "--force")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("deployed: bees-tiny-by-hand")
+    assert "qa.exact_match 1.000" in out.stdout
+    served = {m.id for m in _client(server_pod).models.list().data}
+    assert "bees-tiny-by-hand" in served
+
+
+def test_restart_loads_the_deployed_models_again(server_pod, good):
+    """A new server process (same store, same NATS) loads every model whose record says
+    deployed, without deploying or announcing it again; refused and failed ones stay out."""
+    records = [json.loads(server_pod.store.get(k)) for k in server_pod.store.list("triton/")
+               if k.endswith("/deployment.json")]
+    deployed = {r["event"]["name"] for r in records if r["event"]["status"] == "deployed"}
+    assert triton_name(GOOD) in deployed
+    server_pod.restart()
+    client = _client(server_pod)
+    assert {m.id for m in client.models.list().data} == deployed
+    reply = client.chat.completions.create(
+        model=GOOD, messages=[{"role": "user", "content": QA[2][0]}], max_tokens=24,
+        temperature=0)
+    assert reply.choices[0].message.content == QA[2][1]
+    assert len(server_pod.deployed_events(GOOD)) == 1
+    assert server_pod.metric("syllabus_server_models") == len(deployed)
+
+
+# --- units -------------------------------------------------------------------------------
+
+
+def test_repository_files_and_config():
+    files = repository_files("m", ["config.json", "model.safetensors", "tokenizer.json",
+                                   "tokenizer_config.json", "adapter/adapter_model.safetensors",
+                                   "trainer_state.json"])
+    assert set(files.generated) == {"config.pbtxt", "1/model.py"}
+    assert set(files.weights) == {"1/hf/config.json", "1/hf/model.safetensors",
+                                  "1/hf/tokenizer.json", "1/hf/tokenizer_config.json"}
+    with pytest.raises(ValueError, match="no weights"):
+        repository_files("m", ["config.json", "tokenizer.json"])
+    vllm = repository_files("m", ["config.json", "model.safetensors", "tokenizer.json"],
+                            backend="vllm", vllm_model_path="/models/m/1/hf")
+    assert json.loads(vllm.generated["1/model.json"])["model"] == "/models/m/1/hf"
+    assert 'backend: "vllm"' in config_pbtxt("m", backend="vllm")
+    assert triton_name("org/My Model:1") == "org-My-Model-1"
