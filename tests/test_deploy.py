@@ -11,7 +11,12 @@ No Docker engine and no cluster here, so:
 * the Grafana dashboard against the metrics the code registers;
 * and the contract between the manifests and the code: every service has its Deployment
   (the trainer: its ScaledJob), probes on its health endpoints, and a KEDA scaler on the
-  JetStream lag of its real durable consumer; every SYLLABUS_* variable is a real setting.
+  JetStream lag of its real durable consumer; every SYLLABUS_* variable is a real setting
+  of the service that gets it (the sections its code reads);
+* scraping: every service's metrics are scraped (annotations or a Prometheus-operator
+  PodMonitor, whose CRD schema is vendored too), with the API token where the service
+  has one, through NetworkPolicies that let Prometheus in; and the api-annotator's egress
+  policy keeps it off private ranges and the cloud metadata endpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -63,12 +70,30 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledJob"): "keda.sh_v1alpha1_ScaledJob.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_TriggerAuthentication.json",
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainer.kubeflow.org_v1alpha1_TrainJob.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_v1_PodMonitor.json",
 }
 #: Secrets the manifests reference by name; none is ever committed
 SECRETS = {"syllabus-s3", "syllabus-api", "syllabus-nats", "syllabus-teacher",
            "syllabus-nats-monitoring"}
 #: environment variables the code reads that are not fields of Settings
 NON_SETTINGS_VARS = {"SYLLABUS_CONFIG", "SYLLABUS_SECRETS_DIR"}
+#: Settings sections (and top-level fields) every service reads: the runtime's (NATS, bus,
+#: store, plugins), the HTTP side and logging of `syllabus serve`, the default collection
+COMMON_SECTIONS = frozenset({"nats", "bus", "store", "http", "log_level", "collection",
+                             "plugins"})
+#: each service's own sections, beyond COMMON_SECTIONS ("teacher": it calls rt.teacher());
+#: test_service_sections_match_the_code keeps this table equal to what the code reads
+SERVICE_SECTIONS: dict[str, frozenset[str]] = {
+    # ingest checks submitted specs with the api-annotator's base_url and allowed_hosts
+    "ingest": frozenset({"ingest", "api_annotator"}),
+    "question-gen": frozenset({"question_gen", "teacher"}),
+    "rationale": frozenset({"rationale", "teacher"}),
+    "sycophancy-filter": frozenset({"filters", "teacher"}),
+    "api-annotator": frozenset({"api_annotator", "teacher"}),
+    "dataset-builder": frozenset({"datasets", "teacher"}),
+    "trainer": frozenset({"trainer"}),
+    "server": frozenset({"server"}),
+}
 
 
 def _tool(name: str) -> str:
@@ -123,7 +148,8 @@ def validate(doc: dict[str, Any]) -> list[str]:
                    "spec": doc["spec"]["jobTargetRef"]}
             errors += [f"jobTargetRef: {e}" for v in K8S_VERSIONS for e in k8s_errors(job, v)]
         return errors
-    assert not doc["apiVersion"].endswith((".sh/v1alpha1", ".org/v1alpha1")), \
+    group = doc["apiVersion"].rpartition("/")[0]
+    assert "." not in group or group.endswith(".k8s.io"), \
         f"{doc['kind']}: a custom resource without a vendored schema"
     return [e for v in K8S_VERSIONS for e in k8s_errors(doc, v)]
 
@@ -156,6 +182,12 @@ def test_every_object_validates_offline(target: str) -> None:
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "PodDisruptionBudget", "ScaledObject", "ScaledJob",
             "NetworkPolicy", "ConfigMap"} <= kinds
+    if target == "overlays/prod":
+        assert "PodMonitor" in kinds
+    # every object lands in the namespace (an overlay's own resources too)
+    stray = [f"{d['kind']}/{d['metadata']['name']}" for d in docs
+             if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "syllabus"]
+    assert not stray, f"{target}: not in namespace syllabus: {stray}"
 
 
 def test_validation_catches_mistakes() -> None:
@@ -176,6 +208,13 @@ def test_validation_catches_mistakes() -> None:
     tj = yaml.safe_load((DEPLOY / "examples" / "trainjob-torch-distributed.yaml").read_text())
     tj["spec"]["trainer"]["numNode"] = 2
     assert validate(tj), "an unknown TrainJob field must fail"
+    pm = json.loads(json.dumps(by_kind(build("overlays/prod"), "PodMonitor")["syllabus-services"]))
+    assert validate(pm) == []
+    pm["spec"]["podMetricsEndpoints"][0]["authorization"]["credential"] = {"key": "token"}
+    assert validate(pm), "an unknown PodMonitor field must fail"
+    pm = json.loads(json.dumps(by_kind(build("overlays/prod"), "PodMonitor")["syllabus-services"]))
+    del pm["spec"]["podMetricsEndpoints"][0]["authorization"]["credentials"]["key"]
+    assert validate(pm), "a secret reference without its key must fail"
 
 
 def test_trainjob_example_validates() -> None:
@@ -196,10 +235,12 @@ def _pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
     return workload["spec"]["template"]["spec"]
 
 
-def _port(container: dict[str, Any], port: int | str) -> int:
+def _port(container: dict[str, Any], port: int | str) -> int | None:
+    """A port number, or the number of the container's port of that name (None: none)."""
     if isinstance(port, int):
         return port
-    return next(p["containerPort"] for p in container["ports"] if p.get("name") == port)
+    return next((p["containerPort"] for p in container.get("ports", [])
+                 if p.get("name") == port), None)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -229,9 +270,6 @@ def test_every_service_has_workload_probes_and_scaler(target: str,
             assert any(all(labels.get(k) == v for k, v in
                            p["spec"]["selector"]["matchLabels"].items()) for p in pdbs.values()), \
                 f"{target}: no PodDisruptionBudget selects {name}'s pods"
-            annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
-            assert annotations.get("prometheus.io/scrape") == "true"
-            assert annotations.get("prometheus.io/port") == str(http_port)
         pod = _pod_spec(workload)
         container = next(c for c in pod["containers"] if c["name"] == name)
         assert container["command"][:3] == ["syllabus", "serve", name]
@@ -338,52 +376,155 @@ def test_setting_exists_walks_the_settings_model() -> None:
     assert not setting_exists("NATS_URL")
 
 
-def _manifest_env() -> dict[str, dict[str, str | None]]:
-    """SYLLABUS_* variables per workload and overlay: literal values, None for a Secret."""
-    out: dict[str, dict[str, str | None]] = {}
-    for target in TARGETS:
-        docs = build(target)
-        config_maps = by_kind(docs, "ConfigMap")
-        for d in docs:
-            if d["kind"] == "ConfigMap":
-                for key in d.get("data", {}):
-                    if key.upper().startswith("SYLLABUS"):
-                        out.setdefault(f"{target}:ConfigMap/{d['metadata']['name']}", {})
-            if d["kind"] not in ("Deployment", "ScaledJob"):
-                continue
-            for c in _pod_spec(d)["containers"]:
-                env: dict[str, str | None] = {}
-                for src in c.get("envFrom", []):
-                    cm = config_maps[src["configMapRef"]["name"]]
-                    env.update(cm.get("data", {}))
-                for e in c.get("env", []):
-                    env[e["name"]] = e.get("value")
-                out[f"{target}:{d['kind']}/{d['metadata']['name']}/{c['name']}"] = env
-    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    for name, svc in compose["services"].items():
+def section_of(var: str) -> str:
+    """The Settings section (or top-level field) ``SYLLABUS_<SECTION>__...`` sets."""
+    return var.removeprefix("SYLLABUS_").lower().split("__")[0]
+
+
+def allowed_sections(service: str | None) -> frozenset[str]:
+    """What a workload may set: a service's own sections plus the common ones; a workload
+    that is not a service (compose's store-init) the common ones only."""
+    return COMMON_SECTIONS | SERVICE_SECTIONS.get(service or "", frozenset())
+
+
+def _serves(command: list[str]) -> str | None:
+    """The service a container's command runs (``[syllabus] serve <name> ...``), or None."""
+    args = command[1:] if command[:1] == ["syllabus"] else command
+    return args[1] if args[:1] == ["serve"] and len(args) > 1 else None
+
+
+def workload_env(docs, compose: dict[str, Any] | None = None
+                 ) -> list[tuple[str, str | None, dict[str, str | None]]]:
+    """(where, service, SYLLABUS_* variables) for every container of ``docs`` (a kustomize
+    build) and every compose service: literal values, None for a Secret or the shell."""
+    out: list[tuple[str, str | None, dict[str, str | None]]] = []
+    config_maps = by_kind(docs, "ConfigMap")
+    for d in docs:
+        if d["kind"] not in ("Deployment", "ScaledJob"):
+            continue
+        for c in _pod_spec(d)["containers"]:
+            env: dict[str, str | None] = {}
+            for src in c.get("envFrom", []):
+                ref = src.get("configMapRef")
+                assert ref, f"{d['metadata']['name']}: envFrom a Secret would hide its variables"
+                env.update(config_maps[ref["name"]].get("data", {}))
+            for e in c.get("env", []):
+                env[e["name"]] = e.get("value")
+            env = {k: v for k, v in env.items() if k.upper().startswith("SYLLABUS")}
+            out.append((f"{d['kind']}/{d['metadata']['name']}/{c['name']}",
+                        _serves(c.get("command", [])), env))
+    for name, svc in (compose or {}).get("services", {}).items():
         env = svc.get("environment") or {}
         if isinstance(env, list):
             env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
-        out[f"compose:{name}"] = {k: (None if v is None or "${" in str(v) else str(v))
-                                  for k, v in env.items()}
+        command = svc.get("command") or []
+        out.append((f"compose:{name}", _serves(command) if isinstance(command, list) else None,
+                    {k: (None if v is None or "${" in str(v) else str(v))
+                     for k, v in env.items() if k.upper().startswith("SYLLABUS")}))
     return out
 
 
-def test_every_syllabus_variable_is_a_real_setting() -> None:
-    bad = [f"{where}: {var}" for where, env in _manifest_env().items() for var in env
-           if var.upper().startswith("SYLLABUS") and not setting_exists(var)]
-    assert not bad, "not settings (see services/runtime/_settings.py):\n" + "\n".join(bad)
-    # and every ConfigMap key that looks like a setting is one
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def _all_workload_env() -> list[tuple[str, str | None, dict[str, str | None]]]:
+    out = [(f"{target}:{where}", service, env) for target in TARGETS
+           for where, service, env in workload_env(build(target))]
+    return out + workload_env((), _compose())
+
+
+def setting_problems(entries) -> list[str]:
+    """Variables that are no setting, or a setting of another service than the one that
+    gets them (e.g. SYLLABUS_SERVER__TRITON_URL given to ingest)."""
+    problems = []
+    for where, service, env in entries:
+        for var in env:
+            if var in NON_SETTINGS_VARS:
+                continue
+            if not setting_exists(var):
+                problems.append(f"{where}: {var} is not a setting")
+            elif section_of(var) not in allowed_sections(service):
+                problems.append(f"{where}: {var} is a setting of "
+                                f"{section_of(var)!r}, which {service or 'it'} does not read")
+    return problems
+
+
+def test_every_syllabus_variable_is_a_setting_of_its_service() -> None:
+    entries = _all_workload_env()
+    served = {service for _, service, _ in entries if service}
+    assert served == set(ALL_SERVICES), f"workloads without a known service: {served}"
+    problems = setting_problems(entries)
+    assert not problems, "see services/runtime/_settings.py:\n" + "\n".join(problems)
+    # and every ConfigMap key that looks like a setting is one, and reaches some workload
     for target in TARGETS:
-        for cm in by_kind(build(target), "ConfigMap").values():
+        docs = build(target)
+        used = {var for _, _, env in workload_env(docs) for var in env}
+        for cm in by_kind(docs, "ConfigMap").values():
             for key in cm.get("data", {}):
                 if key.startswith("SYLLABUS"):
                     assert setting_exists(key), f"{target} ConfigMap: {key}"
+                    assert key in used, f"{target} ConfigMap {cm['metadata']['name']}: " \
+                                        f"{key} reaches no workload"
+
+
+def test_setting_problems_catches_planted_mistakes() -> None:
+    docs = json.loads(json.dumps(build("base")))
+    assert setting_problems(workload_env(docs, _compose())) == []
+    # the server's Triton URL in the ConfigMap every service reads: every other service
+    shared = next(d for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"] == "syllabus-config")
+    shared["data"]["SYLLABUS_SERVER__TRITON_URL"] = "triton:8000"
+    flagged = {p.split(":")[0] for p in setting_problems(workload_env(docs))}
+    assert flagged == {f"{k}/syllabus-{n}/{n}" for n in ALL_SERVICES if n != "server"
+                       for k in ["ScaledJob" if n in JOBS else "Deployment"]}, flagged
+    # a teacher setting given to the trainer, which calls no teacher
+    docs = json.loads(json.dumps(build("base")))
+    job = next(d for d in docs if d["kind"] == "ScaledJob")
+    _pod_spec(job)["containers"][0]["env"].append({"name": "SYLLABUS_TEACHER__KIND",
+                                                   "value": "openai"})
+    assert [p for p in setting_problems(workload_env(docs)) if "TEACHER__KIND" in p]
+    # compose: an api-annotator setting given to the rationale service; a misspelled one
+    compose = _compose()
+    compose["services"]["rationale"]["environment"]["SYLLABUS_API_ANNOTATOR__BASE_URL"] = "x"
+    compose["services"]["ingest"]["environment"]["SYLLABUS_INGEST__MAX_TOKEN"] = "1"
+    problems = setting_problems(workload_env((), compose))
+    assert len(problems) == 2, problems
+
+
+def _sections_read_by(service: str) -> set[str]:
+    """The Settings sections a service's own package reads (``settings.<section>``, and
+    ``teacher`` when it calls ``rt.teacher()``)."""
+    spec = importlib.util.find_spec(SERVICES[service])
+    assert spec is not None and spec.submodule_search_locations, service
+    read: set[str] = set()
+    for folder in spec.submodule_search_locations:
+        for path in Path(folder).rglob("*.py"):
+            text = path.read_text()
+            read |= {m for m in re.findall(r"\bsettings\.([a-z_]+)\b", text)
+                     if m in Settings.model_fields}
+            if re.search(r"\.teacher\(\)", text):
+                read.add("teacher")
+    return read
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_SECTIONS))
+def test_service_sections_match_the_code(service: str) -> None:
+    """SERVICE_SECTIONS is what the code reads: nothing missing (a manifest could not set
+    it) and nothing extra (a manifest could set what the service ignores)."""
+    if service not in SERVICES:
+        pytest.skip(f"{service}'s code has not landed")
+    read = _sections_read_by(service)
+    assert read - COMMON_SECTIONS - SERVICE_SECTIONS[service] == set(), \
+        f"{service} reads sections SERVICE_SECTIONS does not give it"
+    assert SERVICE_SECTIONS[service] - read == set(), \
+        f"SERVICE_SECTIONS gives {service} sections its code does not read"
+    assert set(SERVICE_SECTIONS) == set(ALL_SERVICES)
 
 
 def test_literal_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each workload's literal values are valid for their setting's type."""
-    for where, env in _manifest_env().items():
+    for where, _, env in _all_workload_env():
         for k in [k for k in os.environ if k.startswith("SYLLABUS_")]:
             monkeypatch.delenv(k)
         for var, value in env.items():
@@ -448,6 +589,266 @@ def test_only_the_server_api_is_reachable_from_outside() -> None:
                     assert rule.get("ports"), f"{name} must list its ports"
 
 
+# --- scraping, and Prometheus's way in ---------------------------------------------------
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if ((op == "In" and labels.get(key) not in values)
+                or (op == "NotIn" and key in labels and labels[key] in values)
+                or (op == "Exists" and key not in labels)
+                or (op == "DoesNotExist" and key in labels)):
+            return False
+    return True
+
+
+def _metrics_workloads(docs) -> list[tuple[str, dict[str, Any], dict[str, Any], int]]:
+    """(name, pod template metadata, main container, metrics port) of every service
+    workload and of Triton: what Prometheus must scrape."""
+    http_port = Settings.model_fields["http"].default_factory().port
+    out = []
+    for d in docs:
+        if d["kind"] not in ("Deployment", "ScaledJob"):
+            continue
+        meta = (d["spec"]["jobTargetRef"] if d["kind"] == "ScaledJob" else d["spec"])[
+            "template"]["metadata"]
+        c = _pod_spec(d)["containers"][0]
+        if _serves(c.get("command", [])):
+            out.append((d["metadata"]["name"], meta, c, http_port))
+        elif d["metadata"]["name"] == "syllabus-triton":
+            out.append((d["metadata"]["name"], meta, c, _port(c, "metrics")))
+    return out
+
+
+def scrape_problems(docs) -> list[tuple[str, str]]:
+    """("coverage" | "token", what is wrong) for every workload not scraped exactly once on
+    its metrics port, or scraped without the API token it needs (/metrics takes the bearer
+    token when SYLLABUS_HTTP__TOKEN is set: annotation-based scraping gets 401)."""
+    monitors = by_kind(docs, "PodMonitor")
+    problems: list[tuple[str, str]] = []
+    for name, meta, c, metrics_port in _metrics_workloads(docs):
+        labels, ann = meta.get("labels", {}), meta.get("annotations", {})
+        by_annotation = ann.get("prometheus.io/scrape") == "true"
+        if by_annotation and (int(ann.get("prometheus.io/port", 0)) != metrics_port
+                              or ann.get("prometheus.io/path", "/metrics") != "/metrics"):
+            problems.append(("coverage", f"{name}: annotations point past /metrics:{metrics_port}"))
+        endpoints = [ep for m in monitors.values() if selects(m["spec"]["selector"], labels)
+                     for ep in m["spec"].get("podMetricsEndpoints", [])]
+        for ep in endpoints:
+            if _port(c, ep.get("port", -1)) != metrics_port or ep.get("path", "/metrics") != "/metrics":
+                problems.append(("coverage", f"{name}: a PodMonitor scrapes {ep.get('port')}"
+                                             f"{ep.get('path', '')}, not /metrics:{metrics_port}"))
+        if by_annotation + len(endpoints) != 1:
+            problems.append(("coverage", f"{name}: scraped {by_annotation + len(endpoints)} times"))
+        token = next((e["valueFrom"]["secretKeyRef"] for e in c.get("env", [])
+                      if e["name"] == "SYLLABUS_HTTP__TOKEN"), None)
+        if token is None:
+            continue
+        if by_annotation:
+            problems.append(("token", f"{name}: annotation scraping sends no token (401)"))
+        for ep in endpoints:
+            auth = ep.get("authorization") or {}
+            cred = auth.get("credentials") or {}
+            if auth.get("type", "Bearer") != "Bearer" or (cred.get("name"), cred.get("key")) \
+                    != (token["name"], token["key"]):
+                problems.append(("token", f"{name}: its PodMonitor does not send the bearer "
+                                          f"token from Secret {token['name']}/{token['key']}"))
+    return problems
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_workload_is_scraped_once_with_its_token(target: str) -> None:
+    problems = scrape_problems(build(target))
+    if target == "overlays/prod":  # the prometheus-operator component: everything scraped right
+        assert not problems, problems
+        return
+    # without the operator: annotations everywhere; the services with an API token need a
+    # scrape job that sends it (README, Deployment): the prometheus-operator component does
+    assert [p for kind, p in problems if kind == "coverage"] == []
+    assert {p.split(":")[0] for kind, p in problems if kind == "token"} == {
+        "syllabus-ingest", "syllabus-server"}
+
+
+def test_scrape_problems_catches_planted_mistakes() -> None:
+    prod = build("overlays/prod")
+
+    def planted(change) -> list[str]:
+        docs = json.loads(json.dumps(prod))
+        change(docs)
+        return [p for _, p in scrape_problems(docs)]
+
+    def pod_monitor(docs):
+        return next(d for d in docs if d["kind"] == "PodMonitor"
+                    and d["metadata"]["name"] == "syllabus-services")
+
+    def deployment(docs, name):
+        return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+    # no token: the two services that have one get 401
+    found = planted(lambda docs: pod_monitor(docs)["spec"]["podMetricsEndpoints"][0].pop(
+        "authorization"))
+    assert {p.split(":")[0] for p in found} == {"syllabus-ingest", "syllabus-server"}, found
+    # the token from another Secret than the services'
+    found = planted(lambda docs: pod_monitor(docs)["spec"]["podMetricsEndpoints"][0][
+        "authorization"]["credentials"].update(name="syllabus-nats"))
+    assert len(found) == 2, found
+    # annotations back on one pod: scraped twice, once without the token
+    found = planted(lambda docs: deployment(docs, "syllabus-ingest")["spec"]["template"][
+        "metadata"].setdefault("annotations", {}).update({"prometheus.io/scrape": "true",
+                                                          "prometheus.io/port": "8080"}))
+    assert any("scraped 2 times" in p for p in found) and any("401" in p for p in found)
+    # the trainer's pods not selected (e.g. without the part-of label): not scraped
+    found = planted(lambda docs: next(d for d in docs if d["kind"] == "ScaledJob")["spec"][
+        "jobTargetRef"]["template"]["metadata"]["labels"].pop("app.kubernetes.io/part-of"))
+    assert found == ["syllabus-trainer: scraped 0 times"], found
+    # a wrong port
+    found = planted(lambda docs: pod_monitor(docs)["spec"]["podMetricsEndpoints"][0].update(
+        port="grpc"))
+    assert found, "a PodMonitor on a port the pods do not have must fail"
+
+
+def ingress_open(policies, labels: dict[str, str], port: int, namespace: str,
+                 container: dict[str, Any] | None = None) -> bool:
+    """Whether the NetworkPolicies let a pod of ``namespace`` in to ``port`` of a pod of
+    this namespace with ``labels`` (named ports resolved against ``container``)."""
+    selecting = [p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+                 and selects(p["spec"]["podSelector"], labels)]
+    if not selecting:
+        return True
+    for p in selecting:
+        for rule in p["spec"].get("ingress", []):
+            ports = [q["port"] for q in rule.get("ports", [])]
+            if ports and port not in [q if isinstance(q, int) or container is None
+                                      else _port(container, q) for q in ports]:
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                ns = peer.get("namespaceSelector")
+                if "ipBlock" in peer or (ns is not None and selects(
+                        ns, {"kubernetes.io/metadata.name": namespace})
+                        and selects(peer.get("podSelector") or {}, {})):
+                    return True
+    return False
+
+
+def _nats_values() -> dict[str, Any]:
+    k = yaml.safe_load((DEPLOY / "nats" / "kustomization.yaml").read_text())
+    return k["helmCharts"][0]["valuesInline"]
+
+
+def _nats_pod_labels() -> dict[str, str]:
+    # the upstream chart's pod labels (nats-io/k8s helm/charts/nats, 1.x)
+    return {"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats",
+            "app.kubernetes.io/component": "nats"}
+
+
+def prometheus_blocked(docs) -> list[str]:
+    """The metrics ports Prometheus (namespace "monitoring") cannot reach."""
+    policies = list(by_kind(docs, "NetworkPolicy").values())
+    blocked = [f"{name}:{port}" for name, meta, c, port in _metrics_workloads(docs)
+               if not ingress_open(policies, meta.get("labels", {}), port, "monitoring", c)]
+    exporter = _nats_values()["promExporter"]
+    if exporter.get("enabled") and not ingress_open(policies, _nats_pod_labels(),
+                                                    exporter["port"], "monitoring"):
+        blocked.append(f"nats:{exporter['port']}")
+    return blocked
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_prometheus_and_keda_may_reach_what_they_read(target: str) -> None:
+    docs = build(target)
+    assert prometheus_blocked(docs) == []
+    policies = list(by_kind(docs, "NetworkPolicy").values())
+    monitor_port = _nats_values()["config"]["monitor"]["port"]
+    assert ingress_open(policies, _nats_pod_labels(), monitor_port, "keda")
+    # and not more than that
+    assert not ingress_open(policies, _nats_pod_labels(), 4222, "monitoring")
+    assert not ingress_open(policies, _nats_pod_labels(), 7777, "default")
+
+
+def test_prometheus_blocked_catches_planted_mistakes() -> None:
+    docs = json.loads(json.dumps(build("base")))
+    for d in docs:
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "allow-prometheus-scrape-nats":
+            d["spec"]["ingress"][0]["ports"] = [{"port": 8222, "protocol": "TCP"}]
+        if d["kind"] == "ScaledJob":  # the trainer's pods without the label the policy selects
+            d["spec"]["jobTargetRef"]["template"]["metadata"]["labels"].pop(
+                "app.kubernetes.io/part-of")
+    assert prometheus_blocked(docs) == ["syllabus-trainer:8080", "nats:7777"]
+
+
+def egress_allows(policies, labels: dict[str, str], ip: str, port: int) -> bool:
+    """Whether the NetworkPolicies let a pod with ``labels`` connect to ``ip``:``port``
+    outside the cluster (ipBlock peers; pod and namespace peers are pods, not addresses)."""
+    selecting = [p for p in policies if "Egress" in p["spec"].get("policyTypes", [])
+                 and selects(p["spec"]["podSelector"], labels)]
+    if not selecting:
+        return True
+    addr = ipaddress.ip_address(ip)
+
+    def within(cidr: str) -> bool:
+        net = ipaddress.ip_network(cidr)
+        return net.version == addr.version and addr in net
+
+    for p in selecting:
+        for rule in p["spec"].get("egress", []):
+            ports = rule.get("ports")
+            if ports and not any(q.get("port") == port for q in ports):
+                continue
+            peers = rule.get("to")
+            if not peers:
+                return True
+            for peer in peers:
+                block = peer.get("ipBlock")
+                if block and within(block["cidr"]) and not any(map(within, block.get("except", []))):
+                    return True
+    return False
+
+
+#: addresses the api-annotator must not reach, and public ones it must
+PRIVATE = ["169.254.169.254", "10.0.0.1", "172.16.0.10", "192.168.1.1", "100.64.0.1",
+           "127.0.0.1", "0.0.0.0", "fd00:ec2::254", "fe80::1", "::1", "::ffff:169.254.169.254",
+           "::ffff:10.0.0.1"]
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"]
+
+
+def test_the_api_annotator_cannot_reach_private_ranges_or_the_metadata_endpoint() -> None:
+    for target in TARGETS:
+        docs = build(target)
+        policies = list(by_kind(docs, "NetworkPolicy").values())
+        labels = by_kind(docs, "Deployment")["syllabus-api-annotator"]["spec"]["template"][
+            "metadata"]["labels"]
+        for ip in PRIVATE:
+            for port in (80, 443, 8080):
+                assert not egress_allows(policies, labels, ip, port), f"{target}: {ip}:{port}"
+        for ip in PUBLIC:
+            assert egress_allows(policies, labels, ip, 443), f"{target}: {ip}"
+        # DNS through the cluster's resolver
+        policy = next(p for p in policies if "Egress" in p["spec"]["policyTypes"]
+                      and selects(p["spec"]["podSelector"], labels))
+        dns = [r for r in policy["spec"]["egress"]
+               if {"port": 53, "protocol": "UDP"} in r.get("ports", [])]
+        assert dns and dns[0]["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+        # the other services are not restricted by it (their teachers and S3 may be private)
+        ingest = by_kind(docs, "Deployment")["syllabus-ingest"]["spec"]["template"][
+            "metadata"]["labels"]
+        assert egress_allows(policies, ingest, "10.0.0.1", 443)
+    # a planted mistake: an open rule added beside the restricted one
+    docs = json.loads(json.dumps(build("base")))
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy"
+                  and d["metadata"]["name"] == "api-annotator-egress")
+    policy["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                     "ports": [{"port": 80, "protocol": "TCP"}]})
+    policies = list(by_kind(docs, "NetworkPolicy").values())
+    assert egress_allows(policies, labels, "169.254.169.254", 80)
+    assert not egress_allows(policies, labels, "169.254.169.254", 443)
+
+
 def test_triton_reads_its_repository_from_s3_with_the_chart_probes() -> None:
     docs = build("base")
     triton = by_kind(docs, "Deployment")["syllabus-triton"]
@@ -462,7 +863,8 @@ def test_triton_reads_its_repository_from_s3_with_the_chart_probes() -> None:
     assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     # the server reaches it through its Service
-    url = config["syllabus-config"]["data"]["SYLLABUS_SERVER__TRITON_URL"]
+    url = next(env for _, svc, env in workload_env(docs) if svc == "server")[
+        "SYLLABUS_SERVER__TRITON_URL"]
     host, port = url.rsplit(":", 1)
     assert host.split(".")[0] == "syllabus-triton"
     service = by_kind(docs, "Service")["syllabus-triton"]

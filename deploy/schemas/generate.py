@@ -6,12 +6,15 @@ CRDs / OpenAPI documents:
 * ``cloudcoil-models-keda==2.16.1.0``: pydantic models of KEDA v2.16.1's CRDs
   (ScaledObject, ScaledJob, TriggerAuthentication);
 * ``kubeflow-trainer-api==2.3.0``: pydantic models of Kubeflow Trainer v2.3's OpenAPI
-  document (TrainJob).
+  document (TrainJob);
+* ``cloudcoil-models-prometheus-operator==0.80.1.0``: pydantic models of the Prometheus
+  operator v0.80.1's CRDs (PodMonitor). Its newer releases (0.93.x) require Python 3.14.
 
 Run it in a throw-away virtual environment (these packages are not project dependencies):
 
     python -m venv /tmp/schemas && /tmp/schemas/bin/pip install \
-        cloudcoil-models-keda==2.16.1.0 kubeflow-trainer-api==2.3.0
+        cloudcoil-models-keda==2.16.1.0 kubeflow-trainer-api==2.3.0 \
+        cloudcoil-models-prometheus-operator==0.80.1.0
     /tmp/schemas/bin/python deploy/schemas/generate.py
 
 Post-processing makes the schemas as strict as a cluster is, and fixes one generator artifact:
@@ -84,6 +87,7 @@ def _finish(schema: dict[str, Any], api_version: str, kind: str, source: str) ->
 
 def main() -> None:
     from cloudcoil.models.keda import v1alpha1 as keda
+    from cloudcoil.models.prometheus_operator import v1 as monitoring
     from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
 
     keda_src = "cloudcoil-models-keda 2.16.1.0 (PyPI; KEDA v2.16.1 CRDs)"
@@ -102,6 +106,10 @@ def main() -> None:
         TrainerV1alpha1TrainJob.model_json_schema(by_alias=True),
         "trainer.kubeflow.org/v1alpha1", "TrainJob",
         "kubeflow-trainer-api 2.3.0 (PyPI; Kubeflow Trainer v2.3 OpenAPI)")
+    out["monitoring.coreos.com_v1_PodMonitor.json"] = _finish(
+        monitoring.PodMonitor.model_json_schema(by_alias=True), "monitoring.coreos.com/v1",
+        "PodMonitor",
+        "cloudcoil-models-prometheus-operator 0.80.1.0 (PyPI; prometheus-operator v0.80.1 CRDs)")
     for name, schema in out.items():
         (HERE / name).write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
         print(f"wrote {HERE / name}")
