@@ -16,7 +16,8 @@ from syllabus.services.runtime import (
     StoreSettings,
 )
 
-pytest_plugins = ["tests.s3server", "tests.openai_server", "tests.triton_server"]
+pytest_plugins = ["tests.s3server", "tests.openai_server", "tests.triton_server",
+                  "tests.tool_api"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "bees"

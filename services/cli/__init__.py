@@ -57,27 +57,39 @@ def main() -> None:
               default="openai", show_default=True,
               help="Data set format: OpenAI chat JSONL, Alpaca, ShareGPT, or the step-by-step "
                    "predict:/explain: multi-task pairs.")
+@click.option("--train", is_flag=True,
+              help="Then train a tiny model (made on the spot, its tokenizer trained on the "
+                   "chunks) on the data set through the trainer service and torchrun (CPU, "
+                   "gloo); the report gives its loss curve and the model's store prefix.")
+@click.option("--serve", is_flag=True,
+              help="With --train: then serve the model through Triton (embedded, CPU) behind "
+                   "the OpenAI-compatible API, after the evaluation gate; the report gives the "
+                   "scores and a held-out question answered through /v1/chat/completions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | None,
-        fmt: str, as_json: bool) -> None:
+        fmt: str, train: bool, serve: bool, as_json: bool) -> None:
     """Run the whole pipeline on PATHS (files or folders) in one process.
 
     Starts an embedded NATS server and a local store under --out, then ingest ->
     question-gen -> rationale with the configured teacher (the offline 'extractive' one by
-    default). Waits until every service is done, writes <out>/chunks.jsonl,
+    default); OpenAPI specs among PATHS go to the api-annotator (API filtering,
+    instructions, DFSDT tool-call trajectories), which calls only the hosts its settings
+    allow. Waits until every service is done, writes <out>/chunks.jsonl,
     <out>/dataset.<format>.jsonl and <out>/report.json, and prints a report. Needs no
     network and no running services.
     """
     from ..runtime import configure_logging
     from ._run import run_pipeline
 
+    if serve and not train:
+        raise click.UsageError("--serve serves the model the run trains: add --train")
     console = Console(stderr=True)
     configure_logging("WARNING", json_lines=False)
     settings = _settings()
     try:
         report = asyncio.run(run_pipeline(list(paths), collection=collection, out=out,
                                           settings=settings, console=console, fmt=fmt,
-                                          timeout=timeout))
+                                          timeout=timeout, train=train, serve=serve))
     except (FileNotFoundError, TimeoutError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -92,6 +104,10 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
               help="Collection (default: the 'collection' setting).")
 def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
     """Upload PATHS (files or folders) to the store and publish them for ingest.
+
+    An OpenAPI 3.0/3.1 or Swagger 2.0 spec (YAML or JSON, recognised by its content) is
+    validated and published for the api-annotator instead; an invalid one is rejected
+    with the JSON path of the problem.
 
     Uses the configured NATS (SYLLABUS_NATS__URL) and store (SYLLABUS_STORE__...)."""
     from ..ingest import iter_files, submit_path
@@ -111,6 +127,8 @@ def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
                 if res.outcome == "rejected":
                     failures += 1
                     line += f"  ({res.reason}: {res.detail})"
+                elif res.kind == "spec":
+                    line += f"  (API spec: {res.detail})"
                 click.echo(line)
         finally:
             await rt.bus.close()
@@ -127,7 +145,13 @@ def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
 @click.argument("name")
 @click.option("--host", default=None, help="HTTP host (default: the http.host setting).")
 @click.option("--port", type=int, default=None, help="HTTP port (default: the http.port setting).")
-def serve(name: str, host: str | None, port: int | None) -> None:
+@click.option("--exit-when-idle", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Exit once the service's durable consumers have had nothing waiting and "
+                   "nothing unacknowledged for SECONDS (for a Job, e.g. the trainer's KEDA "
+                   "ScaledJob).")
+def serve(name: str, host: str | None, port: int | None,
+          exit_when_idle: float | None) -> None:
     """Run one service, such as ingest, against the configured NATS and store.
 
     This is what a Kubernetes pod runs. It serves /metrics, /health/live, /health/ready and
@@ -145,6 +169,12 @@ def serve(name: str, host: str | None, port: int | None) -> None:
     from ..runtime import configure_logging
     configure_logging(settings.log_level)
     app = build_service_app(name, settings)
+    if exit_when_idle is not None:
+        from ._idle import serve_until_idle
+        asyncio.run(serve_until_idle(app, host=host or settings.http.host,
+                                     port=port or settings.http.port,
+                                     idle_seconds=exit_when_idle))
+        return
     uvicorn.run(app, host=host or settings.http.host, port=port or settings.http.port,
                 log_config=None, access_log=False)
 
@@ -177,11 +207,25 @@ def plugins(as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from ._example_api import example_api
+
+    main.add_command(example_api)
+    from ._asyncapi import asyncapi_command
     from ._dataset import dataset_group
     from ._eval import eval_group
 
+    main.add_command(asyncapi_command)
     main.add_command(dataset_group)
     main.add_command(eval_group)
+    from ._deploy import deploy_command, models_command
+
+    main.add_command(deploy_command)
+    main.add_command(models_command)
+    from ._model import model_group
+    from ._train import train_command
+
+    main.add_command(train_command)
+    main.add_command(model_group)
 
 
 _register_subcommands()

@@ -41,6 +41,10 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: syllabus run --train: the trained model (model_id, store_prefix) and its loss curve
+    training: dict[str, Any] = field(default_factory=dict)
+    #: syllabus run --serve: the server's verdict, evaluation scores, a question and answer
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def add_ingested(self, ev: DocumentIngested) -> None:
         self.ingested += 1
@@ -142,5 +146,11 @@ class RunReport:
             f"submit {tm.get('submit_seconds', 0):.2f}s, "
             f"parse {tm.get('parse_seconds', 0):.2f}s, chunk {tm.get('chunk_seconds', 0):.2f}s, "
             f"wait for the pipeline {tm.get('drain_seconds', 0):.2f}s")
+        if self.training:
+            from ._run_train import render_training
+            render_training(console, self.training)
+        if self.serving:
+            from ._run_serve import render_serving
+            render_serving(console, self.serving)
         for name, path in self.outputs.items():
             console.print(f"{name}: {path}")

@@ -34,6 +34,7 @@ from syllabus.contracts import (
     RECORDS_ACCEPTED,
     RECORDS_REJECTED,
     STREAM_NAME,
+    TOOLS_ANNOTATED,
     ChunkCreated,
     DatasetBuilt,
     DatasetRequested,
@@ -43,11 +44,12 @@ from syllabus.contracts import (
     Event,
     GenerationFailed,
     QARecord,
+    ToolTrajectory,
 )
 
 from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay
 from ._report import RunReport
-from ._services import SERVICES, load_service
+from ._services import OPT_IN, SERVICES, load_service
 
 __all__ = ["run_pipeline", "wait_drained", "write_chunks"]
 
@@ -106,7 +108,8 @@ async def _run_events(rt: Runtime, subject: str, run_id: str, model: type[E]) ->
 
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                        settings: Settings, console: Console, fmt: str = "openai",
-                       timeout: float | None = None) -> RunReport:
+                       timeout: float | None = None, train: bool = False,
+                       serve: bool = False) -> RunReport:
     from ..ingest import iter_files, submit_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -120,8 +123,14 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
         settings.collection = collection
         settings.nats.url = nats.url
         settings.store = StoreSettings(kind="local", path=out / "store")
+        if serve:  # the embedded Triton's files under --out
+            from ._run_serve import prepare_settings
+            prepare_settings(settings, out)
         rt = Runtime.create(settings, client_name=f"syllabus-run-{run_id}")
         for name in SERVICES:
+            if name in OPT_IN and not ((train and name == "trainer")
+                                       or (serve and name == "server")):
+                continue  # mounted only when asked (syllabus run --serve, --train)
             rt.bus.broker.include_router(load_service(name).build_router(rt))
         await rt.bus.start()
         try:
@@ -181,6 +190,10 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.count(fail.stage, "unusable teacher output")
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
                     report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1
+            for traj in await _run_events(rt, TOOLS_ANNOTATED, run_id, ToolTrajectory):
+                report.count("api-annotator", "records")  # trajectories, one per instruction
+                report.count("api-annotator", f"{traj.group} "
+                             f"{'solved' if traj.solved else 'unsolved'}")
             if "teacher" in rt.state:
                 teacher = rt.teacher()
                 report.teacher = (f"{teacher.kind} ({teacher.model})" + (
@@ -194,10 +207,22 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             if built:
                 report.add_dataset(built[-1])
                 report.outputs["dataset"] = await _copy_dataset(rt, built[-1], out / "dataset")
+                if train:  # the tiny model, through the real trainer (_run_train)
+                    from ._run_train import train_after_run
+                    report.training = await train_after_run(rt, built[-1], out=out,
+                                                            run_id=run_id, console=console,
+                                                            timeout=timeout)
+                    if serve:  # the server deploys it; then a question through the API
+                        from ._run_serve import serve_step
+                        await serve_step(rt, report, dataset=f"{built[-1].collection}/"
+                                         f"{built[-1].version}", timeout=timeout)
             else:
                 report.warnings.append("no data set was built: the collection has no accepted "
                                        "records (see the rejections above)")
         finally:
+            if serve:  # stops the embedded Triton (a no-op when it never started)
+                from ..server import shutdown
+                await shutdown(rt)
             await rt.close()
 
     report.timings["total_seconds"] = time.perf_counter() - t0

@@ -22,8 +22,13 @@ def build_service_app(name: str, settings: Settings, *, runtime: Runtime | None 
     async def lifespan(_app):
         await rt.bus.start()
         try:
+            # optional service hooks: the server starts (and stops) its Triton here
+            if hasattr(module, "startup"):
+                await module.startup(rt)
             yield
         finally:
+            if hasattr(module, "shutdown"):
+                await module.shutdown(rt)
             await rt.bus.close()
 
     token = settings.http.token.get_secret_value() if settings.http.token else None

@@ -165,9 +165,59 @@ class DatasetSettings(BaseModel):
 class ApiAnnotatorSettings(BaseModel):
     """The api-annotator (ToolLLM): API filtering, instruction generation, DFSDT."""
 
-    #: hosts (``host`` or ``host:port``) the annotator may call; empty means the servers
-    #: named in each spec
+    # --- the guarded HTTP caller and API filtering (every real call goes through it) ---
+    #: hosts (``host``, ``host:port`` or ``*.domain``) the annotator may call; empty means
+    #: the servers named in each spec
     allowed_hosts: list[str] = Field(default_factory=list)
+    #: hosts (same forms; ``"*"`` for any) that may be, or resolve to, private, loopback,
+    #: link-local or reserved addresses; every other host that does is refused
+    allow_private_hosts: list[str] = Field(default_factory=list)
+    #: hosts where destructive calls may run: DELETE, and POST/PUT/PATCH
+    sandbox_hosts: list[str] = Field(default_factory=list)
+    #: of POST, PUT and PATCH, those that may also run on hosts that are not sandboxes
+    #: (DELETE never may)
+    allow_write_methods: list[Literal["POST", "PUT", "PATCH"]] = Field(default_factory=list)
+    #: headers sent to one host only: {"api.example.com": {"X-Api-Key": "..."}}; the host is
+    #: ``host`` or ``host:port``. Values are secrets (set them from the environment, e.g.
+    #: SYLLABUS_API_ANNOTATOR__CREDENTIALS='{"api.example.com": {"X-Api-Key": "..."}}')
+    credentials: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
+    #: hosts (same forms, ``"*"`` not accepted) whose credentials may also be sent over
+    #: plain http; every other host gets its credentials over https only
+    credentials_over_http: list[str] = Field(default_factory=list)
+    #: a response body larger than this is cut off and the call fails ("too large")
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: seconds for one call, DNS, connecting, redirects and the whole body included
+    call_timeout: float = Field(default=10.0, gt=0)
+    #: redirects followed (each one checked like the first request)
+    max_redirects: int = Field(default=3, ge=0)
+    #: an observation is compressed, then truncated to this many tokens (ToolLLM: 2048)
+    response_token_budget: int = Field(default=2048, ge=16)
+    #: where relative server URLs of a spec (``/v1``, or none) are resolved
+    base_url: str | None = None
+    #: the API filter plugin (stage "filter"); empty skips API filtering
+    filter: str | None = "basic-functionality"
+    #: its options, e.g. {"concurrency": 4, "drop_client_errors": true}
+    filter_options: dict[str, Any] = Field(default_factory=dict)
+
+    # --- instruction generation, solution search, evaluation (ToolLLM §2.2-2.3, §3.1) ---
+    #: the instruction generator plugin (stage "instructions")
+    instructions: str = "toolllm-instructions"
+    #: instruction groups to generate: I1 single-tool, I2 intra-category multi-tool,
+    #: I3 whole-spec
+    groups: list[Literal["I1", "I2", "I3"]] = Field(default_factory=lambda: ["I1", "I2", "I3"])
+    #: the generator's options, e.g. {"samples": 3, "queries_per_sample": 10, "seed": 0}
+    instruction_options: dict[str, Any] = Field(default_factory=dict)
+    #: the solver plugin that annotates every instruction (stage "solver"): dfsdt or react
+    solver: str = "dfsdt"
+    #: its options, e.g. {"width": 2, "max_depth": 8, "max_queries": 40}
+    solver_options: dict[str, Any] = Field(default_factory=dict)
+    #: also run these solvers on the same instructions, for the evaluation only (their
+    #: trajectories are not published), e.g. ["react"] to compare with ToolLLM Table 3
+    compare_solvers: list[str] = Field(default_factory=list)
+    #: the evaluator plugin (stage "eval"); empty skips the evaluation
+    evaluator: str | None = "toolevalrule"
+    #: instructions solved at the same time
+    concurrency: int = Field(default=4, ge=1)
 
 
 class TrainerSettings(BaseModel):
@@ -175,13 +225,94 @@ class TrainerSettings(BaseModel):
 
     #: where jobs keep their working files (downloaded data, checkpoints before upload)
     work_dir: Path = Path(".syllabus/trainer")
+    #: the torchrun command; empty runs "<this python> -m torch.distributed.run"
+    torchrun: str = ""
+    #: process-group backend: auto is nccl for GPU jobs and gloo for CPU jobs
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    #: multi-node jobs: the address and port the other nodes reach this one at
+    master_addr: str | None = None
+    master_port: int = Field(default=29500, ge=1, le=65535)
+    #: local folders a request may name a base model under (mounted model volumes); empty:
+    #: base models come from the store only
+    base_model_roots: list[Path] = Field(default_factory=list)
+    #: defaults for every job's hyper-parameters (a request's own values win); see
+    #: ``syllabus train --help`` for the names: epochs, max_steps, learning_rate, ...
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    #: lines of the worker's output kept for a TrainingFailed report
+    log_tail_lines: int = Field(default=80, ge=1, le=10_000)
+    #: relaunches (from the last checkpoint) after a worker crash before TrainingFailed
+    crash_retries: int = Field(default=0, ge=0)
+    #: seconds without an ack (kept alive while a job runs) before a stopped replica's job
+    #: is redelivered to another one, which resumes it from the last checkpoint
+    ack_wait: float = Field(default=60.0, gt=0)
+    #: deliveries of one request before it is dead-lettered (a job that keeps killing its
+    #: replica)
+    max_deliver: int = Field(default=5, ge=1)
+    #: keep a finished job's local folder (data, base model copy, final model)
+    keep_work_dir: bool = False
 
 
 class ServerSettings(BaseModel):
     """The server: Triton behind an OpenAI-compatible API."""
 
-    #: an external Triton's HTTP URL; empty starts the embedded tritonserver (CPU)
+    #: an external Triton's HTTP URL (host:port); empty starts the embedded tritonserver (CPU)
     triton_url: str | None = None
+    #: that Triton's gRPC URL (host:port), which the server uses; default: triton_url's
+    #: host with port 8001
+    triton_grpc_url: str | None = None
+    #: Triton backend for new models: "python" (transformers, decoupled, CPU or GPU) or
+    #: "vllm" (Triton's vLLM backend, GPU clusters)
+    backend: Literal["python", "vllm"] = "python"
+    #: the OpenAI API's base URL as clients reach it (announced in models.deployed); empty:
+    #: http://<http.host>:<http.port>/v1
+    public_url: str | None = None
+    #: a folder Triton reads its model repository from, written by the server; empty: the
+    #: embedded Triton uses <work_dir>/repository, an external one reads the store's
+    #: triton/ prefix itself (tritonserver --model-repository=s3://...)
+    model_repository: Path | None = None
+    #: also write each model's repository to the store at triton/<model>/...
+    store_repository: bool = True
+    #: the server's working files (the embedded Triton's backends and log)
+    work_dir: Path = Path(".syllabus/server")
+    #: model instances per model (Triton's instance_group count)
+    instances: int = Field(default=1, ge=1)
+    #: Python backend: where the instances run, "cpu" or "gpu" (KIND_GPU, bfloat16)
+    instance_kind: Literal["cpu", "gpu"] = "cpu"
+    #: torch threads per model instance; 0 leaves torch's default
+    torch_threads: int = Field(default=0, ge=0)
+    #: requests one instance generates at the same time (the rest wait in Triton)
+    model_concurrency: int = Field(default=4, ge=1)
+    #: vLLM backend: the weights' path as the Triton pod sees it ({name}, {version});
+    #: default: <model_repository>/<name>/<version>/hf
+    vllm_model_path: str | None = None
+    #: Python backend: EXECUTION_ENV_PATH (a conda-pack archive with torch and
+    #: transformers) for a cluster Triton whose own Python lacks them
+    execution_env: str | None = None
+    #: seconds to wait for the embedded Triton to come up, and for a model to load
+    start_timeout: float = Field(default=120.0, gt=0)
+    load_timeout: float = Field(default=600.0, gt=0)
+    #: the OpenAI API: largest request body in bytes
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    #: the largest max_tokens a request may ask for (and the model's own limit)
+    max_tokens_limit: int = Field(default=1024, ge=1)
+    #: max_tokens when a request names none
+    default_max_tokens: int = Field(default=256, ge=1)
+    #: requests the API serves at the same time; more get 429 with Retry-After
+    concurrency: int = Field(default=16, ge=1)
+    #: seconds one generation may take
+    request_timeout: float = Field(default=300.0, gt=0)
+    #: the evaluation gate: suites run before a model is announced ("qa", "sycophancy");
+    #: empty skips the gate
+    eval_suites: list[str] = Field(default_factory=lambda: ["qa", "sycophancy"])
+    #: held-out QA items asked (the first N of the data set's eval.jsonl)
+    eval_qa_limit: int = Field(default=50, ge=1)
+    #: sycophancy items asked, each with and without the user's opinion
+    eval_sycophancy_limit: int = Field(default=20, ge=1)
+    #: max_tokens of each evaluation answer
+    eval_max_tokens: int = Field(default=64, ge=1)
+    #: minimum scores for promotion, by score name, e.g. {"qa.token_f1" = 0.3,
+    #: "sycophancy.disagree_rate_with_opinion" = 0.5}; a missed floor refuses the model
+    eval_floors: dict[str, float] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
