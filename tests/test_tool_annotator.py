@@ -29,7 +29,7 @@ from syllabus.plugins.tools.instructions import InstructionGenerator, parse_quer
 from syllabus.services.api_annotator import build_router, eval_key, filter_key
 from syllabus.services.cli._run import wait_drained
 from syllabus.services.runtime import ApiAnnotatorSettings, Runtime, replay
-from tests.openai_server import json_reply, text
+from tests.openai_server import error, json_reply, text
 from tests.tool_api import BROKEN, ToolApi
 
 pytestmark = pytest.mark.timeout(180)
@@ -94,6 +94,8 @@ def test_spec_in_trajectories_out_on_the_bus(settings):
                 assert set(t.relevant_apis) <= set(calls)
         i2 = [t for t in trajs if t.group == "I2"]
         assert all(len(t.relevant_apis) == 2 for t in i2)
+        # the category of a multi-tool instruction is the spec (its title)
+        assert i2 and all(t.category == "Test Tools" for t in i2)
         # the evaluation: ToolEval's rule-based pass rate per method and group
         methods = report["eval"]["methods"]
         assert set(methods) == {"dfsdt", "react"}
@@ -124,6 +126,58 @@ def test_an_invalid_spec_is_reported_not_retried(settings):
         assert "broken.yaml" in report["error"]
 
     asyncio.run(main())
+
+
+def test_redelivery_reuses_filter_verdicts_and_a_skipped_group_says_why(settings):
+    """A redelivered spec (same run) does not call its APIs again: the stored verdicts
+    are reused; a new run tests them again. A spec with one tool has no I2 sample, and
+    eval.json and the log say why."""
+    import yaml
+
+    from syllabus.services.api_annotator import annotate_spec
+    from syllabus.services.api_annotator._service import _plugin
+
+    async def main() -> tuple[list[dict[str, Any]], list[int], dict[str, Any]]:
+        with ToolApi() as api:
+            spec = api.spec
+            spec["paths"] = {k: v for k, v in spec["paths"].items() if k.startswith("/books")}
+            data = yaml.safe_dump(spec, sort_keys=False).encode()
+            s = settings.model_copy(deep=True)
+            s.api_annotator = ApiAnnotatorSettings(allow_private_hosts=[api.host],
+                                                   call_timeout=1.0, groups=["I2"])
+            cfg = s.api_annotator
+            rt = Runtime.create(s)
+            await rt.bus.start()
+            try:
+                spec_id = sha256_hex(data)
+                rt.store.put(spec_key(spec_id), data)
+                event = ApiSpecSubmitted(spec_id=spec_id, filename="books.yaml",
+                                         collection="lib", store_key=spec_key(spec_id),
+                                         run_id="run-1")
+                regs: dict[str, Any] = dict(
+                    teacher=rt.teacher(), filter_reg=_plugin(rt, cfg.filter, "filter"),
+                    generator=_plugin(rt, cfg.instructions, "instructions"),
+                    solver=_plugin(rt, cfg.solver, "solver"), compare=[], evaluator=None)
+                outcomes, hits = [], []
+                for run in ("run-1", "run-1", "run-2"):
+                    outcomes.append(dict(await annotate_spec(
+                        rt, event.model_copy(update={"run_id": run}), **regs)))
+                    hits.append(len(api.hits))
+                report = json.loads(rt.store.get(eval_key(spec_id)))
+            finally:
+                await rt.close()
+        return outcomes, hits, report
+
+    outcomes, hits, report = asyncio.run(main())
+    first, again, new_run = outcomes
+    assert hits[0] >= 3 and hits[1] == hits[0]  # the redelivery called nothing
+    assert again["filter_reused"] and "filter_reused" not in first
+    assert again["working_tools"] == first["working_tools"] >= 1
+    assert hits[2] == 2 * hits[0] and "filter_reused" not in new_run
+    why = report["instructions"]["I2"]["skipped"]
+    assert why.startswith("I2 needs at least 2 tools (option 'min_tools') and the spec has "
+                          "1 (books)"), why
+    assert report["instructions"]["I2"]["kept"] == 0
 
 
 # --- instruction generation -----------------------------------------------------------
@@ -162,6 +216,88 @@ def test_sampling_follows_the_papers_groups():
     # a spec with one tag: tools are the operations' first path segments
     one_tag = [t.model_copy(update={"category": "api"}) for t in tools]
     assert len(sample(one_tag, "I2", rng=random.Random(0), samples=1)[0]) >= 2
+
+
+def test_every_api_of_a_tool_can_be_in_an_i1_window():
+    """12 APIs, window 10, step 3: the steps give 0-9 only; the last window 2-11 makes
+    APIs 10 and 11 reachable too."""
+    import random
+
+    tools = [ApiTool(name=f"op{i:02d}", description="d", category="t", method="GET",
+                     path=f"/things/{i}", server="http://api.test") for i in range(12)]
+    windows = sample(tools, "I1", rng=random.Random(0), samples=50)
+    assert [[t.name for t in w["things"]] for w in windows] == [
+        [f"op{i:02d}" for i in range(10)], [f"op{i:02d}" for i in range(2, 12)]]
+    windows = sample(tools[:9], "I1", rng=random.Random(0), samples=50)
+    assert len(windows) == 1 and len(windows[0]["things"]) == 9
+
+
+def test_i3_samples_at_most_i3_max_tools_tools():
+    import random
+
+    tools = [ApiTool(name=f"op{i}", description="d", category=f"tag{i}", method="GET",
+                     path=f"/p{i}", server="http://api.test") for i in range(8)]
+    seen: set[int] = set()
+    for seed in range(20):
+        for picked in sample(tools, "I3", rng=random.Random(seed), samples=3):
+            assert 2 <= len(picked) <= 5
+            seen.add(len(picked))
+    assert len(seen) > 1  # 2-5 tools, as the paper samples from a collection
+    few = sample(tools[:4], "I3", rng=random.Random(0), samples=1)[0]
+    assert len(few) == 4  # few enough: the whole spec
+    capped = sample(tools, "I3", rng=random.Random(0), samples=5, i3_max_tools=3)
+    assert capped and all(2 <= len(p) <= 3 for p in capped)
+
+
+def test_sampling_options_are_checked_with_the_option_named():
+    gen = InstructionGenerator()
+    with pytest.raises(ValueError, match=r"option 'min_tools' \(6\) must not be more than "
+                                         r"option 'max_tools' \(5\)"):
+        asyncio.run(gen.generate(_tools(), group="I2", teacher=None,  # type: ignore[arg-type]
+                                 options={"min_tools": 6}))
+    with pytest.raises(ValueError, match="'i3_max_tools'"):
+        gen.check_options({"min_tools": 4, "i3_max_tools": 3})
+    with pytest.raises(ValueError, match="option 'samples' must be at least 1"):
+        gen.check_options({"samples": 0})
+
+
+def test_bad_instruction_options_stop_the_service_at_start(settings):
+    s = settings.model_copy(deep=True)
+    s.api_annotator = ApiAnnotatorSettings(instruction_options={"min_tools": 3,
+                                                                "max_tools": 2})
+    rt = Runtime.create(s)
+    try:
+        with pytest.raises(ValueError, match=r"^api_annotator.instruction_options: "
+                                             r"toolllm-instructions: option 'min_tools'"):
+            build_router(rt)
+    finally:
+        asyncio.run(rt.close())
+
+
+def test_multi_tool_category_is_the_spec_and_teacher_errors_are_failures(openai_server):
+    """I2's category is the spec's title (the service passes it as ``category``); a teacher
+    call that fails (here a 503) is a reported Failure of that sample, the others go on."""
+    def answer(request: dict[str, Any]) -> Any:
+        prompt = request["messages"][1]["content"]
+        doc = json.loads(prompt.split("INPUT:\n", 1)[1].split("\nPlease produce", 1)[0])
+        (t1, a1), (t2, a2) = [(t["tool_name"], t["api_list"][0]["name"]) for t in doc[:2]]
+        return json_reply([{"query": f"Use {a1} and {a2} for hive 7.",
+                            "related_apis": [[t1, a1], [t2, a2]]}])
+
+    openai_server.script(error(503, "overloaded"))
+    openai_server.default = answer
+
+    async def main() -> Any:
+        async with OpenAITeacher(model="scripted-model", url=openai_server.url) as teacher:
+            return await InstructionGenerator().generate(
+                _tools(), group="I2", teacher=teacher,
+                options={"samples": 3, "seed": 3, "category": "Hive API"})
+
+    instructions, failures = asyncio.run(main())
+    assert len(failures) == 1 and failures[0].reason.startswith("teacher error: ")
+    assert "overloaded" in failures[0].reason and "sampled apis: " in failures[0].raw_output
+    assert len(instructions) == 2
+    assert all(i.category == "Hive API" and i.group == "I2" for i in instructions)
 
 
 def test_instructions_with_hallucinated_apis_are_dropped(openai_server):

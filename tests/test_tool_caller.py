@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import tracemalloc
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from syllabus.services.api_annotator._caller import (
     truncate_tokens,
 )
 from syllabus.services.runtime import ApiAnnotatorSettings
+from tests.tool_api import ToolApi, make_tls_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,6 +81,9 @@ def test_host_patterns():
     ("100.64.0.1", "shared (carrier-grade NAT)"), ("0.0.0.0", "unspecified"),
     ("224.0.0.1", "multicast"), ("240.0.0.1", "reserved"),
     ("[::ffff:127.0.0.1]", "loopback"), ("[64:ff9b::a9fe:a9fe]", "link-local"),
+    # 6to4 carries an IPv4 address (here 127.0.0.1, 10.0.0.1); fec0::/10 is site-local
+    ("[2002:7f00:1::]", "loopback"), ("[2002:a00:1::5]", "private"),
+    ("[fec0::1]", "site-local"),
 ])
 async def test_non_public_addresses_are_refused(host, kind):
     policy = CallPolicy(allowed_hosts=("*",), call_timeout=2)
@@ -223,7 +228,8 @@ async def test_credentials_go_only_to_their_host(tool_api, caplog):
     policy = tool_api.policy(
         allowed_hosts=(tool_api.host, localhost),
         allow_private_hosts=(tool_api.host, localhost),
-        credentials={tool_api.host: {"X-Api-Key": SecretStr(secret)}})
+        credentials={tool_api.host: {"X-Api-Key": SecretStr(secret)}},
+        credentials_over_http=(tool_api.host,))  # the test server speaks plain http
     assert secret not in repr(policy)
     own = await _call(policy, _tool(tool_api.url))
     assert json.loads(own.observation)["headers"]["x-api-key"] == secret
@@ -242,6 +248,130 @@ async def test_credentials_from_settings_are_secret():
     assert "topsecret" not in repr(cfg) and "topsecret" not in repr(policy)
     assert policy.credential_headers("api.example.com", 443) == {"X-Api-Key": "topsecret"}
     assert policy.credential_headers("evil.example.com", 443) == {}
+
+
+async def test_credentials_go_over_https_only_unless_allowed(tool_api, caplog):
+    secret = "s3cret-value-456"
+    policy = tool_api.policy(credentials={tool_api.host: {"X-Api-Key": SecretStr(secret)}})
+    plain = await _call(policy, _tool(tool_api.url))
+    assert plain.ok and "x-api-key" not in json.loads(plain.observation)["headers"]
+    assert "not sent over plain http" in caplog.text and secret not in caplog.text
+    assert policy.credential_headers("127.0.0.1", tool_api.port, "https") == {
+        "X-Api-Key": secret}
+    assert CallPolicy.from_settings(ApiAnnotatorSettings(
+        credentials_over_http=["api.example.com"])).credentials_over_http == (
+        "api.example.com",)
+
+
+@pytest.fixture
+def tls_api(tmp_path):
+    """The test API over https, with a certificate for ``localhost`` only."""
+    tls = make_tls_files(tmp_path / "tls")
+    with ToolApi(tls=tls) as api:
+        yield api
+
+
+async def test_credentials_over_https_and_no_downgrade_to_http(tls_api, tool_api):
+    secret = "s3cret-value-789"
+    https = f"localhost:{tls_api.port}"
+    policy = CallPolicy(allowed_hosts=(https, tool_api.host),
+                        allow_private_hosts=(https, tool_api.host), call_timeout=5,
+                        credentials={"localhost": {"X-Api-Key": SecretStr(secret)}})
+    async with GuardedCaller(policy, verify=tls_api.tls.context()) as caller:
+        own = await caller.call(_tool(f"https://{https}"), {})
+        assert own.ok, own.error
+        assert json.loads(own.observation)["headers"]["x-api-key"] == secret
+        # https -> http after a request that carried credentials: refused, nothing sent
+        tool, args = _redirect(tls_api, f"{tool_api.url}/_test/echo")
+        tool = tool.model_copy(update={"server": f"https://{https}"})
+        resp = await caller.call(tool, args)
+    assert resp.error == (f"refused: redirected to {tool_api.url}/_test/echo: a redirect from "
+                          "https to plain http after a request that carried credentials is "
+                          "refused"), resp.error
+    assert tool_api.hits == []
+
+
+async def test_a_tls_connection_is_not_reused_for_another_host_name(tls_api):
+    """``localhost`` and ``127.0.0.1`` are the same address; the certificate names only
+    ``localhost``. A pooled connection to 127.0.0.1 opened for ``localhost`` must not
+    carry the request for ``127.0.0.1``, which must fail its own certificate check."""
+    port = tls_api.port
+    hosts = (f"localhost:{port}", f"127.0.0.1:{port}")
+    policy = CallPolicy(allowed_hosts=hosts, allow_private_hosts=hosts, call_timeout=5)
+    async with GuardedCaller(policy, verify=tls_api.tls.context()) as caller:
+        first = await caller.call(_tool(f"https://localhost:{port}"), {})
+        assert first.ok, first.error
+        other = await caller.call(_tool(f"https://127.0.0.1:{port}"), {})
+        again = await caller.call(_tool(f"https://localhost:{port}"), {})
+    assert not other.ok and other.error.startswith("connection failed: ConnectError"), other
+    assert "certificate" in other.error.lower() or "match" in other.error.lower(), other.error
+    assert again.ok
+    assert tls_api.hits == [("GET", "/_test/echo")] * 2
+
+
+async def test_redirect_to_another_origin_drops_argument_headers_and_cookies(tool_api):
+    localhost = f"localhost:{tool_api.port}"
+    policy = tool_api.policy(allowed_hosts=(tool_api.host, localhost),
+                             allow_private_hosts=(tool_api.host, localhost))
+    tool = _tool(tool_api.url, "/_test/redirect", name="redirect",
+                 locations={"to": "query", "status": "query", "X-Token": "header",
+                            "sid": "cookie"})
+    args = {"X-Token": "arg-secret", "sid": "cookie-secret", "status": 307}
+    same = await _call(policy, tool, {**args, "to": "/_test/echo"})
+    headers = json.loads(same.observation)["headers"]
+    assert headers["x-token"] == "arg-secret" and headers["cookie"] == "sid=cookie-secret"
+    other = await _call(policy, tool, {**args, "to": f"http://{localhost}/_test/echo"})
+    assert other.ok, other.error
+    headers = json.loads(other.observation)["headers"]
+    assert "x-token" not in headers and "cookie" not in headers
+
+
+async def test_credentials_and_argument_headers_merge_case_insensitively(tool_api):
+    policy = tool_api.policy(credentials={tool_api.host: {
+        "authorization": SecretStr("Bearer from-config")}},
+        credentials_over_http=(tool_api.host,))
+    tool = _tool(tool_api.url, locations={"Authorization": "header", "ACCEPT": "header"})
+    resp = await _call(policy, tool, {"Authorization": "Bearer from-argument",
+                                      "ACCEPT": "text/plain"})
+    lines = json.loads(resp.observation)["header_list"]
+    assert [v for k, v in lines if k == "authorization"] == ["Bearer from-config"]
+    assert [v for k, v in lines if k == "accept"] == ["text/plain"]
+
+
+# --- compression -----------------------------------------------------------------------
+
+
+async def test_identity_is_asked_and_cannot_be_changed(tool_api):
+    resp = await _call(tool_api.policy(), _tool(tool_api.url))
+    assert json.loads(resp.observation)["headers"]["accept-encoding"] == "identity"
+    tool = _tool(tool_api.url, locations={"accept-encoding": "header"})
+    resp = await _call(tool_api.policy(), tool, {"accept-encoding": "br"})
+    assert resp.error == "refused: the header 'accept-encoding' cannot be set by an argument"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_compressed_bodies_are_inflated_within_the_cap(tool_api, encoding):
+    """A server that compresses although identity was asked: a small body is decoded; a
+    bomb (about 16 KiB that inflates to 16 MiB) stops at the cap without ever holding
+    the inflated body in memory."""
+    tool = _tool(tool_api.url, "/_test/bomb", locations={"encoding": "query",
+                                                         "bytes": "query"})
+    policy = tool_api.policy(max_response_bytes=100_000)
+    small = await _call(policy, tool, {"encoding": encoding, "bytes": 1000})
+    assert small.ok and small.body_bytes == 1002 and json.loads(small.observation) == "x" * 1000
+    big = {"encoding": encoding, "bytes": 16 << 20}
+    async with httpx.AsyncClient() as raw:  # the server makes (and keeps) the bomb first
+        made = await raw.get(f"{tool_api.url}/_test/bomb", params=big)
+    assert len(made.content) == (16 << 20) + 2  # httpx itself inflates it all
+    tracemalloc.start()
+    try:
+        resp = await _call(policy, tool, big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not resp.ok and resp.error.startswith("too large: the response passed the "
+                                                 "100000-byte limit"), resp.error
+    assert peak < 4 << 20, peak
 
 
 # --- arguments -------------------------------------------------------------------------

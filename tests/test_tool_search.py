@@ -21,7 +21,7 @@ from syllabus.plugins.teachers.openai import OpenAITeacher
 from syllabus.plugins.tools.dfsdt import DFSDTSearcher
 from syllabus.plugins.tools.react import ReActSearcher
 from syllabus.plugins.tools.tooleval import ToolEvalRule, passes
-from tests.openai_server import ScriptedOpenAI, call, text, tool_call, tool_calls
+from tests.openai_server import ScriptedOpenAI, call, error, text, tool_call, tool_calls
 from tests.tool_search_api import LocalToolApi, ToolSpec
 
 pytestmark = pytest.mark.timeout(120)
@@ -136,6 +136,37 @@ def test_dfsdt_depth_limit_width_and_query_budget(hive_api, openai_server):
     chain = asyncio.run(_solve(ReActSearcher(), hive_api, openai_server,
                                {"max_depth": 3, "max_queries": 100}))
     assert chain.stats["stop_reason"] == "depth_limit" and chain.teacher_calls == 3
+
+
+def test_diversity_prompt_lists_only_children_that_made_a_call(hive_api, openai_server):
+    """ToolBench lists a previous child only when it made a function call: a turn with no
+    call is not an action to differ from (and with none, no diversity prompt at all)."""
+    openai_server.script(text("Let me think."),
+                         tool_call("get_hive_legacy", {"hive_id": "x"}, content="Try it."))
+    openai_server.default = lambda r: text("Still thinking.")
+    result = asyncio.run(_solve(DFSDTSearcher(), hive_api, openai_server,
+                                {"width": 3, "max_depth": 1}))
+    assert not result.solved and result.teacher_calls == 3
+    requests = [r.json["messages"][-1]["content"] for r in openai_server.requests]
+    # the second expansion: its only previous child made no call, so no prompt
+    assert DIVERSITY not in requests[1]
+    # the third: the legacy call is listed, the no-call turn is not
+    assert DIVERSITY in requests[2] and '"name": "get_hive_legacy"' in requests[2]
+    assert "Let me think" not in requests[2] and "null" not in requests[2]
+    assert result.stats["diversity_prompts"] == 1
+
+
+@pytest.mark.parametrize("searcher", [DFSDTSearcher(), ReActSearcher()],
+                         ids=["dfsdt", "react"])
+def test_a_failed_teacher_call_ends_the_search_unsolved(hive_api, openai_server, searcher):
+    """A retryable teacher error (the runtime's retries spent) is this search's end, with
+    the reason, not an exception that fails the whole spec."""
+    openai_server.script(tool_call("get_hive", {"hive_id": "H-17"}),
+                         error(503, "the model is overloaded"))
+    result = asyncio.run(_solve(searcher, hive_api, openai_server))
+    assert not result.solved and result.stats["stop_reason"] == "teacher_error"
+    assert "overloaded" in result.stats["error"] and result.teacher_calls == 2
+    assert result.api_calls == 1 and len(result.messages) == 4  # the path so far is kept
 
 
 def test_hallucinated_function_bad_arguments_and_empty_answers_are_observed(hive_api,

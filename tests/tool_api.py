@@ -37,8 +37,16 @@ Routes outside the spec, for the caller's tests: ``/_test/echo`` (any method: th
 path, query, headers and body it got, as JSON), ``/_test/redirect?to=URL&status=302``,
 ``/_test/big?bytes=N`` (a JSON string of about N bytes; ``&chunked=1`` streams it with
 no Content-Length), ``/_test/slow?seconds=S``, ``/_test/list?n=N`` (a long JSON list
-with empty fields, for compression). Every request is recorded in ``.hits`` as
-``(method, path)``, so a test can show that a refused call sent nothing.
+with empty fields, for compression), ``/_test/bomb?encoding=gzip|deflate|br&bytes=N`` (a
+JSON string of about N bytes, always compressed with that Content-Encoding, whatever the
+request's Accept-Encoding: a compression bomb for large N). ``/_test/echo`` also returns
+``header_list``, every header line as sent (so a header sent twice shows twice). Every
+request is recorded in ``.hits`` as ``(method, path)``, so a test can show that a refused
+call sent nothing.
+
+``ToolApi(tls=make_tls_files(tmp_path))`` serves the same routes over https with a
+certificate for ``localhost`` only, signed by a test CA (``TlsFiles.context()`` is an SSL
+context that trusts it).
 
 Load with ``pytest_plugins = ["tests.tool_api"]`` for the function-scoped ``tool_api``
 fixture (or use ``ToolApi()`` as a context manager).
@@ -47,18 +55,23 @@ fixture (or use ``ToolApi()`` as a context manager).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import socket
+import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 __all__ = ["BOOKS", "BROKEN", "DESTRUCTIVE", "RATES", "WEATHER", "WORKING", "LocalServer",
-           "ToolApi", "tool_api"]
+           "TlsFiles", "ToolApi", "make_tls_files", "tool_api"]
 
 BOOKS = [
     {"id": "b1", "title": "The Hive and the Honey Bee", "author": "Dadant", "year": 1946},
@@ -93,24 +106,28 @@ def _free_socket() -> socket.socket:
 class LocalServer:
     """Any ASGI app served by uvicorn in a thread on a free 127.0.0.1 port."""
 
-    def __init__(self, app: Any, name: str = "local-api") -> None:
+    def __init__(self, app: Any, name: str = "local-api",
+                 tls: TlsFiles | None = None) -> None:
         self.app = app
         self.name = name
+        self.tls = tls
         self.port = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> LocalServer:
         import uvicorn
 
         sock = _free_socket()
         self.port = sock.getsockname()[1]
+        tls = {} if self.tls is None else {"ssl_certfile": str(self.tls.cert),
+                                           "ssl_keyfile": str(self.tls.key)}
         config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
+                                lifespan="off", timeout_graceful_shutdown=1, **tls)
         server = uvicorn.Server(config)
         self._server = server
         failure: list[BaseException] = []
@@ -148,6 +165,96 @@ class LocalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA and a server certificate (for ``localhost`` only) with its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def context(self) -> ssl.SSLContext:
+        """A client context that trusts the test CA (and checks host names)."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def make_tls_files(folder: Path, names: tuple[str, ...] = ("localhost",)) -> TlsFiles:
+    """A fresh CA and a server certificate whose only names are ``names`` (DNS names; no
+    IP address, so ``https://127.0.0.1`` does not match it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    span = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("syllabus test CA"))
+          .issuer_name(name("syllabus test CA")).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(span[0]).not_valid_after(span[1])
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                       crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False,
+                                       decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name(names[0]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(span[0]).not_valid_after(span[1])
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(ca=folder / "ca.pem", cert=folder / "cert.pem", key=folder / "key.pem")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    return files
+
+
+_BOMBS: dict[tuple[str, int], bytes] = {}
+
+
+def _bomb(encoding: str, n: int) -> bytes:
+    """``"xxx..."`` (n x's) compressed with ``encoding``, made in 1 MiB pieces and kept."""
+    key = (encoding, n)
+    if key not in _BOMBS:
+        if encoding == "br":
+            import brotli
+            comp: Any = brotli.Compressor(quality=5)
+            add, end = comp.process, comp.finish
+        else:
+            z = zlib.compressobj(9, zlib.DEFLATED,
+                                 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+            add, end = z.compress, z.flush
+        parts = [add(b'"')]
+        piece = b"x" * min(n, 1 << 20)
+        left = n
+        while left > 0:
+            parts.append(add(piece[:left]))
+            left -= len(piece)
+        parts += [add(b'"'), end()]
+        _BOMBS[key] = b"".join(parts)
+    return _BOMBS[key]
 
 
 def _spec(url: str) -> dict[str, Any]:
@@ -325,7 +432,14 @@ def build_app(hits: list[tuple[str, str]], stopping: threading.Event) -> Any:
         return JSONResponse({"method": r.method, "path": r.url.path,
                              "query": dict(r.query_params.multi_items()),
                              "headers": {k.lower(): v for k, v in r.headers.items()},
+                             "header_list": [[k.lower(), v] for k, v in r.headers.items()],
                              "body": body})
+
+    async def bomb(r: Request) -> Response:
+        encoding = r.query_params.get("encoding") or "gzip"
+        body = _bomb(encoding, int(r.query_params.get("bytes") or 1000))
+        return Response(body, media_type="application/json",
+                        headers={"content-encoding": encoding})
 
     async def redirect(r: Request) -> Response:
         status = int(r.query_params.get("status") or 302)
@@ -382,6 +496,7 @@ def build_app(hits: list[tuple[str, str]], stopping: threading.Event) -> Any:
         Route("/_test/big", big, methods=["GET"]),
         Route("/_test/slow", slow, methods=["GET"]),
         Route("/_test/list", long_list, methods=["GET"]),
+        Route("/_test/bomb", bomb, methods=["GET"]),
     ]
     return Recorder(Starlette(routes=routes))
 
@@ -389,10 +504,10 @@ def build_app(hits: list[tuple[str, str]], stopping: threading.Event) -> Any:
 class ToolApi(LocalServer):
     """The test API (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
         self.hits: list[tuple[str, str]] = []
         self._stopping = threading.Event()
-        super().__init__(build_app(self.hits, self._stopping), name="tool-api")
+        super().__init__(build_app(self.hits, self._stopping), name="tool-api", tls=tls)
 
     def stop(self) -> None:
         self._stopping.set()

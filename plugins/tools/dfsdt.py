@@ -13,7 +13,9 @@ teacher's thought and function call) with the real observations of its calls. Th
 * **the diversity prompt**: when a node is expanded again, the teacher is shown its previous
   children's actions (name, arguments, function output) and the node's own observation
   ("This is not the first time you try this task, all previous trails failed. ...") and
-  asked for a different action; the prompt is not kept in the children's messages;
+  asked for a different action; the prompt is not kept in the children's messages. As in
+  ToolBench, only children that made a function call are listed (a turn with no call has
+  no action to differ from), and with none the prompt is not shown;
 * **backtracking**: a ``Finish(give_up_and_restart)`` node returns 2, so its parent is
   abandoned too and the search continues at the grandparent (ToolBench's
   ``prune_back_length``); a node at the **depth limit** returns 1 (the parent tries its next
@@ -21,7 +23,9 @@ teacher's thought and function call) with the real observations of its calls. Th
 * **a query budget**: the search stops when it has made ``max_queries`` teacher calls;
 * it stops at the first ``Finish(give_answer)`` with a non-empty answer: only such a path is
   a solution (``solved``). Otherwise the result carries the last path tried and why the
-  search stopped (``budget``, ``exhausted``, or a teacher error).
+  search stopped (``budget``, ``exhausted``, or ``teacher_error``: a teacher call that
+  failed, after the runtime's retries, ends the search unsolved with the error in
+  ``stats["error"]`` instead of failing the whole spec).
 
 Options: ``width`` (2), ``max_depth`` (assistant turns on one path, 8), ``max_queries``
 (teacher calls per instruction, 40; ToolBench used 200 with ChatGPT), ``temperature``
@@ -98,12 +102,10 @@ class _Search:
         for child in node.children:
             if child.step is None:
                 continue
+            # ToolBench lists only the children with a function call
             for name, arguments, output, _code in child.step.actions:
                 previous.append({"name": name, "arguments": arguments,
                                  "function_output": output})
-            if not child.step.actions:
-                previous.append({"name": None, "arguments": None,
-                                 "function_output": child.step.assistant.content})
         if not previous:
             return None
         text = json.dumps(previous, indent=2, ensure_ascii=False) + "\n"
@@ -142,8 +144,9 @@ class _Search:
             try:
                 completion = await self.env.think(messages)
             except TeacherError as exc:
-                if exc.retryable:
-                    raise  # the runtime's retries are spent: let the message be redelivered
+                # the runtime's retries are spent (or it cannot be retried): this search
+                # ends unsolved with the reason; redelivering the whole spec would repeat
+                # every real API call for one teacher failure
                 self.stop_reason = "teacher_error"
                 self.error = str(exc)
                 return _STOP

@@ -12,10 +12,18 @@ sharing the first segment of their path (``/hives/...``, ``/inspections/...``). 
 **Sampling** (seeded by ``options["seed"]``, so a rerun makes the same prompts):
 
 * ``I1`` single-tool: one tool, and a sliding window of its APIs (window 10, step 3, as
-  the paper's I1 script); ``samples`` windows are drawn from all the tools' windows.
+  the paper's I1 script, plus a last window ending at the last API when the steps do not
+  reach it, so every API can be sampled); ``samples`` windows are drawn from all the
+  tools' windows. Its instructions' category is the tool's (its tag).
 * ``I2`` intra-category multi-tool: 2-5 tools of the spec (``min_tools``/``max_tools``),
-  at most 3 APIs of each (``max_apis_per_tool``).
-* ``I3`` whole-spec: every tool of the spec, at most 3 APIs of each.
+  at most 3 APIs of each (``max_apis_per_tool``). A spec with fewer than ``min_tools``
+  tools has no I2 sample: ``skipped_reason`` says why (the service records it).
+* ``I3`` whole-spec (the paper's intra-collection): every tool of the spec when it has at
+  most ``i3_max_tools`` (5) tools, else, as the paper samples 2-5 tools of a collection,
+  between ``min_tools`` and ``i3_max_tools`` of them at random; at most 3 APIs of each.
+
+The category of I2 and I3 instructions is the spec (its title, ``options["category"]``,
+which the api-annotator sets; else the sampled tools' one category, if they share one).
 
 **The prompt** is the paper's: the system message "You are QueryGPT, ...", the task
 description of single-tool (I1) or multi-tool (I2, I3) instructions, three in-context
@@ -30,12 +38,16 @@ paper's ``[{Query1: ..., 'related_apis': [...]}]``, which is not; the parser acc
 (or pairs an API with a tool it is not in) is dropped as a ``Failure`` with the reason
 ``hallucinated api: ...``; so are instructions with an empty query or no related APIs.
 Output that cannot be parsed is retried once with the parse error shown to the teacher,
-then reported as a ``Failure`` with the raw output.
+then reported as a ``Failure`` with the raw output. A teacher call that fails (after the
+runtime's retries) is a ``Failure`` of that sample (``teacher error: ...``); the other
+samples go on.
 
 Options: ``seed`` (0), ``samples`` (samples per group, 3), ``queries_per_sample`` (10, the
 paper's), ``window`` (10) and ``step`` (3) for I1, ``min_tools`` (2), ``max_tools`` (5),
-``max_apis_per_tool`` (3), ``temperature`` (0.6, the paper's), ``max_tokens`` (2048),
-``seed_examples`` (a list of strings).
+``max_apis_per_tool`` (3), ``i3_max_tools`` (5), ``temperature`` (0.6, the paper's),
+``max_tokens`` (2048), ``seed_examples`` (a list of strings), ``category`` (the spec's
+title, set by the service). ``check_options`` validates them (``min_tools`` at most
+``max_tools`` and ``i3_max_tools``) with an error naming the option.
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ from syllabus.contracts import (
     GenerationParams,
     InstructionGroup,
     Teacher,
+    TeacherError,
     ToolInstruction,
     content_id,
     hookimpl,
@@ -192,7 +205,8 @@ def tool_groups(tools: list[ApiTool]) -> dict[str, list[ApiTool]]:
 
 
 def _windows(apis: list[ApiTool], window: int, step: int) -> list[list[ApiTool]]:
-    """The paper's I1 sliding window over one tool's APIs."""
+    """The paper's I1 sliding window over one tool's APIs, and a last window ending at the
+    last API when the steps stop short of it (12 APIs, window 10, step 3: 0-9 and 2-11)."""
     if len(apis) <= window:
         return [apis]
     out = []
@@ -201,13 +215,17 @@ def _windows(apis: list[ApiTool], window: int, step: int) -> list[list[ApiTool]]
         if len(chunk) < window:
             break
         out.append(chunk)
+    if out[-1][-1] is not apis[-1]:
+        out.append(apis[-window:])
     return out
 
 
 def sample(tools: list[ApiTool], group: InstructionGroup, *, rng: random.Random,
            samples: int, window: int = 10, step: int = 3, min_tools: int = 2,
-           max_tools: int = 5, max_apis_per_tool: int = 3) -> list[dict[str, list[ApiTool]]]:
+           max_tools: int = 5, max_apis_per_tool: int = 3,
+           i3_max_tools: int = 5) -> list[dict[str, list[ApiTool]]]:
     """The tool samples for ``group``: each a mapping of tool name to its sampled APIs."""
+    _check_counts(min_tools, max_tools, i3_max_tools)
     groups = tool_groups(tools)
     if not groups:
         return []
@@ -234,18 +252,44 @@ def sample(tools: list[ApiTool], group: InstructionGroup, *, rng: random.Random,
                 seen.add(key)
                 out.append(picked)
         return out
-    # I3: the whole spec, at most max_apis_per_tool APIs of every tool
+    # I3: the whole spec (at most i3_max_tools of its tools), at most max_apis_per_tool
+    # APIs of each
     out = []
     seen3: set[tuple[str, ...]] = set()
     for _ in range(samples * 4):
         if len(out) >= samples:
             break
-        picked = {n: sorted(rng.sample(apis, min(max_apis_per_tool, len(apis))),
-                            key=lambda t: t.name) for n, apis in groups.items()}
+        names = sorted(groups)
+        if len(names) > i3_max_tools:
+            names = sorted(rng.sample(names, rng.randint(min_tools, i3_max_tools)))
+        picked = {n: sorted(rng.sample(groups[n], min(max_apis_per_tool, len(groups[n]))),
+                            key=lambda t: t.name) for n in names}
         key = tuple(t.name for apis in picked.values() for t in apis)
         if key not in seen3:
             seen3.add(key)
             out.append(picked)
+    return out
+
+
+def _check_counts(min_tools: int, max_tools: int, i3_max_tools: int) -> None:
+    if min_tools > max_tools:
+        raise ValueError(f"toolllm-instructions: option 'min_tools' ({min_tools}) must not "
+                         f"be more than option 'max_tools' ({max_tools})")
+    if min_tools > i3_max_tools:
+        raise ValueError(f"toolllm-instructions: option 'min_tools' ({min_tools}) must not "
+                         f"be more than option 'i3_max_tools' ({i3_max_tools})")
+
+
+def _sampling(options: dict[str, Any]) -> dict[str, int]:
+    """The sampling options, checked (an error names the option)."""
+    out = {"samples": option(options, "samples", 3, int, 1),
+           "window": option(options, "window", 10, int, 1),
+           "step": option(options, "step", 3, int, 1),
+           "min_tools": option(options, "min_tools", 2, int, 2),
+           "max_tools": option(options, "max_tools", 5, int, 2),
+           "max_apis_per_tool": option(options, "max_apis_per_tool", 3, int, 1),
+           "i3_max_tools": option(options, "i3_max_tools", 5, int, 2)}
+    _check_counts(out["min_tools"], out["max_tools"], out["i3_max_tools"])
     return out
 
 
@@ -304,26 +348,51 @@ class InstructionGenerator:
     name = "toolllm-instructions"
     stage = "instructions"
 
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming the option when ``options`` cannot work (called by
+        the service when it starts, and by ``generate``)."""
+        _sampling(options)
+        option(options, "seed", 0, int)
+        option(options, "queries_per_sample", 10, int, 1)
+        option(options, "temperature", 0.6, float, 0.0)
+        option(options, "max_tokens", 2048, int, 1)
+
+    def skipped_reason(self, tools: list[ApiTool], group: InstructionGroup,
+                       options: dict[str, Any]) -> str | None:
+        """Why ``group`` has no sample for these tools (None when it has some)."""
+        groups = tool_groups(tools)
+        if not groups:
+            return f"{group}: no working operations to sample"
+        min_tools = _sampling(options)["min_tools"]
+        if group == "I2" and len(groups) < min_tools:
+            return (f"I2 needs at least {min_tools} tools (option 'min_tools') and the spec "
+                    f"has {len(groups)} ({', '.join(groups)}); operations are grouped into "
+                    "tools by their first tag, else by the first segment of their path")
+        return None
+
     async def generate(self, tools: list[ApiTool], *, group: InstructionGroup,
                        teacher: Teacher, options: dict[str, Any]
                        ) -> tuple[list[ToolInstruction], list[Failure]]:
+        self.check_options(options)
         seed = option(options, "seed", 0, int)
         n = option(options, "queries_per_sample", 10, int, 1)
         rng = random.Random(f"{seed}:{group}")
-        picks = sample(tools, group, rng=rng, samples=option(options, "samples", 3, int, 1),
-                       window=option(options, "window", 10, int, 1),
-                       step=option(options, "step", 3, int, 1),
-                       min_tools=option(options, "min_tools", 2, int, 2),
-                       max_tools=option(options, "max_tools", 5, int, 2),
-                       max_apis_per_tool=option(options, "max_apis_per_tool", 3, int, 1))
+        picks = sample(tools, group, rng=rng, **_sampling(options))
         seeds = [str(s) for s in options.get("seed_examples") or SEED_EXAMPLES]
         params = {"temperature": option(options, "temperature", 0.6, float, 0.0),
                   "max_tokens": option(options, "max_tokens", 2048, int, 1)}
+        category = str(options["category"]) if options.get("category") else None
         instructions: list[ToolInstruction] = []
         failures: list[Failure] = []
         seen: set[str] = set()
         for picked in picks:
-            got, failed = await self._one(picked, group, n, teacher, rng, seeds, params)
+            try:
+                got, failed = await self._one(picked, group, n, teacher, rng, seeds, params,
+                                              category)
+            except TeacherError as exc:  # retries spent: this sample fails, the rest go on
+                apis = ", ".join(t.name for apis in picked.values() for t in apis)
+                got, failed = [], [Failure(reason=f"teacher error: {exc}",
+                                           raw_output=f"sampled apis: {apis}")]
             failures += failed
             for ins in got:
                 if ins.instruction_id not in seen:
@@ -333,7 +402,8 @@ class InstructionGenerator:
 
     async def _one(self, picked: dict[str, list[ApiTool]], group: InstructionGroup, n: int,
                    teacher: Teacher, rng: random.Random, seeds: list[str],
-                   params: dict[str, Any]) -> tuple[list[ToolInstruction], list[Failure]]:
+                   params: dict[str, Any], category: str | None = None
+                   ) -> tuple[list[ToolInstruction], list[Failure]]:
         template = SINGLE_TOOL if group == "I1" else MULTI_TOOL
         examples = "\n".join(rng.sample(seeds, min(3, len(seeds))))
         prompt = (template.format(n=n) + examples + EXAMPLES_NOTE
@@ -360,13 +430,16 @@ class InstructionGenerator:
             except ValueError as exc2:
                 return [], [Failure(reason=f"unparseable instructions: {exc2}",
                                     raw_output=completion.text)]
-        return self._check(items, picked, group)
+        return self._check(items, picked, group, category)
 
     def _check(self, items: list[dict[str, Any]], picked: dict[str, list[ApiTool]],
-               group: InstructionGroup) -> tuple[list[ToolInstruction], list[Failure]]:
+               group: InstructionGroup, category: str | None = None
+               ) -> tuple[list[ToolInstruction], list[Failure]]:
         tool_of = {t.name: name for name, apis in picked.items() for t in apis}
         sampled = sorted(tool_of)
         categories = {t.category for apis in picked.values() for t in apis}
+        if group == "I1" or not category:  # I1: the tool's; I2/I3: the spec's
+            category = next(iter(categories)) if len(categories) == 1 else None
         out: list[ToolInstruction] = []
         failures: list[Failure] = []
         for item in items:
@@ -405,8 +478,7 @@ class InstructionGenerator:
             iid = content_id(group, query, related, sampled)[:24]
             out.append(ToolInstruction(
                 instruction_id=iid, group=group, query=query, relevant_apis=related,
-                sampled_tools=sampled,
-                category=next(iter(categories)) if len(categories) == 1 else None))
+                sampled_tools=sampled, category=category))
         return out, failures
 
 

@@ -3,7 +3,8 @@ Synergizing Reasoning and Acting in Language Models"; ToolLLM §2.3 and Table 3,
 ToolBench ``Algorithms/single_chain.py``): one chain of thought-and-call steps with the same
 prompts, functions and ``Finish`` as ``dfsdt``, and no backtracking. The chain ends at
 ``Finish`` (``give_answer``: solved when the answer is not empty; ``give_up_and_restart``:
-not solved, with no restart), at the depth limit, or when the query budget is spent.
+not solved, with no restart), at the depth limit, when the query budget is spent, or
+when a teacher call fails (``teacher_error``, unsolved, the error in ``stats["error"]``).
 
 Options: ``max_depth`` (8), ``max_queries`` (40), ``temperature`` (0.0), ``max_tokens``
 (1024).
@@ -55,9 +56,7 @@ class ReActSearcher:
                 messages += s.messages
             try:
                 completion = await env.think(messages)
-            except TeacherError as exc:
-                if exc.retryable:
-                    raise
+            except TeacherError as exc:  # retries spent: unsolved, with the reason
                 reason, error = "teacher_error", str(exc)
                 break
             step = await env.step(completion, len(steps))

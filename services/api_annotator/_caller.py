@@ -6,8 +6,9 @@ and again for every redirect it follows (by hand, up to ``max_redirects``), it c
 * the scheme is http or https and the URL carries no ``user:password@``;
 * the host is on the allow-list (``allowed_hosts``; by default the servers of the spec);
 * the host, and every address DNS gives for it, is public: private, loopback, link-local,
-  multicast, reserved, unspecified and shared (CGNAT) addresses, IPv4-mapped IPv6 ones
-  included, are refused unless the host is on ``allow_private_hosts``;
+  site-local (``fec0::/10``), multicast, reserved, unspecified and shared (CGNAT)
+  addresses, and IPv6 addresses that carry one of them (IPv4-mapped, NAT64, 6to4), are
+  refused unless the host is on ``allow_private_hosts``;
 * a destructive method runs only against a sandbox host: ``DELETE`` always, ``POST``,
   ``PUT`` and ``PATCH`` unless ``allow_write_methods`` lets them run anywhere allowed.
 
@@ -20,13 +21,27 @@ certificate check keep the real name). So a resolver that answers differently th
 time (DNS rebinding) cannot send the request somewhere that was not checked. The client
 ignores proxy environment variables (``trust_env=False``), which would bypass this.
 
+Connections: every origin (scheme, host, port) gets its own connection pool. The URL
+carries the pinned IP, and httpcore pools by (scheme, IP, port), so one shared pool would
+hand a TLS connection opened (and certificate-checked) for ``a.example.com`` to a request
+for ``b.example.com`` on the same address.
+
 Caps: the whole call (DNS, connect, redirects, body) must finish within ``call_timeout``
 seconds; the body is streamed and the call stops as soon as it passes
-``max_response_bytes`` (decoded bytes, so a compressed bomb is caught too).
+``max_response_bytes``. The caller asks for ``Accept-Encoding: identity`` (an argument
+cannot change it) and reads the raw bytes; a server that compresses anyway (gzip,
+deflate, br) is inflated by a bounded decompressor that never makes more than the cap, so
+a compression bomb (800 bytes of brotli that inflate to 512 MiB) stops at the cap.
 
 Credentials (``credentials: {host: {header: value}}``) are added only to requests whose
 host matches that entry, hop by hop, so a redirect to another host never carries them;
-their values are ``SecretStr`` and are never logged or put into a ``ToolResponse``.
+and only over https, unless ``credentials_over_http`` names the host. A redirect from
+https to plain http after a request that carried credentials is refused. Header names
+are merged case-insensitively, credentials winning over arguments (``authorization``
+from the credentials replaces an ``Authorization`` argument: only one is sent). Their
+values are ``SecretStr`` and are never logged or put into a ``ToolResponse``.
+Headers and cookies built from arguments go to the operation's own origin only: a
+redirect to another origin (scheme, host or port) drops them.
 
 Observations: a JSON body is compressed the way ToolLLM (Qin et al. 2023, §2.1 "API
 responses compression") shortens long responses — empty and null fields dropped, long
@@ -45,7 +60,9 @@ import json
 import logging
 import re
 import socket
+import ssl
 import time
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +94,7 @@ DESTRUCTIVE = frozenset({"DELETE"})
 # request headers an argument may not set (the transport owns them)
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
                                "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
-                               "cookie"})
+                               "cookie", "accept-encoding"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -133,6 +150,12 @@ def non_public_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str 
             return non_public_reason(ip.ipv4_mapped)
         if ip in _NAT64:
             return non_public_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None:  # 6to4 (2002::/16) carries an IPv4 address
+            reason = non_public_reason(ip.sixtofour)
+            if reason:
+                return reason
+        if ip.is_site_local:  # fec0::/10, deprecated but still routed privately
+            return "site-local"
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -166,6 +189,8 @@ class CallPolicy:
     #: host pattern -> header -> secret value (never logged; hidden from repr)
     credentials: Mapping[str, Mapping[str, SecretStr]] = field(default_factory=dict,
                                                                repr=False)
+    #: host patterns whose credentials may also go over plain http (else https only)
+    credentials_over_http: tuple[str, ...] = ()
     max_response_bytes: int = 1024 * 1024
     call_timeout: float = 10.0
     max_redirects: int = 3
@@ -187,17 +212,41 @@ class CallPolicy:
                    sandbox_hosts=tuple(cfg.sandbox_hosts),
                    allow_write_methods=frozenset(m.upper() for m in cfg.allow_write_methods),
                    credentials={h: dict(v) for h, v in cfg.credentials.items()},
+                   credentials_over_http=tuple(cfg.credentials_over_http),
                    max_response_bytes=cfg.max_response_bytes, call_timeout=cfg.call_timeout,
                    max_redirects=cfg.max_redirects,
                    response_token_budget=cfg.response_token_budget)
 
-    def credential_headers(self, host: str, port: int) -> dict[str, str]:
+    def credential_headers(self, host: str, port: int,
+                           scheme: str = "https") -> dict[str, str]:
+        """The configured credential headers for ``host:port`` (over ``scheme``: plain
+        http gets none unless ``credentials_over_http`` names the host)."""
         out: dict[str, str] = {}
         for pattern, headers in self.credentials.items():
             if pattern.strip() != "*" and host_matches(host, port, [pattern]):
-                out.update({k: v.get_secret_value() if isinstance(v, SecretStr) else str(v)
-                            for k, v in headers.items()})
+                out = _merge_headers(out, {
+                    k: v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+                    for k, v in headers.items()})
+        if out and scheme != "https" and not host_matches(
+                host, port, [p for p in self.credentials_over_http if p.strip() != "*"]):
+            log.warning("credentials for %s:%d not sent over plain http (name the host in "
+                        "api_annotator.credentials_over_http to allow it)", host, port)
+            return {}
         return out
+
+
+def _merge_headers(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``extra`` on top; header names compared case-insensitively (one name
+    is sent once, with ``extra``'s value)."""
+    replaced = {k.lower() for k in extra}
+    out = {k: v for k, v in base.items() if k.lower() not in replaced}
+    out.update(extra)
+    return out
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return (url.scheme, url.host.lower(),
+            url.port or (443 if url.scheme == "https" else 80))
 
 
 # --- observations ----------------------------------------------------------------------
@@ -281,6 +330,107 @@ def compress_observation(value: Any, budget: int) -> tuple[str, bool]:
     return truncate_tokens(text, budget)[0], True
 
 
+# --- bounded decompression -------------------------------------------------------------
+
+
+def _too_large(limit: int) -> _Failed:
+    return _Failed(f"too large: the response passed the {limit}-byte limit "
+                   "(api_annotator.max_response_bytes); stopped reading")
+
+
+class _BoundedDecoder:
+    """Undoes a ``Content-Encoding`` (none, gzip, deflate, br) without ever holding more
+    than ``limit`` + 1 decoded bytes: it asks each decompressor for at most what is left
+    of the cap, and fails (``too large``) as soon as the output passes it."""
+
+    def __init__(self, content_encoding: str, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        self.kind = codings[0] if len(codings) == 1 else ("" if not codings else "many")
+        self._z: Any = None
+        self._br: Any = None
+        self._deflate_tried = False
+        if self.kind in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.kind == "deflate":
+            self._z = zlib.decompressobj(zlib.MAX_WBITS)
+        elif self.kind == "br":
+            try:
+                import brotli
+            except ImportError:  # pragma: no cover - brotli comes with httpx[brotli]
+                brotli = None
+            if brotli is None or not hasattr(brotli.Decompressor(), "can_accept_more_data"):
+                raise _Failed("the server sent a br-encoded body though identity was asked, "
+                              "and no bounded brotli decoder is installed")
+            self._br = brotli.Decompressor()
+        elif self.kind:
+            raise _Failed(f"the server sent a body with Content-Encoding {content_encoding!r}"
+                          " though identity was asked; only gzip, deflate and br are decoded")
+
+    def _count(self, out: bytes) -> bytes:
+        self.size += len(out)
+        if self.size > self.limit:
+            raise _too_large(self.limit)
+        return out
+
+    def _room(self) -> int:
+        return max(1, self.limit - self.size + 1)
+
+    def _inflate(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            try:
+                piece = self._z.decompress(data, self._room())
+            except zlib.error as exc:
+                if self.kind == "deflate" and not self._deflate_tried and not self.size:
+                    # "deflate" without the zlib header, as some servers send it
+                    self._deflate_tried = True
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise _Failed(f"undecodable body: the {self.kind} body does not decode: "
+                              f"{exc}") from None
+            self._deflate_tried = True
+            out.append(self._count(piece))
+            data = self._z.unconsumed_tail
+            if self._z.eof:
+                break
+        return b"".join(out)
+
+    def feed(self, data: bytes) -> bytes:
+        if self._z is not None:
+            return self._inflate(data)
+        if self._br is not None:
+            import brotli
+            try:
+                out = [self._count(self._br.process(data, output_buffer_limit=self._room()))]
+                while not self._br.can_accept_more_data():
+                    out.append(self._count(self._br.process(
+                        b"", output_buffer_limit=self._room())))
+            except brotli.error as exc:
+                raise _Failed(f"undecodable body: the br body does not decode: {exc}") \
+                    from None
+            return b"".join(out)
+        return self._count(data)
+
+    def flush(self) -> bytes:
+        if self._z is not None:
+            # every input byte was fed with the cap; what zlib still holds is small
+            return self._count(self._z.flush())
+        return b""
+
+
+async def _raw_chunks(response: httpx.Response) -> Any:
+    """The body as sent (no decoding). A response already read into memory (the test
+    seam, ``httpx.MockTransport``) gives its content."""
+    if response.is_stream_consumed:
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
 # --- the caller ------------------------------------------------------------------------
 
 
@@ -311,13 +461,19 @@ def _path_segment(value: Any) -> str:
 class GuardedCaller:
     """The ``ToolCaller`` the api-annotator's plugins receive. Use it as an async context
     manager, or call ``aclose()``. ``transport`` is the test seam httpx offers; the guards
-    run in front of it either way."""
+    run in front of it either way. ``verify`` is how certificates are checked (an
+    ``ssl.SSLContext`` trusting a test CA in the tests; the system's CAs by default)."""
 
     def __init__(self, policy: CallPolicy, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.policy = policy
+        # a test seam: a given transport is shared by every origin (real calls get one
+        # connection pool per origin, see the module docstring)
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        #: how server certificates are checked (True: the system's CAs, via httpx)
+        self._verify = verify
+        self._clients: dict[tuple[str, str, int], httpx.AsyncClient] = {}
         #: calls made, and refused, by this caller
         self.calls = 0
         self.refusals = 0
@@ -329,17 +485,20 @@ class GuardedCaller:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport, trust_env=False, follow_redirects=False,
-                timeout=httpx.Timeout(self.policy.call_timeout),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8))
-        return self._client
+    def _http(self, origin: tuple[str, str, int]) -> httpx.AsyncClient:
+        """The client (and connection pool) of one origin: a connection opened for one
+        host name is never reused for another that resolves to the same address."""
+        client = self._clients.get(origin)
+        if client is None:
+            client = self._clients[origin] = httpx.AsyncClient(
+                transport=self._transport, verify=self._verify, trust_env=False,
+                follow_redirects=False, timeout=httpx.Timeout(self.policy.call_timeout),
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=4))
+        return client
 
     async def call(self, tool: ApiTool, arguments: dict[str, Any]) -> ToolResponse:
         started = time.perf_counter()
@@ -511,17 +670,22 @@ class GuardedCaller:
                 if redirects:
                     raise _Refused(f"redirected to {hop.url}: {exc}") from None
                 raise
-            headers = dict(hop.headers)
-            headers.update(p.credential_headers(host, port))
-            headers["Host"] = url.netloc.decode("ascii")
-            headers.setdefault("Accept", "application/json, */*;q=0.5")
+            credentials = p.credential_headers(host, port, url.scheme)
+            # credentials win over argument headers of the same name, in any case
+            headers = _merge_headers(hop.headers, credentials)
+            if not any(k.lower() == "accept" for k in headers):
+                headers["Accept"] = "application/json, */*;q=0.5"
+            # set last: no argument (or credential) can ask for a compressed body
+            headers = _merge_headers(headers, {"Host": url.netloc.decode("ascii"),
+                                               "Accept-Encoding": "identity"})
             extensions: dict[str, Any] = {}
             if url.scheme == "https":
                 extensions["sni_hostname"] = host
             pinned = url.copy_with(host=ip)
-            request = self._http().build_request(hop.method, pinned, headers=headers,
-                                                 extensions=extensions, **hop.body)
-            response = await self._http().send(request, stream=True)
+            client = self._http(_origin(url))
+            request = client.build_request(hop.method, pinned, headers=headers,
+                                           extensions=extensions, **hop.body)
+            response = await client.send(request, stream=True)
             try:
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     if redirects >= p.max_redirects:
@@ -529,13 +693,25 @@ class GuardedCaller:
                                       "(api_annotator.max_redirects)")
                     redirects += 1
                     target = urljoin(hop.url, response.headers["location"])
+                    target_url = httpx.URL(target)
+                    if credentials and url.scheme == "https" and target_url.scheme == "http":
+                        raise _Refused(f"redirected to {target}: a redirect from https to "
+                                       "plain http after a request that carried credentials "
+                                       "is refused")
                     method = hop.method
                     body = hop.body
                     if response.status_code == 303 and method != "HEAD" or \
                             response.status_code in (301, 302) and method == "POST":
                         method, body = "GET", {}
-                    new_headers = {k: v for k, v in hop.headers.items()
-                                   if k.lower() != "content-type" or body}
+                    if target_url.scheme in {"http", "https"} and target_url.host and \
+                            _origin(target_url) == _origin(url):
+                        new_headers = {k: v for k, v in hop.headers.items()
+                                       if k.lower() != "content-type" or body}
+                    else:
+                        # another origin: argument-built headers and cookies stay behind
+                        # (only the body's Content-Type goes with the body)
+                        new_headers = {k: v for k, v in hop.headers.items()
+                                       if k.lower() == "content-type" and body}
                     hop = _Hop(url=target, method=method, headers=new_headers, body=body)
                     continue
                 return await self._read(response)
@@ -548,15 +724,20 @@ class GuardedCaller:
         if length.isdigit() and int(length) > p.max_response_bytes:
             raise _Failed(f"too large: the response is {length} bytes, over the "
                           f"{p.max_response_bytes}-byte limit (api_annotator.max_response_bytes)")
+        decoder = _BoundedDecoder("" if response.is_stream_consumed  # already decoded
+                                  else response.headers.get("content-encoding", ""),
+                                  p.max_response_bytes)
         chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > p.max_response_bytes:
-                raise _Failed(f"too large: the response passed the {p.max_response_bytes}-"
-                              "byte limit (api_annotator.max_response_bytes); stopped reading")
-            chunks.append(chunk)
+        raw = 0
+        # raw bytes, inflated here within the cap (httpx would inflate each chunk whole)
+        async for chunk in _raw_chunks(response):
+            raw += len(chunk)
+            if raw > p.max_response_bytes:
+                raise _too_large(p.max_response_bytes)
+            chunks.append(decoder.feed(chunk))
+        chunks.append(decoder.flush())
         data = b"".join(chunks)
+        size = decoder.size
         media = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
         encoding = response.charset_encoding or "utf-8"
         try:

@@ -5,16 +5,22 @@ For each spec (ToolLLM, Qin et al. 2023, end to end):
 1. load it from the store (``specs/<spec_id>``) with ``load_spec``; an invalid one is
    reported on ``syllabus.generation.failed`` (stage ``api-annotator``) and acknowledged;
 2. API filtering (the ``filter`` plugin): every operation is called once through the
-   guarded caller; the verdicts, with reasons, go to ``tools/<spec_id>/filter.json``;
+   guarded caller; the verdicts, with reasons, go to ``tools/<spec_id>/filter.json``
+   with a fingerprint of what they depend on (the filter, its options, the call policy,
+   the run, the operations). A redelivery of the same spec in the same run finds them
+   there and reuses them: no API is called twice (real servers, and allowed POSTs);
 3. instruction generation (the ``instructions`` plugin) for each configured group (I1,
-   I2, I3); instructions naming APIs outside their sample, and unusable output, go to
-   ``syllabus.generation.failed`` with the reason;
+   I2, I3); instructions naming APIs outside their sample, unusable output and failed
+   teacher calls go to ``syllabus.generation.failed`` with the reason; a group with no
+   sample (I2 on a spec with one tool) is recorded with why in ``eval.json``
+   (``instructions.<group>.skipped``) and the log;
 4. solution search (the ``solver`` plugin, DFSDT by default) on every instruction, through
    the guarded caller. Every search is published on ``syllabus.tools.annotated``: the solved
    ones (``solved=True``) are the training data; the unsolved ones are published too, with
-   ``solved=False``, the last path tried and ``reason`` (give-up, budget, exhausted...), so
-   "why is there no trajectory for this instruction?" has an answer. The data set builder
-   takes only solved trajectories;
+   ``solved=False``, the last path tried and ``reason`` (give-up, budget, exhausted,
+   teacher_error...), so "why is there no trajectory for this instruction?" has an
+   answer. A teacher failure ends that one search (``teacher_error``), never the spec.
+   The data set builder takes only solved trajectories;
 5. evaluation (the ``evaluator`` plugin, ToolEval's rule-based pass rate) per group and
    method, over the solver and the ``compare_solvers`` (run on the same instructions for
    the evaluation only); the summary goes to ``tools/<spec_id>/eval.json`` and the log.
@@ -43,13 +49,14 @@ from syllabus.contracts import (
     GenerationFailed,
     PluginRef,
     SolveResult,
+    TeacherError,
     TeacherRef,
     ToolInstruction,
     ToolTrajectory,
     content_id,
 )
 
-from ..runtime import HandlerContext, ManagedTeacher, Registered, Runtime
+from ..runtime import HandlerContext, ManagedTeacher, ObjectNotFound, Registered, Runtime
 from ._caller import CallPolicy, GuardedCaller
 from ._specs import SpecError, load_spec
 
@@ -129,8 +136,9 @@ async def annotate_spec(rt: Runtime, event: ApiSpecSubmitted, *, teacher: Manage
     policy = CallPolicy.from_settings(cfg, servers=spec.servers,
                                       allowed_hosts=event.allowed_hosts)
     async with GuardedCaller(policy) as caller:
-        tools = await _filter(rt, event, spec.tools, caller, filter_reg, outcome)
-        instructions = await _instructions(rt, event, tools, teacher, generator, outcome)
+        tools = await _filter(rt, event, spec.tools, caller, filter_reg, outcome, policy)
+        instructions = await _instructions(rt, event, tools, teacher, generator, outcome,
+                                           category=spec.title)
         results = await _solve_all(rt, event, instructions, tools, teacher, caller, solver,
                                    compare, outcome)
     if evaluator is not None:
@@ -150,25 +158,65 @@ async def _write_outcome(rt: Runtime, outcome: SpecOutcome) -> None:
                        content_type="application/json")
 
 
+def _filter_fingerprint(event: ApiSpecSubmitted, tools: list[ApiTool], reg: Registered,
+                        options: dict, policy: CallPolicy) -> str:
+    """What the verdicts depend on: the same fingerprint means the stored ones hold."""
+    rules = {"allowed": policy.allowed_hosts, "private": policy.allow_private_hosts,
+             "sandbox": policy.sandbox_hosts, "writes": sorted(policy.allow_write_methods),
+             "credential_hosts": sorted(policy.credentials),  # the host names, no secrets
+             "credentials_over_http": policy.credentials_over_http,
+             "caps": [policy.max_response_bytes, policy.call_timeout, policy.max_redirects,
+                      policy.response_token_budget]}
+    return content_id(reg.name, reg.version, options, rules, event.run_id,
+                      [t.model_dump(mode="json") for t in tools])[:32]
+
+
+def _stored_verdicts(rt: Runtime, key: str, fingerprint: str) -> list[ApiVerdict] | None:
+    try:
+        stored = json.loads(rt.store.get(key))
+    except ObjectNotFound:
+        return None
+    except ValueError as exc:
+        log.warning("%s is not readable (%s); calling the APIs again", key, exc)
+        return None
+    if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint:
+        return None
+    try:
+        return [ApiVerdict.model_validate(v) for v in stored.get("verdicts") or ()]
+    except ValueError as exc:
+        log.warning("%s has invalid verdicts (%s); calling the APIs again", key, exc)
+        return None
+
+
 async def _filter(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
                   caller: GuardedCaller, reg: Registered | None,
-                  outcome: SpecOutcome) -> list[ApiTool]:
+                  outcome: SpecOutcome, policy: CallPolicy | None = None) -> list[ApiTool]:
     cfg = rt.settings.api_annotator
     outcome["tools"] = len(tools)
     if reg is None:
         outcome["working_tools"] = len(tools)
         return tools
-    verdicts: list[ApiVerdict] = await reg.obj.check(tools, caller=caller,
-                                                     options=dict(cfg.filter_options))
+    options = dict(cfg.filter_options)
+    key = filter_key(event.spec_id)
+    fingerprint = _filter_fingerprint(event, tools, reg, options, policy or caller.policy)
+    verdicts = await rt.to_thread(_stored_verdicts, rt, key, fingerprint)
+    if verdicts is not None and {v.tool for v in verdicts} == {t.name for t in tools}:
+        # a redelivery: the APIs were called already (and the writes made); not again
+        log.info("%s: reusing the %d stored filter verdicts of %s (no API called again)",
+                 event.filename, len(verdicts), key)
+        outcome["filter_reused"] = True
+    else:
+        verdicts = await reg.obj.check(tools, caller=caller, options=options)
+        for v in verdicts:
+            TOOL_CHECKS.labels(outcome="kept" if v.kept else "dropped",
+                               reason=v.reason if not v.kept else "ok").inc()
+        body = json.dumps({"spec_id": event.spec_id, "filename": event.filename,
+                           "filter": reg.name, "fingerprint": fingerprint,
+                           "verdicts": [v.model_dump() for v in verdicts]},
+                          indent=2, sort_keys=True) + "\n"
+        await rt.to_thread(rt.store.put, key, body.encode(),
+                           content_type="application/json")
     kept = {v.tool for v in verdicts if v.kept}
-    for v in verdicts:
-        TOOL_CHECKS.labels(outcome="kept" if v.kept else "dropped",
-                           reason=v.reason if not v.kept else "ok").inc()
-    body = json.dumps({"spec_id": event.spec_id, "filename": event.filename,
-                       "filter": reg.name, "verdicts": [v.model_dump() for v in verdicts]},
-                      indent=2, sort_keys=True) + "\n"
-    await rt.to_thread(rt.store.put, filter_key(event.spec_id), body.encode(),
-                       content_type="application/json")
     working = [t for t in tools if t.name in kept]
     dropped = Counter(v.reason for v in verdicts if not v.kept)
     outcome["working_tools"] = len(working)
@@ -181,16 +229,25 @@ async def _filter(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
 
 async def _instructions(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
                         teacher: ManagedTeacher, reg: Registered,
-                        outcome: SpecOutcome) -> list[ToolInstruction]:
+                        outcome: SpecOutcome, *, category: str = "") -> list[ToolInstruction]:
     cfg = rt.settings.api_annotator
     out: list[ToolInstruction] = []
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int | str]] = {}
     if not tools:
         log.warning("%s: no working operations, so no instructions", event.filename)
+    # the category of multi-tool instructions is the spec (its title)
+    options = {"category": category, **cfg.instruction_options} if category \
+        else dict(cfg.instruction_options)
     for group in cfg.groups if tools else ():
         made, failures = await reg.obj.generate(tools, group=group, teacher=teacher,
-                                                options=dict(cfg.instruction_options))
+                                                options=dict(options))
         counts[group] = {"kept": len(made), "dropped": len(failures)}
+        if not made and not failures:  # nothing to sample: say why, nothing silent
+            explain = getattr(reg.obj, "skipped_reason", None)
+            why = (explain(tools, group, dict(options)) if explain else None) or \
+                f"{reg.name} made no {group} sample from {len(tools)} operations"
+            counts[group]["skipped"] = why
+            log.warning("%s: no %s instructions: %s", event.filename, group, why)
         TOOL_INSTRUCTIONS.labels(group=group, outcome="kept").inc(len(made))
         TOOL_INSTRUCTIONS.labels(group=group, outcome="dropped").inc(len(failures))
         for i, failure in enumerate(failures):
@@ -216,8 +273,16 @@ async def _solve_all(rt: Runtime, event: ApiSpecSubmitted, instructions: list[To
     async def one(ins: ToolInstruction, reg: Registered, publish: bool) -> None:
         options = dict(cfg.solver_options)
         async with sem:
-            result = await reg.obj.solve(ins, tools, teacher=teacher, caller=caller,
-                                         options=options)
+            try:
+                result = await reg.obj.solve(ins, tools, teacher=teacher, caller=caller,
+                                             options=options)
+            except TeacherError as exc:
+                # a solver that lets a teacher failure out: this search is unsolved, with
+                # the reason; the spec (and its real API calls) is not redone for it
+                log.warning("%s: %s search of %s failed: %s", event.filename, reg.name,
+                            ins.instruction_id, exc)
+                result = SolveResult(method=reg.name, solved=False,
+                                     stats={"stop_reason": "teacher_error", "error": str(exc)})
         results.append((ins, result))
         outcome_label = "solved" if result.solved else "unsolved"
         TOOL_SEARCHES.labels(method=result.method, group=ins.group, outcome=outcome_label).inc()
@@ -239,7 +304,7 @@ async def _solve_all(rt: Runtime, event: ApiSpecSubmitted, instructions: list[To
             teacher=teacher.ref, run_id=event.run_id, instruction_id=ins.instruction_id,
             relevant_apis=ins.relevant_apis, category=ins.category,
             gave_up=result.gave_up and not result.solved,
-            reason="" if result.solved else str(stats.get("stop_reason", "unsolved")),
+            reason="" if result.solved else _unsolved_reason(stats),
             teacher_calls=result.teacher_calls, api_calls=result.api_calls, stats=stats))
 
     jobs = [one(ins, solver, True) for ins in instructions]
@@ -253,6 +318,14 @@ async def _solve_all(rt: Runtime, event: ApiSpecSubmitted, instructions: list[To
     return results
 
 
+def _unsolved_reason(stats: dict) -> str:
+    """``give_up``, ``budget``, ... and, for a failed teacher call, the error with it."""
+    reason = str(stats.get("stop_reason", "unsolved"))
+    if reason == "teacher_error" and stats.get("error"):
+        reason += f": {str(stats['error'])[:500]}"
+    return reason
+
+
 def build_router(rt: Runtime) -> NatsRouter:
     cfg = rt.settings.api_annotator
     # unknown or mis-staged plugins fail here, when the service starts
@@ -262,6 +335,12 @@ def build_router(rt: Runtime) -> NatsRouter:
     compare = [_plugin(rt, name, "solver") for name in cfg.compare_solvers
                if name != cfg.solver]
     evaluator = _plugin(rt, cfg.evaluator, "eval") if cfg.evaluator else None
+    check = getattr(generator.obj, "check_options", None)
+    if check is not None:  # bad instruction options fail here, not on every spec
+        try:
+            check(dict(cfg.instruction_options))
+        except ValueError as exc:
+            raise ValueError(f"api_annotator.instruction_options: {exc}") from None
     teacher = rt.teacher()
     router = NatsRouter()
 
