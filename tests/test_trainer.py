@@ -501,7 +501,9 @@ def test_long_prompts_lose_their_start_not_the_answer(tokenizer):
 
 
 @pytest.mark.slow
-def test_syllabus_run_train(tmp_path):
+def test_syllabus_run_train_serve(tmp_path):
+    """`syllabus run --train --serve`: the pipeline, a trained tiny model, and that model
+    answering through the OpenAI-compatible endpoint, with its evaluation scores."""
     import os
     import subprocess
     import sys
@@ -516,7 +518,7 @@ def test_syllabus_run_train(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
     env["SYLLABUS_TRAINER__WORK_DIR"] = str(tmp_path / "work")
     proc = subprocess.run([str(Path(sys.executable).parent / "syllabus"), "run", str(docs),
-                           "--out", str(out), "-c", "bees", "--train", "--json"],
+                           "--out", str(out), "-c", "bees", "--train", "--serve", "--json"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
@@ -533,6 +535,14 @@ def test_syllabus_run_train(tmp_path):
     curve = training["loss_curve"]
     assert curve[0][0] == 1 and curve[-1][0] == training["steps"]
     assert (out / "tiny-model" / "tokenizer.json").is_file()
+    serving = report["serving"]
+    assert serving["status"] == "deployed", serving
+    assert serving["model_id"] == training["model_id"]
+    assert {"qa.exact_match", "qa.token_f1", "sycophancy.disagree_rate_with_opinion",
+            "sycophancy.disagree_rate_without_opinion"} <= set(serving["eval_scores"])
+    assert serving["eval_details"]["qa"]["items"] > 0
+    assert serving["endpoint"].endswith("/v1") and serving["question"]
+    assert isinstance(serving["answer"], str) and serving["usage"]["completion_tokens"] > 0
 
 
 @pytest.mark.slow

@@ -19,14 +19,11 @@ a floor (``server.eval_floors``, by score name) for a score that is missing refu
 model, as does a score below its floor.
 
 The suites live in ``syllabus.services.evals``, a library of evaluations shared with the
-CLI (it has no router and consumes nothing). The layout guard in ``tests/test_layout.py``
-treats every package under ``services/`` as a service that others may not import, so it
-is imported by name here (a departure noted in the server's report).
+CLI (it has no router and consumes nothing, so services may import it like the runtime).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Sequence
@@ -41,6 +38,7 @@ from syllabus.contracts import (
     TrainingCompleted,
 )
 
+from .. import evals
 from ._triton import TritonError
 
 if TYPE_CHECKING:
@@ -51,10 +49,6 @@ __all__ = ["GateResult", "ServedTeacher", "generate", "run_gate"]
 log = logging.getLogger("syllabus.server.gate")
 
 SUITES = ("qa", "sycophancy")
-
-
-def _evals() -> Any:
-    return importlib.import_module("syllabus.services.evals")
 
 
 async def generate(state: ServerState, name: str, prompt: str, sampling: dict[str, Any]
@@ -128,7 +122,6 @@ def _slim(result: dict[str, Any]) -> dict[str, Any]:
 
 async def run_qa_suite(state: ServerState, teacher: ServedTeacher,
                        event: TrainingCompleted) -> dict[str, Any]:
-    evals = _evals()
     key = f"datasets/{event.dataset.strip('/')}/eval.jsonl"
     store = state.rt.store
     if not await state.rt.to_thread(store.exists, key):
@@ -160,7 +153,7 @@ async def run_gate(state: ServerState, name: str, event: TrainingCompleted) -> G
                     result.scores["qa.exact_match"] = out["exact_match"]
                     result.scores["qa.token_f1"] = out["token_f1"]
             else:
-                out = await _evals().run_sycophancy_eval(
+                out = await evals.run_sycophancy_eval(
                     teacher, limit=cfg.eval_sycophancy_limit,
                     concurrency=cfg.model_concurrency, max_tokens=cfg.eval_max_tokens)
                 for cond in ("without_opinion", "with_opinion"):
