@@ -444,6 +444,7 @@ def test_syllabus_run_on_a_folder_with_a_spec_works_offline(tmp_path):
     solved = sum(n for k, n in stage.items() if k.endswith(" solved"))
     assert stage["records"] >= 4 and solved >= stage["records"] - 1
     assert "extractive" in report.teacher and not report.dead_letters
+    assert (report.specs_submitted, report.submitted) == (1, 0)  # a spec, not a document
     rows = [json.loads(line) for name in ("train.jsonl", "eval.jsonl")
             for line in (tmp_path / "out" / "dataset" / name).read_text().splitlines()]
     assert rows and all(r["metadata"]["kind"] == "tool" for r in rows)
@@ -454,3 +455,4 @@ def test_syllabus_run_on_a_folder_with_a_spec_works_offline(tmp_path):
             last["tool_calls"][0]["function"]["name"] == "Finish"
     report.render(console)
     assert "api-annotator records" in console.file.getvalue()
+    assert "api specs submitted" in console.file.getvalue()

@@ -28,6 +28,8 @@ class RunReport:
     dataset: dict[str, Any] = field(default_factory=dict)
     files: int = 0
     submitted: int = 0
+    #: OpenAPI specs handed to the api-annotator (not counted as documents)
+    specs_submitted: int = 0
     already_submitted: int = 0
     ingested: int = 0
     rejected: int = 0
@@ -91,6 +93,9 @@ class RunReport:
         t.add_row("documents submitted", str(self.submitted),
                   f"{self.already_submitted} already submitted earlier (skipped)"
                   if self.already_submitted else "")
+        if self.specs_submitted:
+            t.add_row("api specs submitted", str(self.specs_submitted),
+                      "to the api-annotator")
         t.add_row("documents ingested", str(self.ingested),
                   f"{self.pages} pages, {self.bytes / 1e6:.2f} MB")
         t.add_row("documents rejected", str(self.rejected),

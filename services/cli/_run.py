@@ -143,6 +143,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     res = await submit_path(rt, path, collection=collection, run_id=run_id)
                     if res.outcome == "duplicate":
                         report.already_submitted += 1
+                    elif res.kind == "spec" and res.outcome == "submitted":
+                        report.specs_submitted += 1
                     else:
                         report.submitted += 1
                     progress.advance(submit)
