@@ -34,7 +34,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from ._local_server import LocalServer
 
 __all__ = [
     "ReceivedRequest",
@@ -60,8 +61,6 @@ __all__ = [
     "tool_call",
     "tool_calls",
 ]
-
-_START_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -163,15 +162,6 @@ class ReceivedRequest:
     received_at: float
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 def _words(value: Any) -> int:
     if isinstance(value, str):
         return len(value.split())
@@ -198,8 +188,7 @@ class ScriptedOpenAI:
         self.model_list_calls = 0
         self._queue: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalServer | None = None
         self._semaphore: Any = None
         self._semaphore_size: int | None = None
         self._counter = 0
@@ -360,50 +349,20 @@ class ScriptedOpenAI:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> ScriptedOpenAI:
-        import uvicorn
-
-        sock = _free_socket()
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
-        server = uvicorn.Server(config)
-        self._server = server
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            except BaseException as exc:  # reported by start()
-                failure.append(exc)
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"scripted-openai-{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not server.started:
-            if failure or not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the scripted OpenAI server did not start: {failure!r}")
-            time.sleep(0.01)
+        server = LocalServer(self._app(), name="scripted-openai",
+                             what="the scripted OpenAI server", start_timeout=10.0)
+        self._server = server.start()
+        self.port = server.port
         return self
 
     def stop(self) -> None:
         """Stop at once: replies still being delayed are cut off. Idempotent."""
-        server, thread = self._server, self._thread
-        if server is not None:
-            server.should_exit = True
-            server.force_exit = True
-        if thread is not None:
-            thread.join(timeout=10)
-            if thread.is_alive():
-                raise RuntimeError("the scripted OpenAI server did not stop")
-        self._thread = None
+        if self._server is not None:
+            self._server.stop(strict=True)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._server is not None and self._server.running
 
     def __enter__(self) -> ScriptedOpenAI:
         return self.start()

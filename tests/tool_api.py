@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import socket
 import ssl
 import threading
 import time
@@ -69,6 +68,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from ._local_server import LocalServer
 
 __all__ = ["BOOKS", "BROKEN", "DESTRUCTIVE", "RATES", "WEATHER", "WORKING", "LocalServer",
            "TlsFiles", "ToolApi", "make_tls_files", "tool_api"]
@@ -92,79 +93,6 @@ BROKEN = {"slowCatalog": "timeout", "bookCover": "empty body", "weatherAlerts": 
           "radarMap": "html error page", "legacyRates": "not json",
           "rateHistory": "wrong type"}
 DESTRUCTIVE = ["clearRateCache"]
-
-_START_TIMEOUT_S = 20.0
-
-
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-class LocalServer:
-    """Any ASGI app served by uvicorn in a thread on a free 127.0.0.1 port."""
-
-    def __init__(self, app: Any, name: str = "local-api",
-                 tls: TlsFiles | None = None) -> None:
-        self.app = app
-        self.name = name
-        self.tls = tls
-        self.port = 0
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    def start(self) -> LocalServer:
-        import uvicorn
-
-        sock = _free_socket()
-        self.port = sock.getsockname()[1]
-        tls = {} if self.tls is None else {"ssl_certfile": str(self.tls.cert),
-                                           "ssl_keyfile": str(self.tls.key)}
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1, **tls)
-        server = uvicorn.Server(config)
-        self._server = server
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            except BaseException as exc:  # reported by start()
-                failure.append(exc)
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"{self.name}-{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not server.started:
-            if failure or not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not start: {failure!r}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is not None:
-            server.should_exit = True
-            server.force_exit = True
-        if thread is not None:
-            thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True)
@@ -509,9 +437,9 @@ class ToolApi(LocalServer):
         self._stopping = threading.Event()
         super().__init__(build_app(self.hits, self._stopping), name="tool-api", tls=tls)
 
-    def stop(self) -> None:
+    def stop(self, *, strict: bool = False) -> None:
         self._stopping.set()
-        super().stop()
+        super().stop(strict=strict)
 
     @property
     def host(self) -> str:

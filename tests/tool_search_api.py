@@ -14,14 +14,13 @@ explicitly, as a test must). Every request is counted in ``.hits``.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from syllabus.contracts import ApiTool
+
+from ._local_server import LocalServer
 
 __all__ = ["LocalToolApi", "ToolSpec"]
 
@@ -37,17 +36,11 @@ class ToolSpec:
     enum: dict[str, list[str]] = field(default_factory=dict)
 
 
-class LocalToolApi:
+class LocalToolApi(LocalServer):
     def __init__(self, specs: list[ToolSpec]) -> None:
+        super().__init__(None, name="tool-api", what="the local tool API", start_timeout=10.0)
         self.specs = {s.name: s for s in specs}
         self.hits: Counter[str] = Counter()
-        self.port = 0
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def _handle(self, request: Any) -> Any:
         from starlette.responses import HTMLResponse, JSONResponse
@@ -99,47 +92,9 @@ class LocalToolApi:
                                         allow_private_hosts=("127.0.0.1",),
                                         call_timeout=5.0))
 
-    def start(self) -> LocalToolApi:
-        import uvicorn
+    def start(self) -> Self:
         from starlette.applications import Starlette
         from starlette.routing import Route
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        app = Starlette(routes=[Route("/api/{tool}", self._handle, methods=["GET"])])
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                               lifespan="off", timeout_graceful_shutdown=1))
-        self._server = server
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"tool-api-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the local tool API did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> LocalToolApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.app = Starlette(routes=[Route("/api/{tool}", self._handle, methods=["GET"])])
+        return super().start()

@@ -24,6 +24,7 @@ from syllabus.contracts import (
     ChatMessage,
     Completion,
     GenerationParams,
+    SolveResult,
     Teacher,
     TeacherError,
     ToolCall,
@@ -205,6 +206,31 @@ class Environment:
         self.functions = [t.openai_tool() for t in self.tools.values()] + [FINISH_FUNCTION]
         self.stats: dict[str, int] = {"hallucinated_calls": 0, "failed_calls": 0,
                                       "bad_arguments": 0, "no_call_turns": 0}
+
+    @classmethod
+    def from_options(cls, instruction: ToolInstruction, tools: list[ApiTool], *,
+                     teacher: Teacher, caller: ToolCaller,
+                     options: dict[str, Any]) -> Environment:
+        """The environment of a searcher's options: its budget of ``max_queries`` teacher
+        calls (40), ``temperature`` (0.0) and ``max_tokens`` (1024)."""
+        return cls(instruction, tools, teacher=teacher, caller=caller,
+                   budget=Budget(max_queries=option(options, "max_queries", 40, int, 1)),
+                   temperature=option(options, "temperature", 0.0, float, 0.0),
+                   max_tokens=option(options, "max_tokens", 1024, int, 1))
+
+    def result(self, method: str, root: list[ChatMessage], steps: list[Step], *,
+               solved: bool, gave_up: bool, stats: dict[str, Any],
+               error: str | None = None) -> SolveResult:
+        """The ``SolveResult`` of the path ``root`` + ``steps`` (the final answer is the last
+        step's, when it called ``Finish``); ``error``, if any, goes into ``stats``."""
+        if error:
+            stats["error"] = error
+        last = steps[-1] if steps else None
+        return SolveResult(
+            method=method, solved=solved, gave_up=gave_up,
+            final_answer=last.final_answer if last is not None and last.finished else None,
+            messages=transcript(root, steps), teacher_calls=self.budget.teacher_calls,
+            api_calls=self.budget.api_calls, tools=self.functions, stats=stats)
 
     def root(self) -> list[ChatMessage]:
         """The system and user messages every path starts with."""

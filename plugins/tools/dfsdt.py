@@ -50,7 +50,7 @@ from syllabus.contracts import (
     hookimpl,
 )
 
-from ._search import DIVERSITY_PROMPT, Budget, Environment, Step, option, transcript
+from ._search import DIVERSITY_PROMPT, Environment, Step, option
 
 __all__ = ["DFSDTSearcher", "register_tool_annotators"]
 
@@ -174,10 +174,8 @@ class DFSDTSearcher:
                     options: dict[str, Any]) -> SolveResult:
         width = option(options, "width", 2, int, 1)
         max_depth = option(options, "max_depth", 8, int, 1)
-        budget = Budget(max_queries=option(options, "max_queries", 40, int, 1))
-        env = Environment(instruction, tools, teacher=teacher, caller=caller, budget=budget,
-                          temperature=option(options, "temperature", 0.0, float, 0.0),
-                          max_tokens=option(options, "max_tokens", 1024, int, 1))
+        env = Environment.from_options(instruction, tools, teacher=teacher, caller=caller,
+                                       options=options)
         search = _Search(env, width=width, max_depth=max_depth)
         root = _Node(step=None)
         await search.dfs(root)
@@ -188,16 +186,10 @@ class DFSDTSearcher:
         stats: dict[str, Any] = {**search.stats, **env.stats,
                                  "stop_reason": "answer" if solved else search.stop_reason,
                                  "width": width, "max_depth": max_depth,
-                                 "max_queries": budget.max_queries}
-        if search.error:
-            stats["error"] = search.error
-        return SolveResult(
-            method=self.name, solved=solved,
-            gave_up=not solved and last is not None and last.gave_up,
-            final_answer=last.final_answer if last is not None and last.finished else None,
-            messages=transcript(search.root_messages, steps),
-            teacher_calls=budget.teacher_calls, api_calls=budget.api_calls,
-            tools=env.functions, stats=stats)
+                                 "max_queries": env.budget.max_queries}
+        return env.result(self.name, search.root_messages, steps, solved=solved,
+                          gave_up=not solved and last is not None and last.gave_up,
+                          stats=stats, error=search.error)
 
 
 @hookimpl

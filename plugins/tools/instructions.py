@@ -56,6 +56,7 @@ import json
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from syllabus.contracts import (
@@ -235,16 +236,16 @@ def sample(tools: list[ApiTool], group: InstructionGroup, *, rng: random.Random,
         if len(candidates) > samples:
             candidates = rng.sample(candidates, samples)
         return candidates
-    if group == "I2":
-        if len(groups) < min_tools:
-            return []
+
+    def distinct(choose: Callable[[], list[str]]) -> list[dict[str, list[ApiTool]]]:
+        # up to ``samples`` different samples of the tools ``choose()`` names, at most
+        # max_apis_per_tool APIs of each (samples * 4 tries)
         out = []
         seen: set[tuple[str, ...]] = set()
         for _ in range(samples * 4):
             if len(out) >= samples:
                 break
-            k = rng.randint(min_tools, min(max_tools, len(groups)))
-            names = sorted(rng.sample(sorted(groups), k))
+            names = choose()
             picked = {n: sorted(rng.sample(groups[n], min(max_apis_per_tool, len(groups[n]))),
                                 key=lambda t: t.name) for n in names}
             key = tuple(t.name for apis in picked.values() for t in apis)
@@ -252,23 +253,21 @@ def sample(tools: list[ApiTool], group: InstructionGroup, *, rng: random.Random,
                 seen.add(key)
                 out.append(picked)
         return out
-    # I3: the whole spec (at most i3_max_tools of its tools), at most max_apis_per_tool
-    # APIs of each
-    out = []
-    seen3: set[tuple[str, ...]] = set()
-    for _ in range(samples * 4):
-        if len(out) >= samples:
-            break
+
+    if group == "I2":
+        if len(groups) < min_tools:
+            return []
+        return distinct(lambda: sorted(rng.sample(
+            sorted(groups), rng.randint(min_tools, min(max_tools, len(groups))))))
+
+    # I3: the whole spec (at most i3_max_tools of its tools)
+    def whole_spec() -> list[str]:
         names = sorted(groups)
         if len(names) > i3_max_tools:
             names = sorted(rng.sample(names, rng.randint(min_tools, i3_max_tools)))
-        picked = {n: sorted(rng.sample(groups[n], min(max_apis_per_tool, len(groups[n]))),
-                            key=lambda t: t.name) for n in names}
-        key = tuple(t.name for apis in picked.values() for t in apis)
-        if key not in seen3:
-            seen3.add(key)
-            out.append(picked)
-    return out
+        return names
+
+    return distinct(whole_spec)
 
 
 def _check_counts(min_tools: int, max_tools: int, i3_max_tools: int) -> None:

@@ -24,7 +24,7 @@ from syllabus.contracts import (
     hookimpl,
 )
 
-from ._search import Budget, Environment, Step, option, transcript
+from ._search import Environment, Step, option
 
 __all__ = ["ReActSearcher", "register_tool_annotators"]
 
@@ -39,10 +39,9 @@ class ReActSearcher:
                     teacher: Teacher, caller: ToolCaller,
                     options: dict[str, Any]) -> SolveResult:
         max_depth = option(options, "max_depth", 8, int, 1)
-        budget = Budget(max_queries=option(options, "max_queries", 40, int, 1))
-        env = Environment(instruction, tools, teacher=teacher, caller=caller, budget=budget,
-                          temperature=option(options, "temperature", 0.0, float, 0.0),
-                          max_tokens=option(options, "max_tokens", 1024, int, 1))
+        env = Environment.from_options(instruction, tools, teacher=teacher, caller=caller,
+                                       options=options)
+        budget = env.budget
         root = env.root()
         steps: list[Step] = []
         reason = "depth_limit"
@@ -70,13 +69,9 @@ class ReActSearcher:
             reason = "empty_answer"
         stats: dict[str, Any] = {**env.stats, "nodes": len(steps), "stop_reason": reason,
                                  "max_depth": max_depth, "max_queries": budget.max_queries}
-        if error:
-            stats["error"] = error
-        return SolveResult(
-            method=self.name, solved=solved, gave_up=bool(last is not None and last.gave_up),
-            final_answer=last.final_answer if last is not None and last.finished else None,
-            messages=transcript(root, steps), teacher_calls=budget.teacher_calls,
-            api_calls=budget.api_calls, tools=env.functions, stats=stats)
+        return env.result(self.name, root, steps, solved=solved,
+                          gave_up=bool(last is not None and last.gave_up), stats=stats,
+                          error=error)
 
 
 @hookimpl

@@ -8,26 +8,6 @@ api-annotator loads it; services do not import each other (DESIGN.md). This modu
 the api-annotator's name for it.
 """
 
-from ..runtime._openapi import (
-    HTTP_METHODS,
-    MAX_NODES,
-    NAME_PATTERN,
-    LoadedSpec,
-    SpecError,
-    is_api_spec,
-    json_path,
-    load_spec,
-    server_host,
-)
+from ..runtime._openapi import LoadedSpec, SpecError, is_api_spec, load_spec, server_host
 
-__all__ = [
-    "HTTP_METHODS",
-    "MAX_NODES",
-    "NAME_PATTERN",
-    "LoadedSpec",
-    "SpecError",
-    "is_api_spec",
-    "json_path",
-    "load_spec",
-    "server_host",
-]
+__all__ = ["LoadedSpec", "SpecError", "is_api_spec", "load_spec", "server_host"]

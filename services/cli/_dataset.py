@@ -15,6 +15,8 @@ from rich.table import Table
 
 from syllabus.contracts import COLLECTION_PATTERN
 
+from ._common import key_value_pairs
+
 __all__ = ["dataset_group"]
 
 FORMATS = ["openai", "alpaca", "sharegpt", "step-by-step"]
@@ -38,19 +40,6 @@ def _threshold(_ctx, _param, value: str | None) -> float | str | None:
     if not 0.0 < v <= 1.0:
         raise click.BadParameter(f"{value!r}: a number in (0, 1], or 'off'")
     return v
-
-
-def _option_pairs(_ctx, _param, values: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: use KEY=VALUE (VALUE as JSON, or a string)")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
 
 
 class _Progress:
@@ -96,7 +85,7 @@ def dataset_group() -> None:
                    "sharing a word 13-gram with it are removed.")
 @click.option("--synthetic-ratio", default=None,
               help="Instruction records per anti-sycophancy record, e.g. 5 or 5:1 (default 5).")
-@click.option("--option", "-o", "extra", multiple=True, callback=_option_pairs,
+@click.option("--option", "-o", "extra", multiple=True, callback=key_value_pairs,
               metavar="KEY=VALUE", help="Another selection option (shingle_words, neighbors, "
                                         "ngram, quality_scores, ...); VALUE as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
