@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from syllabus.services.runtime import LocalStore, Runtime, replay
 from syllabus.services.runtime._tiny_model import builtin_corpus, init_tiny_model
 from syllabus.services.trainer import (
     IGNORE_INDEX,
+    PLAIN_TEMPLATE,
     DataError,
     build_router,
     collate,
@@ -48,6 +50,8 @@ from syllabus.services.trainer import (
     torchrun_command,
     worker_env,
 )
+from syllabus.services.trainer._data import answer_counts, plain_chat_template, step_loss
+from syllabus.services.trainer._launch import parse_event
 
 FACTS = [
     ("How many queens does a honey bee colony have?", "A colony has one queen.",
@@ -282,6 +286,209 @@ def test_model_init_tiny_cli(tmp_path):
     assert cfg["vocab_size"] <= 300 and cfg["model_type"] == "llama"
 
 
+def test_step_loss_is_the_mean_over_the_whole_steps_answer_tokens(tiny, tokenizer):
+    """Gradient accumulation and several processes: the micro-batches' shares add up to
+    the loss of the step as one batch (not a mean of per-micro-batch means)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    rows = [{"task": t, "input": f"{t}: {q}", "output": a if t == "predict" else r * (i + 1),
+             "metadata": {"record_id": f"r{i}"}}
+            for i, (q, a, r) in enumerate(FACTS[:3]) for t in ("predict", "explain")]
+    data = encode_examples(tokenizer, [row_to_example(r) for r in rows], max_seq_len=256)
+    model = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
+    parts = [data.samples[:1], data.samples[1:]]  # unequal micro-batches
+    with torch.no_grad():
+        def sums_of(samples):
+            b = collate(samples, tokenizer.pad_token_id)
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            return b, multitask_loss(logits, b["labels"], b["task"], alpha=0.3,
+                                     multitask=True)
+        whole_batch, (whole, _) = sums_of(data.samples)
+        micro = [sums_of(p) for p in parts]
+    counts = sum(answer_counts(b["labels"], b["task"]) for b, _ in micro)
+    assert counts.tolist() == answer_counts(whole_batch["labels"], whole_batch["task"]).tolist()
+    for multitask in (True, False):
+        shares = sum(step_loss(sums, counts, alpha=0.3, multitask=multitask).item()
+                     for _, (_, sums) in micro)
+        expected = whole.item() if multitask else multitask_loss(
+            model(input_ids=whole_batch["input_ids"],
+                  attention_mask=whole_batch["attention_mask"]).logits.detach(),
+            whole_batch["labels"], whole_batch["task"], alpha=0.3, multitask=False)[0].item()
+        assert shares == pytest.approx(expected, rel=1e-5)
+        # the old way, a mean of the micro-batches' means, is not the step's loss
+        means = sum(multitask_loss_of(sums, multitask) for _, (_, sums) in micro) / 2
+        assert abs(means - expected) > 1e-3
+
+
+def multitask_loss_of(sums, multitask: bool) -> float:
+    if not multitask:
+        return ((sums["ce_predict"] + sums["ce_explain"])
+                / (sums["tok_predict"] + sums["tok_explain"])).item()
+    return (0.3 * sums["ce_predict"] / sums["tok_predict"]
+            + 0.7 * sums["ce_explain"] / sums["tok_explain"]).item()
+
+
+def test_plain_template_is_saved_as_a_jinja_chat_template(tokenizer):
+    """A model trained on the plain template gets it as its chat template, rendering what
+    the trainer encoded, so the server can chat with it."""
+    msgs = [{"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "What do worker bees build?"},
+            {"role": "assistant", "content": "Worker bees build the wax comb."},
+            {"role": "tool", "content": "{\"kg\": 41}"}]
+    template = tokenizer.chat_template
+    try:
+        tokenizer.chat_template = None
+        ids, labels = encode_messages(tokenizer, msgs)  # the plain encoder
+        tokenizer.chat_template = plain_chat_template()
+        text = tokenizer.apply_chat_template(msgs, tokenize=False)
+        bos, eos = tokenizer.bos_token or "", tokenizer.eos_token
+        assert text == (bos + "### System:\nAnswer briefly.\n\n"
+                        + "### Instruction:\nWhat do worker bees build?\n\n"
+                        + PLAIN_TEMPLATE["assistant_prompt"]
+                        + "Worker bees build the wax comb." + eos + "\n\n"
+                        + "### Tool result:\n{\"kg\": 41}\n\n")
+        assert tokenizer.decode(ids) == text
+        prompt = tokenizer.apply_chat_template(msgs[:2], tokenize=False,
+                                               add_generation_prompt=True)
+        assert prompt.endswith("### Response:\n") and text.startswith(prompt)
+        # training on the saved model again finds the same answer tokens
+        ids2, labels2 = encode_messages(tokenizer, msgs)
+        assert _answer(tokenizer, ids2, labels2) == _answer(tokenizer, ids, labels) == \
+            "Worker bees build the wax comb." + eos
+    finally:
+        tokenizer.chat_template = template
+
+
+def test_worker_env_parse_event_warmup_and_retries(settings, monkeypatch):
+    from syllabus.services.runtime import Runtime as _Runtime
+
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "NATS_TOKEN", "NATS_CREDS",
+                 "HF_TOKEN", "GITHUB_TOKEN", "SYLLABUS_STORE__SECRET_KEY", "TORCH_API_KEY"):
+        monkeypatch.setenv(name, "s3cr3t")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("NCCL_DEBUG", "INFO")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    env = worker_env()
+    assert "s3cr3t" not in env.values()
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and env["NCCL_DEBUG"] == "INFO"
+    assert env["LC_ALL"] == "C.UTF-8" and env["PATH"] and env["TOKENIZERS_PARALLELISM"]
+
+    from syllabus.services.trainer._config import MARKER
+
+    assert parse_event(MARKER + '{"event": "done", "path": "/x"}') == {"event": "done",
+                                                                       "path": "/x"}
+    assert parse_event("a row's text: " + MARKER + '{"event": "done", "path": "/"}') is None
+
+    hp = hyperparameters({}, {"warmup_steps": 5})  # no max_steps: known in the worker only
+    assert hp.warmup(6) == 5
+    with pytest.raises(ValueError, match=r"warmup_steps \(5\) must be below the job's 5 "):
+        hp.warmup(5)
+    assert hyperparameters({}, {"warmup_ratio": 0.5}).warmup(10) == 5
+
+    settings.trainer.crash_retries = settings.trainer.max_deliver
+    with pytest.raises(ValueError, match=r"crash_retries \(5\) must be below"):
+        build_router(_Runtime.create(settings))
+
+
+async def test_bad_data_sets_and_requests_fail_with_the_reason(settings, tmp_path, tiny):
+    """Through the real service (nats-server, the store), before any process starts:
+    malformed rows, a bad manifest, a reused job id, a checkpoint from another world size,
+    an unsafe key in the base model's listing."""
+    from syllabus.services.trainer import model_prefix
+    from syllabus.services.trainer._service import _download_base
+
+    settings = _trainer_settings(settings, tmp_path)
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    store: LocalStore = rt.store
+    good = (json.dumps({"messages": [{"role": "user", "content": "q"},
+                                     {"role": "assistant", "content": "a"}]}) + "\n").encode()
+
+    def dataset(name: str, train: bytes, manifest: bytes = b"{}") -> str:
+        store.put(f"datasets/{name}/v1/manifest.json", manifest)
+        store.put(f"datasets/{name}/v1/train.jsonl", train)
+        return f"{name}/v1"
+
+    try:
+        base = await rt.to_thread(upload_base_model, store, tiny)
+        cases = {
+            "list-item": (dataset("a", good + b'{"conversations": [1]}\n'),
+                          r"train\.jsonl:2: conversations\[0\] must be an object"),
+            "null": (dataset("b", b'{"conversations": null}\n'),
+                     r"train\.jsonl:1: 'conversations' must be a list, got NoneType"),
+            "utf8": (dataset("c", good + good + b'{"messages": "\xff\xfe"}\n'),
+                     r"train\.jsonl:3: not UTF-8 text"),
+            "tool-calls": (dataset("d", b'{"messages": [{"role": "user", "content": "q"}, '
+                                        b'{"role": "assistant", "tool_calls": [7]}]}\n'),
+                           r"train\.jsonl:1: malformed row \(AttributeError"),
+            "manifest": (dataset("e", good, b"[1, 2]"),
+                         r"manifest\.json must be a JSON object, got list"),
+        }
+        for name, (ds, _) in cases.items():
+            await rt.bus.publish(TrainingRequested(job_id=f"bad-{name}", dataset=ds,
+                                                   base_model=base, method="full", gpus=0))
+        for name, (_, reason) in cases.items():
+            outcome, _ = await _outcome(rt, f"bad-{name}", timeout=60)
+            assert isinstance(outcome, TrainingFailed), name
+            assert re.search(reason, outcome.reason), (name, outcome.reason)
+
+        # a job id already used for another request: refused, nothing resumed or reported
+        ok = dataset("ok", good)
+        used = model_id_for("reused", ok, "full")
+        store.put(model_prefix(used) + "request.json", TrainingRequested(
+            job_id="reused", dataset=ok, base_model=base, method="full", gpus=0,
+            hyperparameters={"max_steps": 3}).model_dump_json().encode())
+        await rt.bus.publish(TrainingRequested(job_id="reused", dataset=ok, base_model=base,
+                                               method="full", gpus=0,
+                                               hyperparameters={"max_steps": 4}))
+        outcome, _ = await _outcome(rt, "reused", timeout=60)
+        assert isinstance(outcome, TrainingFailed)
+        assert "job id 'reused'" in outcome.reason and "max_steps" in outcome.reason
+
+        # a checkpoint saved by 3 processes; this job runs 2
+        moved = model_id_for("moved", ok, "full")
+        store.put(f"models/{moved}/checkpoints/step-2/trainer_state.json",
+                  json.dumps({"step": 2, "world_size": 3}).encode())
+        await rt.bus.publish(TrainingRequested(job_id="moved", dataset=ok, base_model=base,
+                                               method="full", gpus=0))
+        outcome, _ = await _outcome(rt, "moved", timeout=60)
+        assert isinstance(outcome, TrainingFailed)
+        assert "saved by 3 process(es) and this job runs 2" in outcome.reason
+
+        # what an S3 listing could hold: keys that would land outside the job folder
+        class Listing(LocalStore):
+            extra = ""
+
+            def list(self, prefix=""):
+                yield from super().list(prefix)
+                yield self.extra
+
+        hostile = Listing(store.root)
+        for extra in (f"{base}/etc/cron.d/x", f"{base}../../escape", "elsewhere/config.json"):
+            hostile.extra = extra
+            target = tmp_path / "hostile" / "base"
+            target.mkdir(parents=True, exist_ok=True)
+            with pytest.raises(ValueError, match="base model"):
+                _download_base(_with_store(rt, hostile), base, target)
+            assert not list((tmp_path / "hostile").rglob("x")) and \
+                not (tmp_path / "escape").exists()
+        # a complete download renames each file into place: no .tmp left
+        _download_base(rt, base, target)
+        assert (target / "config.json").is_file() and not list(target.rglob("*.tmp"))
+    finally:
+        await rt.close()
+
+
+def _with_store(rt: Runtime, store):
+    import copy
+
+    other = copy.copy(rt)
+    other.store = store
+    return other
+
+
 # --- the service, torchrun, the store --------------------------------------------------
 
 
@@ -305,6 +512,40 @@ def _trainer_settings(settings, tmp_path):
     settings.trainer.work_dir = tmp_path / "work"
     settings.trainer.hyperparameters = dict(HP)
     return settings
+
+
+def _first_step_losses(store, dataset: str, tiny: Path, *, world: int, batch_size: int,
+                       grad_accum: int) -> tuple[float, float]:
+    """L(predict) and L(explain) of a job's first optimizer step, computed here with the
+    base model on the micro-batches every process gets."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from syllabus.services.trainer._worker import micro_batches
+
+    tok = AutoTokenizer.from_pretrained(tiny, local_files_only=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.jsonl"
+        path.write_bytes(store.get(f"datasets/{dataset}/train.jsonl"))
+        data = encode_examples(tok, load_examples(path), max_seq_len=HP["max_seq_len"])
+    model = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
+    totals = {"ce_predict": 0.0, "tok_predict": 0.0, "ce_explain": 0.0, "tok_explain": 0.0}
+    with torch.no_grad():
+        for rank in range(world):
+            mbs = micro_batches(len(data.samples), epoch=0, seed=0, rank=rank, world=world,
+                                batch_size=batch_size, grad_accum=grad_accum)[:grad_accum]
+            for mb in mbs:
+                b = collate([data.samples[i] for i in mb], tok.pad_token_id)
+                logits = model(input_ids=b["input_ids"],
+                               attention_mask=b["attention_mask"]).logits
+                _, sums = multitask_loss(logits, b["labels"], b["task"], alpha=0.5,
+                                         multitask=True)
+                for k in totals:
+                    totals[k] += sums[k].item()
+    return (totals["ce_predict"] / totals["tok_predict"],
+            totals["ce_explain"] / totals["tok_explain"])
 
 
 @pytest.mark.slow
@@ -343,13 +584,25 @@ async def test_service_trains_checkpoints_and_resumes(settings, tmp_path, tiny):
         assert "learning_rate" in reasons["hp"]
         assert "asks for 2 GPU(s)" in reasons["gpus"]
 
-        # a real job: torchrun, two gloo processes
+        # a real job: torchrun, two gloo processes, LoRA with dropout, two micro-batches
+        # per step, a non-default alpha
         job = TrainingRequested(job_id="job-a", dataset=dataset, base_model=base,
-                                method="full", gpus=0)
+                                method="lora", gpus=0,
+                                hyperparameters={"alpha": 0.9, "grad_accum": 2,
+                                                 "lora_dropout": 0.1, "learning_rate": 1e-2})
         await rt.bus.publish(job)
         done, progress = await _outcome(rt, "job-a")
         assert isinstance(done, TrainingCompleted), done
-        model_id = model_id_for("job-a", dataset, "full")
+        model_id = model_id_for("job-a", dataset, "lora")
+        # the first logged loss (the base model: LoRA starts as a no-op) is the step's
+        # 0.9 * L(predict) + 0.1 * L(explain), each the mean over the answer tokens of all
+        # four micro-batches of both processes
+        first = _first_step_losses(rt.store, dataset, tiny, world=2, batch_size=2,
+                                   grad_accum=2)
+        # (the random tiny model's two losses differ by ~2e-3; the worker's loss matches
+        # this one to ~1e-8)
+        assert progress[0].loss == pytest.approx(0.9 * first[0] + 0.1 * first[1], rel=1e-6)
+        assert abs(progress[0].loss - (first[0] + first[1]) / 2) > 2e-4
         assert done.model_id == model_id and done.store_prefix == f"models/{model_id}/"
         assert [p.step for p in progress] == [1, 2, 3, 4, 5, 6]
         assert all(p.total_steps == 6 and p.tokens_per_second > 0 for p in progress)
@@ -389,8 +642,9 @@ async def test_service_trains_checkpoints_and_resumes(settings, tmp_path, tiny):
 
         # a job stopped after its checkpoint at step 3 (the same request and settings, the
         # checkpoint in its own model folder): redelivered, it resumes at step 4 and lands
-        # on the same losses as the run that never stopped
-        model_b = model_id_for("job-b", dataset, "full")
+        # on the same losses as the run that never stopped (the RNG states restored: the
+        # LoRA dropout masks are the same)
+        model_b = model_id_for("job-b", dataset, "lora")
         for key in store.list(ckpt):
             store.put(key.replace(model_id, model_b, 1), store.get(key))
         await rt.bus.publish(job.model_copy(update={"job_id": "job-b"}))
@@ -709,4 +963,62 @@ async def test_fsdp_lora_keeps_the_adapter_and_merges(settings, tmp_path, tiny, 
         assert body["current"] is None and body["last"]["outcome"] == "completed"
         assert body["last"]["model_id"] == done.model_id
     finally:
+        await rt.close()
+
+
+@pytest.mark.slow
+async def test_two_nodes_on_localhost_and_a_node_that_never_joins(settings, tmp_path, tiny):
+    """``nodes=2``: the service runs node 0 only. With nobody starting node 1 the job fails
+    after ``trainer.rendezvous_timeout`` with a TrainingFailed that says so; with node 1
+    started here (a second torchrun, the command the service logs) the job trains on both."""
+    import subprocess
+
+    from syllabus.services.runtime import free_port
+    from syllabus.services.trainer import other_node_commands
+
+    settings = _trainer_settings(settings, tmp_path)
+    settings.trainer.hyperparameters.update({"cpu_processes": 1, "max_steps": 2,
+                                             "checkpoint_every": 0, "eval_every": 0})
+    settings.trainer.master_addr = "127.0.0.1"
+    settings.trainer.master_port = free_port()
+    settings.trainer.rendezvous_timeout = 3
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    node1 = None
+    try:
+        dataset = await _dataset(rt)
+        base = await rt.to_thread(upload_base_model, rt.store, tiny)
+        await rt.bus.publish(TrainingRequested(job_id="alone", dataset=dataset,
+                                               base_model=base, method="full", gpus=0,
+                                               nodes=2))
+        failed, _ = await _outcome(rt, "alone", timeout=120)
+        assert isinstance(failed, TrainingFailed), failed
+        assert "the other 1 node(s) did not join the rendezvous at 127.0.0.1:" in failed.reason
+        assert "within 3 s" in failed.reason
+
+        settings.trainer.rendezvous_timeout = 120
+        model_id = model_id_for("pair", dataset, "full")
+        spec = (tmp_path / "work" / model_id / "spec.json").resolve()
+        await rt.bus.publish(TrainingRequested(job_id="pair", dataset=dataset,
+                                               base_model=base, method="full", gpus=0,
+                                               nodes=2))
+        for _ in range(600):
+            if spec.is_file():
+                break
+            await asyncio.sleep(0.05)
+        (cmd,) = other_node_commands(spec, nproc=1, nnodes=2, master_addr="127.0.0.1",
+                                     master_port=settings.trainer.master_port,
+                                     rendezvous_timeout=120)
+        node1 = subprocess.Popen(cmd, shell=True, cwd=spec.parent, env=worker_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done, progress = await _outcome(rt, "pair", timeout=180)
+        assert isinstance(done, TrainingCompleted), done
+        assert done.metrics["world_size"] == 2 and [p.step for p in progress] == [1, 2]
+        record = json.loads(rt.store.get(done.store_prefix + "training.json"))
+        assert {r["rank"] for r in record["ranks"] if r["samples"] > 0} == {0, 1}
+        assert await asyncio.to_thread(node1.wait, 60) == 0
+    finally:
+        if node1 is not None and node1.poll() is None:
+            node1.kill()
         await rt.close()

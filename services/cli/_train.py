@@ -31,6 +31,8 @@ from syllabus.contracts import (
     sha256_hex,
 )
 
+from ._common import key_value_pairs
+
 __all__ = ["follow_job", "train_command", "upload_base_model"]
 
 _SUBJECTS = {TRAINING_PROGRESS: TrainingProgress, TRAINING_COMPLETED: TrainingCompleted,
@@ -92,19 +94,6 @@ async def follow_job(bus, job_id: str, *, on_progress: Callable[[TrainingProgres
         await sub.unsubscribe()
 
 
-def _pairs(_ctx, _param, values: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: use KEY=VALUE (VALUE as JSON, or a string)")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
-
-
 class ProgressBar:
     """A rich progress bar fed by ``TrainingProgress`` events."""
 
@@ -152,7 +141,7 @@ def progress_columns() -> list:
 @click.option("--schedule", type=click.Choice(["cosine", "linear", "constant"]), default=None)
 @click.option("--alpha", type=click.FloatRange(0, 1), default=None,
               help="Step-by-step data sets: weight of L(predict) (the rest: L(explain)).")
-@click.option("--set", "extra", multiple=True, callback=_pairs, metavar="KEY=VALUE",
+@click.option("--set", "extra", multiple=True, callback=key_value_pairs, metavar="KEY=VALUE",
               help="Any other hyper-parameter (warmup_ratio, grad_accum, lora_r, "
                    "lora_adapter=keep, gradient_checkpointing=true, checkpoint_every, ...).")
 @click.option("--job-id", default=None,

@@ -232,6 +232,9 @@ class TrainerSettings(BaseModel):
     #: multi-node jobs: the address and port the other nodes reach this one at
     master_addr: str | None = None
     master_port: int = Field(default=29500, ge=1, le=65535)
+    #: multi-node jobs: seconds torchrun waits for the other nodes to join before the job
+    #: fails (this service does not start them; see README "Several nodes")
+    rendezvous_timeout: int = Field(default=600, ge=1)
     #: local folders a request may name a base model under (mounted model volumes); empty:
     #: base models come from the store only
     base_model_roots: list[Path] = Field(default_factory=list)
@@ -297,6 +300,9 @@ class ServerSettings(BaseModel):
     max_tokens_limit: int = Field(default=1024, ge=1)
     #: max_tokens when a request names none
     default_max_tokens: int = Field(default=256, ge=1)
+    #: the longest prompt in tokens (400 context_length_exceeded past it); 0: only the
+    #: model's max_position_embeddings bounds prompt + max_tokens
+    max_prompt_tokens: int = Field(default=0, ge=0)
     #: requests the API serves at the same time; more get 429 with Retry-After
     concurrency: int = Field(default=16, ge=1)
     #: seconds one generation may take

@@ -29,7 +29,10 @@ from ._data import (
     encode_messages,
     load_examples,
     multitask_loss,
+    plain_chat_template,
+    read_rows,
     row_to_example,
+    step_loss,
 )
 from ._http import http_routes, job_status
 from ._launch import other_node_commands, torchrun_command, worker_env
@@ -63,9 +66,12 @@ __all__ = [
     "multitask_loss",
     "other_node_commands",
     "parse_dataset",
+    "plain_chat_template",
+    "read_rows",
     "plan_job",
     "row_to_example",
     "run_job",
+    "step_loss",
     "torchrun_command",
     "trainer_bus",
     "upload_model",

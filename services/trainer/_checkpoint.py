@@ -3,7 +3,7 @@
 A checkpoint folder ``step-<n>/`` holds
 
 * ``model.safetensors``: the trainable weights, gathered in full (for LoRA the adapter
-  only; DDP and FSDP give the same file, so a job may resume with another world size);
+  only; DDP and FSDP give the same file);
 * ``optimizer.pt`` (full, keyed by parameter name), ``scheduler.pt``;
 * ``rng-<rank>.pt``: each process's Python and torch (and CUDA) RNG states;
 * ``trainer_state.json``: the step, epoch, loss history and token count, written last,
@@ -11,6 +11,15 @@ A checkpoint folder ``step-<n>/`` holds
 
 In the store it lives at ``models/<model_id>/checkpoints/step-<n>/<file>``; the service
 uploads ``trainer_state.json`` last there too, and resumes from the highest complete step.
+
+A checkpoint resumes only with the world size that saved it (``trainer_state.json``'s
+``world_size``): the data order and the RNG streams are per process, so another world
+size could not continue the same run. The service refuses such a job with a clear
+``TrainingFailed``, and ``load_checkpoint`` checks it again.
+
+The ``.pt`` files are read with ``torch.load(weights_only=True)`` (tensors, numbers,
+strings, lists, tuples, dicts and None only): a file in the store can never run code in the
+worker.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "upload_folder",
+    "world_size_mismatch",
 ]
 
 STATE_FILE = "trainer_state.json"
@@ -62,7 +72,8 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, state: dict[st
     rank = dist.get_rank()
     folder.mkdir(parents=True, exist_ok=True)
     msd, osd = get_state_dict(model, optimizer, options=_options(trainable_only=trainable_only))
-    rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    version, internal, gauss = random.getstate()
+    rng = {"python": [version, list(internal), gauss], "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
     torch.save(rng, folder / f"rng-{rank}.pt")
@@ -90,24 +101,34 @@ def load_checkpoint(folder: Path, *, model, optimizer, scheduler,
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     state = json.loads((folder / STATE_FILE).read_text())
+    saved_world = state.get("world_size")
+    if saved_world is not None and int(saved_world) != dist.get_world_size():
+        raise ValueError(world_size_mismatch(int(state["step"]), int(saved_world),
+                                             dist.get_world_size()))
     msd = load_file(str(folder / "model.safetensors"))
-    osd = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
+    osd = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     # LoRA: the frozen base weights are not in the file (strict=False)
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True, strict=not trainable_only)
     set_state_dict(model, optimizer, model_state_dict=msd, optim_state_dict=osd, options=opts)
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    rng_file = folder / f"rng-{dist.get_rank()}.pt"
-    if rng_file.is_file():
-        rng = torch.load(rng_file, weights_only=False)
-        random.setstate(rng["python"])
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
-    else:  # a larger world than the one that saved: a fresh, reproducible stream
-        torch.manual_seed(int(state.get("seed", 0)) + int(state["step"]) + dist.get_rank())
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    rng = torch.load(folder / f"rng-{dist.get_rank()}.pt", weights_only=True)
+    # pickled as a list (weights_only loads lists); random.setstate wants tuples
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
     return state
+
+
+def world_size_mismatch(step: int, saved: int, now: int) -> str:
+    return (f"the checkpoint at step {step} was saved by {saved} process(es) and this job "
+            f"runs {now}: a checkpoint resumes only with the same world size (the data "
+            f"order and RNG streams are per process); run the job with {saved} process(es) "
+            f"(gpus x nodes, or trainer.hyperparameters.cpu_processes on CPUs) or under a "
+            f"new job id to start afresh")
 
 
 # --- service side (the store) ----------------------------------------------------------

@@ -80,6 +80,17 @@ class Hyperparameters(BaseModel):
                              f"({self.max_steps})")
         return self
 
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up steps for a job of ``total_steps``; ``ValueError`` when they would take
+        the whole job (known only once the worker has counted the samples)."""
+        if self.warmup_steps is None:
+            return int(self.warmup_ratio * total_steps)
+        if self.warmup_steps >= total_steps:
+            raise ValueError(f"bad hyper-parameters: warmup_steps ({self.warmup_steps}) must "
+                             f"be below the job's {total_steps} optimizer steps (epochs="
+                             f"{self.epochs:g} over this data set and world size)")
+        return self.warmup_steps
+
     def lr(self, method: str) -> float:
         if self.learning_rate is not None:
             return self.learning_rate

@@ -38,7 +38,7 @@ import contextlib
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from typing import Any
 __all__ = [
     "IGNORE_INDEX",
     "PLAIN_TEMPLATE",
+    "answer_counts",
     "TASKS",
     "DataError",
     "EncodedData",
@@ -56,7 +57,10 @@ __all__ = [
     "encode_examples",
     "encode_messages",
     "load_examples",
+    "plain_chat_template",
+    "read_rows",
     "row_to_example",
+    "step_loss",
     "token_losses",
     "multitask_loss",
 ]
@@ -174,17 +178,39 @@ def _chat(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | 
 
 
 def row_to_example(row: Any, where: str = "row") -> Example:
-    """One data set row as chat messages, its task and its record (for step-by-step)."""
+    """One data set row as chat messages, its task and its record (for step-by-step).
+    Anything wrong with the row, whatever its shape, is a ``DataError`` naming ``where``."""
+    try:
+        return _row_to_example(row, where)
+    except DataError:
+        raise
+    except Exception as exc:  # a shape the checks below did not foresee: still the row's fault
+        raise DataError(f"{where}: malformed row ({type(exc).__name__}: {exc})") from None
+
+
+def _list_of_dicts(value: Any, name: str, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise DataError(f"{where}: {name!r} must be a list, got {type(value).__name__}")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise DataError(f"{where}: {name}[{i}] must be an object, got "
+                            f"{type(item).__name__}")
+    return value
+
+
+def _row_to_example(row: Any, where: str) -> Example:
     if not isinstance(row, dict):
         raise DataError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
     meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
     group = meta.get("record_id")
+    if group is not None:
+        group = str(group)
     if "messages" in row:
-        msgs = _chat(row["messages"], row.get("tools"), where)
+        msgs = _chat(_list_of_dicts(row["messages"], "messages", where), row.get("tools"), where)
         ex = Example(msgs, "sft", group, where)
     elif "conversations" in row:
         msgs = []
-        for i, turn in enumerate(row["conversations"]):
+        for i, turn in enumerate(_list_of_dicts(row["conversations"], "conversations", where)):
             role = _SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
             if role is None:
                 raise DataError(f"{where}: conversation turn {i} has the unknown speaker "
@@ -219,21 +245,58 @@ def row_to_example(row: Any, where: str = "row") -> Example:
     return ex
 
 
-def load_examples(path: Path | str) -> list[Example]:
-    """Every row of a JSONL file; a bad line raises ``DataError`` naming the file and line."""
+def read_rows(path: Path | str) -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for every non-blank line of a JSONL file, ``where`` being
+    ``<file>:<line>``; a line that is not UTF-8 or not JSON raises ``DataError``."""
     path = Path(path)
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            where = f"{path.name}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not UTF-8 text ({exc})") from None
             if not line.strip():
                 continue
-            where = f"{path.name}:{n}"
             try:
                 row = json.loads(line)
             except ValueError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc})") from None
-            out.append(row_to_example(row, where))
-    return out
+            yield where, row
+
+
+def load_examples(path: Path | str) -> list[Example]:
+    """Every row of a JSONL file; a bad line raises ``DataError`` naming the file and line."""
+    return [row_to_example(row, where) for where, row in read_rows(path)]
+
+
+def plain_chat_template() -> str:
+    """``PLAIN_TEMPLATE`` as a Jinja chat template, saved with a model whose tokenizer had
+    none, so that the model is served with the prompt format it was trained on. It renders
+    what ``_plain`` encodes (BOS, the turns, each answer followed by EOS), with the
+    answers in ``{% generation %}`` blocks and ``### Response:`` as the generation prompt."""
+
+    def literal(text: str) -> str:
+        return "{{ " + json.dumps(text) + " }}"
+
+    def turn(role: str) -> str:
+        before, after = PLAIN_TEMPLATE[role].split("{content}")
+        return literal(before) + "{{ message['content'] }}" + literal(after)
+
+    return (
+        "{% if bos_token %}{{ bos_token }}{% endif %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}"
+        + literal(PLAIN_TEMPLATE["assistant_prompt"])
+        + "{% generation %}{{ message['content'] }}{% if eos_token %}{{ eos_token }}{% endif %}"
+          "{% endgeneration %}"
+        + literal(PLAIN_TEMPLATE["assistant_end"])
+        + "{% elif message['role'] == 'system' %}" + turn("system")
+        + "{% elif message['role'] == 'tool' %}" + turn("tool")
+        + "{% else %}" + turn("user")
+        + "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}" + literal(PLAIN_TEMPLATE["assistant_prompt"])
+        + "{% endif %}")
 
 
 # --- messages -> ids and labels --------------------------------------------------------
@@ -415,3 +478,33 @@ def combine(sums: dict[str, float], *, alpha: float, multitask: bool) -> dict[st
         return {"loss": (sums["ce_predict"] + sums["ce_explain"]) / max(tp + te, 1.0)}
     loss = alpha * (l_p if tp else 0.0) + (1.0 - alpha) * (l_e if te else 0.0)
     return {"loss": loss, "loss_predict": l_p, "loss_explain": l_e}
+
+
+def step_loss(sums, totals, *, alpha: float, multitask: bool):
+    """One micro-batch's share of an optimizer step's loss.
+
+    ``sums`` are the micro-batch's summed cross-entropies (``multitask_loss``'s second
+    value); ``totals`` the step's answer-token counts ``[predict, explain]`` over every
+    micro-batch of every process (all-reduced before the forward passes). Summed over the
+    step's micro-batches and processes this is exactly the loss of the whole step as one
+    batch: the mean over all its answer tokens (per task for step-by-step, then
+    ``alpha * L(predict) + (1 - alpha) * L(explain)``), the way Hugging Face's Trainer
+    divides by ``num_items_in_batch``, not a mean of per-micro-batch means.
+    """
+    n_p = totals[0].clamp(min=1.0) if hasattr(totals[0], "clamp") else max(totals[0], 1.0)
+    n_e = totals[1].clamp(min=1.0) if hasattr(totals[1], "clamp") else max(totals[1], 1.0)
+    if not multitask:
+        n = totals[0] + totals[1]
+        n = n.clamp(min=1.0) if hasattr(n, "clamp") else max(n, 1.0)
+        return (sums["ce_predict"] + sums["ce_explain"]) / n
+    return alpha * sums["ce_predict"] / n_p + (1.0 - alpha) * sums["ce_explain"] / n_e
+
+
+def answer_counts(labels, task):
+    """Answer tokens (predicted positions) of a collated batch per task:
+    ``[predict or plain, explain]`` as a float64 tensor."""
+    import torch
+
+    answer = labels[:, 1:] != IGNORE_INDEX
+    explain = (task == TASKS["explain"]).view(-1, 1).expand_as(answer)
+    return torch.stack([(answer & ~explain).sum(), (answer & explain).sum()]).double()

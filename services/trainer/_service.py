@@ -7,7 +7,12 @@ failed for good. While the job runs, the bus keeps the message alive (``in_progr
 if the replica is stopped or dies, the request is redelivered after
 ``trainer.ack_wait`` seconds and the next replica resumes from the last checkpoint in the
 store. A worker crash is relaunched ``trainer.crash_retries`` times (from the last
-checkpoint), then reported as ``TrainingFailed`` with the tail of the worker's log.
+checkpoint; it must be below ``trainer.max_deliver``, checked at start-up), then reported
+as ``TrainingFailed`` with the tail of the worker's log.
+
+A job id names one request: the request is kept at ``models/<model_id>/request.json``
+and a different request under the same job id is refused (the model id comes from the
+job id, so it would otherwise resume or report the other request's model).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from syllabus.contracts import (
 )
 
 from ..runtime import Bus, HandlerContext, Runtime
+from ..runtime._store import InvalidKey, validate_key
 from ._artifact import RECORD_FILE, model_card, model_prefix, upload_model
 from ._checkpoint import (
     STATE_FILE,
@@ -42,9 +48,10 @@ from ._checkpoint import (
     download_checkpoint,
     latest_checkpoint,
     upload_folder,
+    world_size_mismatch,
 )
 from ._config import Hyperparameters, JobSpec, hyperparameters, model_id_for, parse_dataset
-from ._data import DataError, row_to_example
+from ._data import DataError, read_rows, row_to_example
 from ._http import job_status
 from ._launch import other_node_commands, run_worker, torchrun_command, worker_env
 from ._metrics import (
@@ -66,6 +73,26 @@ SERVICE = "trainer"
 log = logging.getLogger("syllabus.trainer")
 
 _WEIGHTS = (".safetensors", ".bin")
+#: the request as the store keeps it for its job id (``models/<model_id>/request.json``)
+REQUEST_FILE = "request.json"
+#: what makes two requests the same job (the job id picks the model id; these must match)
+_REQUEST_FIELDS = ("dataset", "base_model", "method", "gpus", "nodes", "hyperparameters")
+
+
+def _request_fields(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: request.get(k) for k in _REQUEST_FIELDS}
+
+
+def _request_mismatch(job: str, model_id: str, stored: dict[str, Any],
+                      request: TrainingRequested) -> str | None:
+    """Why ``request`` is not the request ``stored`` for its job id (None: it is)."""
+    old, new = _request_fields(stored), _request_fields(request.model_dump(mode="json"))
+    diff = [f"{k}: {old[k]!r} before, {new[k]!r} now" for k in _REQUEST_FIELDS
+            if old[k] != new[k]]
+    if not diff:
+        return None
+    return (f"job id {job!r} (model {model_id}) was already used for a different request; "
+            f"{'; '.join(diff)}. A job id names one training run: use a new job id")
 
 
 def trainer_bus(rt: Runtime) -> Bus:
@@ -156,7 +183,14 @@ def plan_job(rt: Runtime, request: TrainingRequested) -> Plan:
         raise ValueError(f"unknown data set {request.dataset!r}: no {prefix}manifest.json in "
                          f"the store (build one with syllabus dataset build)")
     manifest_bytes = rt.store.get(prefix + "manifest.json")
-    manifest = json.loads(manifest_bytes)
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise ValueError(f"data set {request.dataset!r}: {prefix}manifest.json is not valid "
+                         f"JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"data set {request.dataset!r}: {prefix}manifest.json must be a JSON "
+                         f"object, got {type(manifest).__name__}")
     if not rt.store.exists(prefix + "train.jsonl"):
         raise ValueError(f"data set {request.dataset!r} has no train.jsonl")
     hp = hyperparameters(cfg.hyperparameters, request.hyperparameters)
@@ -177,20 +211,38 @@ def plan_job(rt: Runtime, request: TrainingRequested) -> Plan:
 
 
 def _check_rows(path: Path) -> int:
-    """Every row parses into a training example (the tokenizer comes later, in the worker)."""
+    """Every row parses into a training example (the tokenizer comes later, in the worker);
+    a bad one raises ``DataError`` naming the file and line."""
     n = 0
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name}:{i}"
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc})") from None
-            row_to_example(row, where)
-            n += 1
+    for where, row in read_rows(path):
+        row_to_example(row, where)
+        n += 1
     return n
+
+
+def _download_base(rt: Runtime, prefix: str, base: Path) -> None:
+    """The base model's files under ``base``: every listed key must be a valid store key
+    under ``prefix`` whose file lands inside ``base``; each file is written to a ``.tmp``
+    and renamed, so a file left by a killed attempt is always complete."""
+    root = base.resolve()
+    for key in rt.store.list(prefix):
+        try:
+            validate_key(key)
+        except InvalidKey as exc:
+            raise ValueError(f"base model {prefix!r}: the store lists an unsafe key: "
+                             f"{exc}") from None
+        rel = key[len(prefix):]
+        target = (base / rel).resolve()
+        if not key.startswith(prefix) or not rel or not target.is_relative_to(root) \
+                or target == root:
+            raise ValueError(f"base model {prefix!r}: the store lists {key!r}, which is not "
+                             f"a file under {prefix}")
+        if target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(rt.store.get(key))
+        tmp.replace(target)
 
 
 def _prepare(rt: Runtime, plan: Plan, job_dir: Path) -> JobSpec:
@@ -210,12 +262,7 @@ def _prepare(rt: Runtime, plan: Plan, job_dir: Path) -> JobSpec:
     if plan.base_kind == "store":
         base = job_dir / "base"
         base.mkdir(exist_ok=True)
-        for key in rt.store.list(plan.base_ref):
-            rel = key[len(plan.base_ref):]
-            target = base / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.is_file():
-                target.write_bytes(rt.store.get(key))
+        _download_base(rt, plan.base_ref, base)
     else:
         base = Path(plan.base_ref)
     resume = None
@@ -223,6 +270,10 @@ def _prepare(rt: Runtime, plan: Plan, job_dir: Path) -> JobSpec:
     if step is not None:
         resume = download_checkpoint(rt.store, plan.model_id, step,
                                      job_dir / "resume" / f"step-{step}")
+        saved = json.loads((resume / STATE_FILE).read_text()).get("world_size")
+        world = plan.nproc * plan.request.nodes
+        if saved is not None and int(saved) != world:
+            raise ValueError(world_size_mismatch(step, int(saved), world))
         log.info("%s resumes from the checkpoint at step %d", plan.model_id, step)
     out = job_dir / "out"
     shutil.rmtree(out, ignore_errors=True)  # a crashed attempt's leftovers
@@ -248,37 +299,65 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
     prefix = model_prefix(model_id)
     if await rt.to_thread(rt.store.exists, prefix + RECORD_FILE):
         record = json.loads(await rt.to_thread(rt.store.get, prefix + RECORD_FILE))
+        if (why := _request_mismatch(job, model_id, record.get("request", {}),
+                                     request)) is not None:
+            log.warning("job %s refused: %s", job, why)
+            TRAINING_JOBS.labels(outcome="invalid").inc()
+            await rt.bus.publish(TrainingFailed(job_id=job, reason=why))
+            return
         log.info("job %s: %s is already complete in the store", job, prefix)
         TRAINING_JOBS.labels(outcome="already_done").inc()
         await rt.bus.publish(TrainingCompleted(job_id=job, model_id=model_id,
                                                store_prefix=prefix, dataset=request.dataset,
                                                metrics=_finite(record.get("metrics", {}))))
         return
+    async def refuse(reason: str) -> None:
+        log.warning("job %s refused: %s", job, reason)
+        TRAINING_JOBS.labels(outcome="invalid").inc()
+        await rt.bus.publish(TrainingFailed(job_id=job, reason=reason))
+
+    # one job id, one request: a different request under a used job id would otherwise
+    # resume (or report) the other request's model
+    if await rt.to_thread(rt.store.exists, prefix + REQUEST_FILE):
+        stored = json.loads(await rt.to_thread(rt.store.get, prefix + REQUEST_FILE))
+        if (why := _request_mismatch(job, model_id, stored, request)) is not None:
+            await refuse(why)
+            return
     try:
         plan = await rt.to_thread(plan_job, rt, request)
     except ValueError as exc:
-        log.warning("job %s refused: %s", job, exc)
-        TRAINING_JOBS.labels(outcome="invalid").inc()
-        await rt.bus.publish(TrainingFailed(job_id=job, reason=str(exc)))
+        await refuse(str(exc))
         return
+    await rt.to_thread(rt.store.put, prefix + REQUEST_FILE,
+                       request.model_dump_json(indent=2).encode(),
+                       content_type="application/json")
 
     job_dir = Path(cfg.work_dir).expanduser().resolve() / model_id
     try:
         spec = await rt.to_thread(_prepare, rt, plan, job_dir)
     except DataError as exc:
-        TRAINING_JOBS.labels(outcome="invalid").inc()
-        await rt.bus.publish(TrainingFailed(job_id=job, reason=f"bad data set row: {exc}"))
+        await refuse(f"bad data set row: {exc}")
+        return
+    except ValueError as exc:
+        await refuse(str(exc))
         return
     spec_path = job_dir / "spec.json"
     spec_path.write_text(spec.model_dump_json(indent=2))
     cmd = torchrun_command(spec_path, nproc=plan.nproc, nnodes=request.nodes,
                            torchrun=cfg.torchrun, master_addr=cfg.master_addr,
-                           master_port=cfg.master_port)
+                           master_port=cfg.master_port,
+                           rendezvous_timeout=cfg.rendezvous_timeout)
     if request.nodes > 1:
+        # the service starts node 0 only; the other nodes must be started by the operator
+        # or the cluster (README "Several nodes")
         for i, line in enumerate(other_node_commands(
                 spec_path, nproc=plan.nproc, nnodes=request.nodes, torchrun=cfg.torchrun,
-                master_addr=cfg.master_addr, master_port=cfg.master_port), 1):
-            log.info("job %s: start node %d with: %s", job, i, line)
+                master_addr=cfg.master_addr, master_port=cfg.master_port,
+                rendezvous_timeout=cfg.rendezvous_timeout), 1):
+            log.info("job %s: waiting up to %d s for node %d; start it with: %s", job,
+                     cfg.rendezvous_timeout, i, line)
+    out_dir = (job_dir / "out").resolve()
+    ckpt_dir = out_dir / "checkpoints"
 
     uploads: list[asyncio.Task] = []
     lock = asyncio.Lock()
@@ -325,8 +404,14 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
                 log.warning("job %s: progress at step %s not published: %s", job, ev["step"],
                             exc)
         elif kind == "checkpoint":
-            uploads.append(asyncio.create_task(upload_checkpoint(ev["step"],
-                                                                 Path(ev["path"]))))
+            # only this job's own checkpoint folders are uploaded (and then removed)
+            folder = Path(str(ev.get("path", ""))).resolve()
+            step = ev.get("step")
+            if not (isinstance(step, int) and folder == ckpt_dir / f"step-{step}"):
+                log.warning("job %s: ignored a checkpoint event for %s (step %r): not %s/"
+                            "step-<step>", job, ev.get("path"), step, ckpt_dir)
+                return
+            uploads.append(asyncio.create_task(upload_checkpoint(step, folder)))
 
     status = job_status(rt)
     status["current"] = {"job_id": job, "model_id": model_id, "dataset": request.dataset,
@@ -350,11 +435,22 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
         TRAINING_SECONDS.observe(time.perf_counter() - t0)
         status["current"] = None
 
+    final_dir = Path(str((result.done or {}).get("path", ""))).resolve()
+    if result.returncode == 0 and result.done is not None and final_dir != out_dir / "final":
+        result.errors.insert(0, f"the worker reported its model at {final_dir}, not "
+                                f"{out_dir / 'final'}")
+        result.done = None
     if result.returncode != 0 or result.done is None:
         reason = (result.errors[0] if result.errors else
                   f"the worker exited with code {result.returncode}")
-        if result.returncode == 0:
+        if result.returncode == 0 and not result.errors:
             reason = "the worker exited without reporting a finished model"
+        if request.nodes > 1 and not result.ranks:
+            reason = (f"the other {request.nodes - 1} node(s) did not join the rendezvous at "
+                      f"{cfg.master_addr}:{cfg.master_port} within {cfg.rendezvous_timeout} s "
+                      f"(trainer.rendezvous_timeout); this service starts node 0 only: run "
+                      f"the logged torchrun command on each other node, or use the "
+                      f"Kubeflow TrainJob in deploy/ ({reason})")
         if deliveries <= cfg.crash_retries:
             raise RuntimeError(f"training worker failed ({reason}); relaunching from the last "
                                f"checkpoint")
@@ -380,7 +476,7 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
         "history": done.get("history", []), "ranks": done.get("ranks", []),
     }
     card = model_card(model_id=model_id, record=record, manifest=plan.manifest)
-    await rt.to_thread(upload_model, rt.store, Path(done["path"]), model_id, card=card,
+    await rt.to_thread(upload_model, rt.store, final_dir, model_id, card=card,
                        manifest_bytes=plan.manifest_bytes, record=record)
     if not cfg.keep_work_dir:
         await rt.to_thread(shutil.rmtree, job_dir, True)
@@ -395,10 +491,18 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
 
 def build_router(rt: Runtime) -> NatsRouter:
     # the deployment's default hyper-parameters must be valid when the service starts
+    cfg = rt.settings.trainer
     try:
-        hyperparameters(rt.settings.trainer.hyperparameters, {})
+        hyperparameters(cfg.hyperparameters, {})
     except ValueError as exc:
         raise ValueError(f"trainer.hyperparameters: {exc}") from None
+    # the last crash must be reported on a delivery the bus still hands to the handler:
+    # otherwise the request is dead-lettered with no TrainingFailed
+    if cfg.crash_retries >= cfg.max_deliver:
+        raise ValueError(f"trainer.crash_retries ({cfg.crash_retries}) must be below "
+                         f"trainer.max_deliver ({cfg.max_deliver}): the job is relaunched on "
+                         f"redelivery, and the delivery after the last retry reports the "
+                         f"failure")
     router = NatsRouter()
     bus = trainer_bus(rt)
 

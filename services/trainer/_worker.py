@@ -19,8 +19,12 @@ non-zero).
 * gradient checkpointing as an option; LoRA through peft, merged into the saved model
   (``lora_adapter="keep"`` also saves the adapter);
 * AdamW, a cosine, linear or constant schedule with linear warm-up;
-* the data order is a pure function of (seed, epoch), and RNG states are checkpointed, so
-  a resumed job continues exactly where the saved step left off.
+* the loss of an optimizer step is the mean over all the step's answer tokens, across its
+  micro-batches (gradient accumulation) and processes (``_data.step_loss``);
+* the data order is a pure function of (seed, epoch, world size), and RNG states are
+  checkpointed, so a resumed job continues exactly where the saved step left off; a
+  checkpoint only resumes with the world size that saved it (the service and
+  ``_checkpoint.load_checkpoint`` refuse another one).
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ class Trainer:
         per_step = self.world * hp.batch_size * hp.grad_accum
         self.steps_per_epoch = max(1, math.ceil(len(self.train.samples) / per_step))
         self.total_steps = hp.max_steps or max(1, math.ceil(hp.epochs * self.steps_per_epoch))
+        self.warmup = hp.warmup(self.total_steps)  # fails the job when it is too long
 
     def build_model(self) -> None:
         import torch
@@ -177,11 +182,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr(spec.method))
-        warmup = hp.warmup_steps if hp.warmup_steps is not None else \
-            int(hp.warmup_ratio * self.total_steps)
         name = {"cosine": "cosine", "linear": "linear",
                 "constant": "constant_with_warmup"}[hp.schedule]
-        self.scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=warmup,
+        self.scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=self.warmup,
                                        num_training_steps=self.total_steps)
         self.trainable = sum(p.numel() for p in params)
         self.parameters = sum(p.numel() for p in self.unwrapped.parameters())
@@ -248,6 +251,7 @@ class Trainer:
         import torch.distributed as dist
 
         from ._checkpoint import load_checkpoint, save_checkpoint
+        from ._data import answer_counts, step_loss
 
         spec, hp = self.spec, self.hp
         lora = spec.method == "lora"
@@ -272,6 +276,7 @@ class Trainer:
         window = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, n, tokens
         t_window = time.perf_counter()
         t_start = t_window
+        window_time = 0.0  # training seconds in the window before its last checkpoint
         run_tokens, train_time = 0, 0.0  # training time: no evaluation, no checkpoints
         epoch_cache: dict[int, list[list[int]]] = {}
         eval_metrics: dict[str, float] | None = None
@@ -283,14 +288,20 @@ class Trainer:
                     len(self.train.samples), epoch=epoch, seed=hp.seed, rank=self.rank,
                     world=self.world, batch_size=hp.batch_size, grad_accum=hp.grad_accum)
             mbs = epoch_cache[epoch][k * hp.grad_accum:(k + 1) * hp.grad_accum]
-            # no host sync in the step: losses and token counts stay on the device until
-            # the next report
-            for j, mb in enumerate(mbs):
-                batch = self._batch(mb, self.train)
+            # the step's answer tokens over every micro-batch and process, counted before
+            # the forwards: each micro-batch's summed cross-entropy is divided by them
+            # (no host sync: the counts stay on the device)
+            batches = [self._batch(mb, self.train) for mb in mbs]
+            counts = sum(answer_counts(b["labels"], b["task"]) for b in batches)
+            dist.all_reduce(counts)
+            for j, (mb, batch) in enumerate(zip(mbs, batches, strict=True)):
                 with self._sync(j == len(mbs) - 1):
-                    loss, _ = self._loss(batch)
-                    (loss / len(mbs)).backward()
-                window[0] += loss.detach().double() / len(mbs)
+                    _, sums = self._loss(batch)
+                    share = step_loss(sums, counts, alpha=hp.alpha, multitask=self.multitask)
+                    # DDP and FSDP average gradients over the processes: undo that, the
+                    # share is already a part of the global mean
+                    (share * self.world).backward()
+                window[0] += share.detach().double()
                 window[2] += batch["attention_mask"].sum()
                 my_samples += len(mb)
             if hp.max_grad_norm > 0:
@@ -308,9 +319,11 @@ class Trainer:
                 local = window.clone()
                 dist.all_reduce(window)
                 totals = window.tolist()  # waits for the device: the window's work is done
-                elapsed = max(time.perf_counter() - t_window, 1e-9)
+                # training time only: a checkpoint inside the window is not counted
+                elapsed = max(window_time + time.perf_counter() - t_window, 1e-9)
                 my_tokens += int(local[2].item())
-                loss_avg = totals[0] / max(totals[1], 1)
+                # every process adds its share of each step's loss and 1 per step
+                loss_avg = totals[0] * self.world / max(totals[1], 1)
                 window_tokens = int(totals[2])
                 run_tokens += window_tokens
                 train_time += elapsed
@@ -331,8 +344,11 @@ class Trainer:
                          tokens_per_second=tps, gpu_memory_bytes=mem,
                          window_tokens=window_tokens, window_seconds=elapsed)
                 window.zero_()
+                window_time = 0.0
                 t_window = time.perf_counter()  # evaluation time is not training time
             if hp.checkpoint_every and step % hp.checkpoint_every == 0 and not last:
+                if not do_log:  # the window goes on after the checkpoint: keep its time
+                    window_time += time.perf_counter() - t_window
                 folder = spec.out_dir / "checkpoints" / f"step-{step}"
                 save_checkpoint(folder, model=self.model, optimizer=self.optimizer,
                                 scheduler=self.scheduler, trainable_only=lora,
@@ -401,6 +417,12 @@ class Trainer:
                 fresh = fresh.merge_and_unload()
             fresh.config.use_cache = True
             fresh.save_pretrained(out)
+            if not getattr(self.tokenizer, "chat_template", None):
+                # trained on the plain template: save it as the model's chat template, so a
+                # server renders the prompts the model learnt
+                from ._data import plain_chat_template
+
+                self.tokenizer.chat_template = plain_chat_template()
             self.tokenizer.save_pretrained(out)
         dist.barrier()
         return out
