@@ -219,8 +219,8 @@ class ServerPod:
 
 @contextlib.contextmanager
 def start_pod(tmp: Path, **extra_env: str) -> Iterator[ServerPod]:
-    """``syllabus serve server`` with a bearer token, small eval suites and a QA floor
-    (``qa.exact_match`` >= 0.5), on its own nats-server and a local store under ``tmp``;
+    """``syllabus serve server`` with a bearer token, small eval suites, a QA floor
+    (``qa.exact_match`` >= 0.5) and prompts up to 1500 tokens, on its own nats-server and a local store under ``tmp``;
     ``extra_env`` adds or overrides ``SYLLABUS_...`` variables."""
     port = free_port()
     with EmbeddedNats(tmp / "nats") as nats:
@@ -243,6 +243,7 @@ def start_pod(tmp: Path, **extra_env: str) -> Iterator[ServerPod]:
             "SYLLABUS_SERVER__CONCURRENCY": "1",
             "SYLLABUS_SERVER__MAX_REQUEST_BYTES": "4096",
             "SYLLABUS_SERVER__MAX_TOKENS_LIMIT": "3000",
+            "SYLLABUS_SERVER__MAX_PROMPT_TOKENS": "1500",
             "SYLLABUS_SERVER__EVAL_QA_LIMIT": "3",
             "SYLLABUS_SERVER__EVAL_SYCOPHANCY_LIMIT": "2",
             "SYLLABUS_SERVER__EVAL_MAX_TOKENS": "24",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,9 +167,14 @@ def test_tritonclient_and_curl_reach_triton(server_pod, good):
         assert config["model_transaction_policy"]["decoupled"] is True
     finally:
         client.close()
+    # tritonclient's gRPC streaming generate (the model is decoupled: HTTP infer cannot)
+    assert _grpc_generate(ends["grpc"], name, chat_prompt_raw(QA[1][0]), 24) == \
+        (QA[1][1], None)
+    # the backend's own guard: prompt + max_tokens past the model's 4096 positions
+    text, error = _grpc_generate(ends["grpc"], name, "x" * 1200, 3000)
+    assert error is not None and "exceeds the model's context of 4096" in error, error
     curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed")
+    assert curl is not None, "this test needs curl on PATH (apt-get install curl)"
     body = json.dumps({"text_input": chat_prompt_raw(QA[1][0]), "max_tokens": 24})
     out = subprocess.run([curl, "-s", "-X", "POST", "-d", body,
                           f"http://{ends['http']}/v2/models/{name}/generate"],
@@ -186,6 +193,45 @@ def test_tritonclient_and_curl_reach_triton(server_pod, good):
     assert len(events) > 2 and "".join(e["text_output"] for e in events) == QA[1][1]
 
 
+def _grpc_generate(url: str, model: str, prompt: str, max_tokens: int
+                   ) -> tuple[str, str | None]:
+    """``tritonclient.grpc``'s streaming infer, as a client outside Syllabus calls it:
+    (the text, the error message or None)."""
+    import queue
+
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    def tensor(name: str, array: np.ndarray, dtype: str) -> grpcclient.InferInput:
+        t = grpcclient.InferInput(name, list(array.shape), dtype)
+        t.set_data_from_numpy(array)
+        return t
+
+    results: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        client.start_stream(callback=lambda result, error: results.put((result, error)))
+        client.async_stream_infer(model, [
+            tensor("text_input", np.array([prompt.encode()], dtype=np.object_), "BYTES"),
+            tensor("stream", np.array([True]), "BOOL"),
+            tensor("sampling_parameters", np.array([json.dumps(
+                {"max_tokens": max_tokens, "temperature": 0}).encode()], dtype=np.object_),
+                "BYTES")], enable_empty_final_response=True)
+        text = ""
+        while True:
+            result, error = results.get(timeout=60)
+            if error is not None:
+                return text, str(error)
+            out = result.as_numpy("text_output")
+            text += b"".join(out.reshape(-1)).decode() if out is not None else ""
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                return text, None
+    finally:
+        client.stop_stream()
+        client.close()
+
+
 # --- errors and limits --------------------------------------------------------------------
 
 
@@ -195,6 +241,10 @@ def test_bad_requests_and_auth(server_pod, good):
         _client(server_pod).with_options(api_key="wrong").models.list()
     r = httpx.post(f"{server_pod.api}/chat/completions", json={"model": GOOD, "messages": []})
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = httpx.post(f"{server_pod.api}/completions", json={"model": GOOD, "prompt": "hi"})
+    assert r.status_code == 401 and r.json()["error"] == {
+        "message": "missing or invalid bearer token", "type": "authentication_error",
+        "param": None, "code": "unauthorized"}
 
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model=GOOD, messages=[])
@@ -217,6 +267,35 @@ def test_bad_requests_and_auth(server_pod, good):
     r = httpx.post(f"{server_pod.api}/completions", headers=auth,
                    json={"model": GOOD, "prompt": "hi", "temperature": "hot"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
+
+    # a chunked body (no Content-Length) over the limit
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "' + GOOD.encode() + b'", "prompt": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+    r = httpx.post(f"{server_pod.api}/completions", headers=auth, content=chunks())
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+    # unknown paths and methods under /v1: OpenAI bodies, not Starlette's plain text
+    r = httpx.get(f"{server_pod.api}/chat/completions", headers=auth)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.headers["allow"] == "POST"
+    r = httpx.post(f"{server_pod.api}/embeddings", headers=auth, json={})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
+
+    # prompts: over server.max_prompt_tokens (1500), or with max_tokens past the model's
+    # 4096 positions (the tiny tokenizer makes one token of each "x")
+    with pytest.raises(openai.BadRequestError) as long:
+        client.completions.create(model=GOOD, prompt="x" * 2000, max_tokens=5)
+    assert long.value.body["code"] == "context_length_exceeded"
+    assert "the prompt has 2000 tokens; this server takes at most 1500" in long.value.message
+    with pytest.raises(openai.BadRequestError) as long:
+        client.chat.completions.create(model=GOOD, max_tokens=3000,
+                                       messages=[{"role": "user", "content": "x" * 1200}])
+    assert long.value.body["code"] == "context_length_exceeded"
+    assert long.value.body["param"] == "messages"
+    assert "maximum context length is 4096 tokens" in long.value.message
 
 
 def test_concurrency_limit(server_pod, good):
@@ -244,6 +323,37 @@ def test_concurrency_limit(server_pod, good):
     assert r.status_code == 200
 
 
+def test_a_client_that_goes_away_frees_its_slot(server_pod, good):
+    """One slot: a long generation whose client disconnects (a closed stream, a timed-out
+    whole answer) is cancelled, and the next request gets the slot at once."""
+    auth = server_pod.auth
+    body = {"model": GOOD, "prompt": "The", "max_tokens": 3000, "ignore_eos": True}
+
+    def next_request_succeeds() -> None:
+        deadline = time.monotonic() + 2.0  # far less than the 3000 tokens would take
+        while True:
+            r = httpx.post(f"{server_pod.api}/completions", headers=auth, timeout=30,
+                           json={"model": GOOD, "prompt": "hi", "max_tokens": 2})
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert r.status_code == 200, r.text
+
+    with httpx.stream("POST", f"{server_pod.api}/completions", headers=auth, timeout=30,
+                      json={**body, "stream": True}) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+    next_request_succeeds()
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server_pod.api}/completions", headers=auth, json=body, timeout=1.0)
+    next_request_succeeds()
+    assert time.monotonic() - started < 5
+    assert server_pod.metric("syllabus_server_api_requests_total", endpoint="completions",
+                             status="499") >= 1
+
+
 # --- idempotency, failures, the gate ------------------------------------------------------
 
 
@@ -260,6 +370,41 @@ def test_redelivered_training_completed_does_not_deploy_twice(server_pod, good):
     assert server_pod.metric("syllabus_server_deployments_total", outcome="deployed") == 1
     assert len(server_pod.deployed_events(GOOD)) == 1
     assert server_pod.store.get(f"triton/{good['deployed'].name}/deployment.json") == record
+
+
+def test_dead_triton_is_restarted_and_readiness_says_so(server_pod, good):
+    """SIGKILL the embedded tritonserver: /health/ready answers 503 (checks.triton false),
+    a stream that cannot start answers an error status (not 200 with an error event);
+    the server starts a new tritonserver and serves its models again."""
+    pid = server_pod.triton_endpoints()["pid"]
+    assert os.getpgid(pid) == pid  # its own process group
+    os.kill(pid, signal.SIGKILL)
+    r = httpx.post(f"{server_pod.api}/chat/completions", headers=server_pod.auth, timeout=30,
+                   json={"model": GOOD, "stream": True, "max_tokens": 4,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code in (502, 503), r.text
+    assert r.json()["error"]["type"] == "server_error"
+    seen_down, deadline = False, time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready = httpx.get(f"{server_pod.base}/health/ready", timeout=10)
+        if ready.status_code == 503:
+            assert ready.json()["checks"]["triton"] is False
+            seen_down = True
+        elif seen_down and server_pod.triton_endpoints()["pid"] != pid:
+            break
+        time.sleep(0.1)
+    assert seen_down and ready.status_code == 200, ready.text
+    client = _client(server_pod)
+    while True:  # the models load into the new Triton
+        try:
+            reply = client.chat.completions.create(
+                model=GOOD, messages=[{"role": "user", "content": QA[1][0]}], max_tokens=24,
+                temperature=0)
+            break
+        except (openai.APIStatusError, openai.APIConnectionError):
+            assert time.monotonic() < deadline, server_pod.logs()
+            time.sleep(0.5)
+    assert reply.choices[0].message.content == QA[1][1]
 
 
 def test_corrupt_model_fails_and_others_keep_serving(server_pod, good, trained):
@@ -294,6 +439,28 @@ def test_eval_gate_refuses_a_model_below_its_floor(server_pod, good, trained):
     assert ev.eval_scores["qa.exact_match"] == 0.0
     assert "qa.exact_match = 0.000 is below its floor 0.5" in ev.reason
     assert [m.id for m in _client(server_pod).models.list().data] == [triton_name(GOOD)]
+
+
+def test_lost_announcement_is_sent_again_and_bad_ids_fail(server_pod, good):
+    """A record written before its ModelDeployed was published (the pod died in between):
+    the redelivery publishes it. A model id that makes no Triton name is reported failed,
+    not retried forever."""
+    event = {"model_id": "bees-lost", "name": "bees-lost", "version": 1, "status": "failed",
+             "reason": "files missing", "endpoint": "http://x/v1"}
+    server_pod.store.put("triton/bees-lost/deployment.json", json.dumps(
+        {"event": event, "store_prefix": "models/bees-lost/", "recorded_at": 1.0,
+         "published": False}).encode())
+    server_pod.publish(TrainingCompleted(job_id="job-lost", model_id="bees-lost",
+                                         store_prefix="models/bees-lost/", dataset="bees/v1"))
+    ev = server_pod.wait_deployed("bees-lost", timeout=30)
+    assert ev.status == "failed" and ev.reason == "files missing"
+    record = json.loads(server_pod.store.get("triton/bees-lost/deployment.json"))
+    assert record["published"] is True
+
+    server_pod.publish(TrainingCompleted(job_id="job-bad", model_id="///",
+                                         store_prefix="models/x/", dataset="bees/v1"))
+    ev = server_pod.wait_deployed("///", timeout=30)
+    assert ev.status == "failed" and "no usable characters" in ev.reason
 
 
 # --- an external Triton that reads its repository from S3 -----------------------------------
@@ -347,6 +514,37 @@ async def test_external_triton_reads_the_repository_from_s3(s3_server, nats_serv
         finally:
             await state.close()
             await rt.close()
+
+
+# --- the API's tokenizers -------------------------------------------------------------------
+
+
+async def test_concurrent_first_requests_share_one_tokenizer_download(settings, tmp_path,
+                                                                      trained):
+    """Many first requests for a model at once: one download of its small files (no
+    request sees a half-written folder), one tokenizer, and its context length."""
+    import asyncio
+
+    from syllabus.contracts import ModelDeployed
+    from syllabus.services.runtime import Runtime
+    from syllabus.services.server import server_state
+
+    settings.server.work_dir = tmp_path / "server"
+    rt = Runtime.create(settings)
+    prefix = upload_model(rt.store, "tok-model", trained)
+    state = server_state(rt)
+    state.records["tok-model"] = {"event": ModelDeployed(model_id="tok-model", name="tok-model",
+                                                         endpoint="http://x/v1"),
+                                  "store_prefix": prefix}
+    try:
+        toks = await asyncio.gather(*(state.tokenizer("tok-model") for _ in range(6)),
+                                    *(state.context_length("tok-model") for _ in range(6)))
+    finally:
+        await rt.close()
+    assert len({id(t) for t in toks[:6]}) == 1 and set(toks[6:]) == {4096}
+    staged = state.staging("tok-model")
+    assert (staged / "tokenizer.json").is_file() and not (staged / "model.safetensors").exists()
+    assert sorted(p.name for p in staged.parent.iterdir()) == ["hf"]  # no leftovers
 
 
 # --- syllabus run --serve ----------------------------------------------------------------
@@ -438,6 +636,23 @@ def test_cli_deploy_force_goes_through_the_running_server(server_pod, good, trai
     served = {m.id for m in _client(server_pod).models.list().data}
     assert "bees-tiny-by-hand" in served
 
+    # a --force redeploy that fails leaves the version being served in place
+    broken = upload_model(server_pod.store, "bees-tiny-broken", trained,
+                          replace={"model.safetensors": b"not a safetensors file"})
+    out = _cli(server_pod, "deploy", "bees-tiny-by-hand", "--dataset", "bees/v1",
+               "--store-prefix", broken, "--force")
+    assert out.stdout.startswith("failed: bees-tiny-by-hand"), out.stdout + out.stderr
+    reply = _client(server_pod).chat.completions.create(
+        model="bees-tiny-by-hand", messages=[{"role": "user", "content": QA[1][0]}],
+        max_tokens=24, temperature=0)
+    assert reply.choices[0].message.content == QA[1][1]
+    record = json.loads(server_pod.store.get("triton/bees-tiny-by-hand/deployment.json"))
+    assert record["event"]["status"] == "deployed" and record["event"]["version"] == 1
+    assert record["last_version"] == 2  # the next try is version 3 (a new announcement id)
+    config = server_pod.work_dir / "repository" / "bees-tiny-by-hand"
+    assert "versions: [ 1 ]" in (config / "config.pbtxt").read_text()
+    assert sorted(p.name for p in config.iterdir() if p.is_dir()) == ["1"]
+
 
 def test_restart_loads_the_deployed_models_again(server_pod, good):
     """A new server process (same store, same NATS) loads every model whose record says
@@ -473,4 +688,51 @@ def test_repository_files_and_config():
                             backend="vllm", vllm_model_path="/models/m/1/hf")
     assert json.loads(vllm.generated["1/model.json"])["model"] == "/models/m/1/hf"
     assert 'backend: "vllm"' in config_pbtxt("m", backend="vllm")
-    assert triton_name("org/My Model:1") == "org-My-Model-1"
+    assert "version_policy" not in config_pbtxt("m")
+    assert "versions: [ 3 ]" in config_pbtxt("m", version=3)
+    # newer vLLM refuses disable_log_requests
+    assert "disable_log_requests" not in vllm.generated["1/model.json"].decode()
+
+
+def test_triton_names_never_collide():
+    assert triton_name("bees-tiny.v2_1") == "bees-tiny.v2_1"  # a valid name stays as it is
+    changed = triton_name("org/My Model:1")
+    assert changed.startswith("org-My-Model-1-") and len(changed) == len("org-My-Model-1") + 9
+    assert triton_name("org/m") != triton_name("org-m") == "org-m"
+    long_a, long_b = triton_name("a" * 200), triton_name("a" * 201)
+    assert len(long_a) == 128 and long_a != long_b
+    with pytest.raises(ValueError, match="no usable characters"):
+        triton_name("///")
+
+
+def test_tritonserver_dies_with_its_parent(tmp_path):
+    """A SIGKILLed server leaves no tritonserver behind (PR_SET_PDEATHSIG)."""
+    script = (
+        "import sys, time\n"
+        "from syllabus.services.server import EmbeddedTriton\n"
+        f"t = EmbeddedTriton({str(tmp_path / 'repo')!r}, work_dir={str(tmp_path / 'w')!r})\n"
+        "t.start()\n"
+        "print(t.process.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        os.kill(pid, 0)  # running
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{pid}/stat") as fh:  # a zombie awaiting its reaper is gone too
+                if fh.read().split(")")[-1].split()[0] == "Z":
+                    return
+        except OSError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("tritonserver outlived its parent")

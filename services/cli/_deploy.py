@@ -66,6 +66,10 @@ def deploy_command(model_id: str, dataset: str | None, store_prefix: str | None,
     from ..runtime import Runtime, replay
     from ..server import HEADER_REDEPLOY, record_key, server_state, triton_name
 
+    try:
+        triton_name(model_id)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     settings = _settings()
     if direct and not settings.server.triton_url:
         raise click.ClickException("--direct needs an external Triton (server.triton_url); "

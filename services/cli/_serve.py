@@ -31,8 +31,14 @@ def build_service_app(name: str, settings: Settings, *, runtime: Runtime | None 
                 await module.shutdown(rt)
             await rt.bus.close()
 
+    async def ready() -> dict[str, bool]:
+        checks = await rt.ready()
+        if hasattr(module, "ready"):  # optional service hook: the server adds its Triton
+            checks.update(await module.ready(rt))
+        return checks
+
     token = settings.http.token.get_secret_value() if settings.http.token else None
-    app = build_http_app(service=name, ready=rt.ready, routes=routes, token=token,
+    app = build_http_app(service=name, ready=ready, routes=routes, token=token,
                          lifespan=lifespan)
     app.state.runtime = rt
     return app

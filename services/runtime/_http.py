@@ -22,8 +22,15 @@ __all__ = ["build_http_app", "error_response"]
 _OPEN_PATHS = ("/health/live", "/health/ready")
 
 
-def error_response(status: int, message: str, *, code: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "code": code}}, status_code=status)
+def error_response(status: int, message: str, *, code: str, param: str | None = None,
+                   type: str | None = None) -> JSONResponse:  # noqa: A002 - OpenAI's name
+    """An error body in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``
+    (``type`` by default from the status)."""
+    if type is None:
+        type = ("authentication_error" if status == 401 else "server_error" if status >= 500
+                else "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": type, "param": param,
+                                   "code": code}}, status_code=status)
 
 
 class BearerAuth:

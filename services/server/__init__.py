@@ -23,7 +23,15 @@ from ._repository import (
     repository_files,
     triton_name,
 )
-from ._service import HEADER_REDEPLOY, SERVICE, build_router, http_routes, shutdown, startup
+from ._service import (
+    HEADER_REDEPLOY,
+    SERVICE,
+    build_router,
+    http_routes,
+    ready,
+    shutdown,
+    startup,
+)
 from ._triton import EmbeddedTriton, GenerateChunk, TritonClient, TritonError, find_tritonserver
 
 __all__ = [
@@ -47,6 +55,7 @@ __all__ = [
     "generate",
     "http_routes",
     "openai_error",
+    "ready",
     "record_key",
     "repository_files",
     "run_gate",

@@ -11,15 +11,26 @@ Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``:
 (``invalid_request_error``) for a body that is not JSON or a bad field, 404 for an
 unknown model, 413 for a body over ``server.max_request_bytes``, 429 (with
 ``Retry-After``) when ``server.concurrency`` requests are already being served, 503 when
-Triton or the model is unavailable, 502 for another Triton failure; 401 comes from the
+Triton or the model is unavailable, 502 for another Triton failure, 500 for anything
+unexpected, 404/405 for an unknown path or method under ``/v1``; 401 comes from the
 bearer-token middleware of every service (``http.token``). Limits: ``max_tokens`` up to
-``server.max_tokens_limit``, at most 4 stop strings, ``n`` = 1.
+``server.max_tokens_limit``, at most 4 stop strings, ``n`` = 1, and the prompt: 400
+``context_length_exceeded`` when it is longer than ``server.max_prompt_tokens`` or it plus
+``max_tokens`` exceeds the model's ``max_position_embeddings`` (counted with the model's
+tokenizer; a request that names no ``max_tokens`` gets what is left of the context).
+
+A stream answers an error status, not 200, when generation fails before its first piece
+(the first response from Triton is awaited before the answer starts).
+``server.request_timeout`` bounds streams as well as whole answers. When the client goes
+away, generation is cancelled (Triton stops the request) and the request's concurrency
+slot is freed at once, streaming or not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +39,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ..runtime import Runtime
 from ._deploy import ServerState, server_state
@@ -36,9 +48,11 @@ from ._triton import TritonError
 
 __all__ = ["ApiError", "api_routes", "openai_error"]
 
+log = logging.getLogger("syllabus.server.api")
+
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                404: "invalid_request_error", 413: "invalid_request_error",
-                429: "rate_limit_exceeded", 500: "server_error", 502: "server_error",
+                404: "invalid_request_error", 405: "invalid_request_error",
+                413: "invalid_request_error", 429: "rate_limit_exceeded", 499: "client_closed", 500: "server_error", 502: "server_error",
                 503: "server_error", 504: "server_error"}
 _MAX_STOP = 4
 
@@ -205,32 +219,32 @@ def _unsupported(body: dict[str, Any]) -> None:
 
 # --- the endpoints ------------------------------------------------------------------------
 
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
 
 class _Slot:
-    """One of ``server.concurrency`` request slots, or 429."""
+    """One of ``server.concurrency`` request slots (``take`` raises 429 when none is
+    free); ``release`` is idempotent, so every path out may call it."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.held = False
+        #: a streaming response took the slot over (it releases it when it ends)
+        self.streaming = False
 
-    def __enter__(self) -> _Slot:
+    def take(self) -> None:
         if self.state.in_flight >= self.state.cfg.concurrency:
             raise ApiError(429, f"the server is busy ({self.state.cfg.concurrency} requests "
                                 "in flight); retry shortly", code="rate_limit_exceeded")
         self.state.in_flight += 1
-        IN_FLIGHT.set(self.state.in_flight)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.state.in_flight -= 1
-        IN_FLIGHT.set(self.state.in_flight)
-
-    def keep(self) -> None:
-        """Hold the slot past the ``with`` block (a streaming answer), until ``release``."""
-        self.state.in_flight += 1
+        self.held = True
         IN_FLIGHT.set(self.state.in_flight)
 
     def release(self) -> None:
-        self.__exit__()
+        if self.held:
+            self.held = False
+            self.state.in_flight -= 1
+            IN_FLIGHT.set(self.state.in_flight)
 
 
 def _usage(n_in: int, n_out: int) -> dict[str, int]:
@@ -242,47 +256,140 @@ def _status_error(exc: TritonError) -> ApiError:
     return ApiError(status, str(exc), code="triton_error")
 
 
+def _unexpected(exc: Exception) -> ApiError:
+    """An error the endpoints do not expect, as an OpenAI error (never plain text)."""
+    if isinstance(exc, TritonError):
+        return _status_error(exc)
+    if isinstance(exc, RuntimeError):  # the embedded tritonserver could not start
+        log.error("Triton is unavailable: %s", exc)
+        return ApiError(503, f"Triton is unavailable: {str(exc).splitlines()[0]}",
+                        code="triton_unavailable")
+    if isinstance(exc, OSError):  # the store (a model's tokenizer), the file system
+        log.error("the store or file system failed: %s", exc)
+        return ApiError(503, f"a resource is unavailable: {exc}", code="unavailable")
+    log.exception("unexpected error")
+    return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error")
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away (the body must have been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _race(receive: Receive, aw: Any, timeout: float) -> Any:
+    """``aw``'s result, unless the client disconnects first (499, and ``aw`` is
+    cancelled: Triton stops the request) or ``timeout`` seconds pass (504)."""
+    task = asyncio.ensure_future(aw)
+    watch = asyncio.ensure_future(_disconnected(receive))
+    try:
+        done, _ = await asyncio.wait({task, watch}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        if watch in done:
+            raise ApiError(499, "the client closed the request", code="client_closed")
+        raise ApiError(504, f"generation took longer than {timeout:g}s", code="timeout")
+    finally:
+        for t in (task, watch):
+            t.cancel()
+        await asyncio.gather(task, watch, return_exceptions=True)
+
+
+async def _check_context(state: ServerState, name: str, prompt: str,
+                         sampling: dict[str, Any], *, explicit: bool, param: str) -> None:
+    """400 ``context_length_exceeded`` for a prompt over ``server.max_prompt_tokens``, or
+    prompt + max_tokens over the model's context; a ``max_tokens`` the request did not
+    name is cut to what the context leaves."""
+    n = await state.count_tokens(name, prompt)
+    limit = state.cfg.max_prompt_tokens
+    if limit and n > limit:
+        raise ApiError(400, f"the prompt has {n} tokens; this server takes at most {limit}",
+                       param=param, code="context_length_exceeded")
+    context = await state.context_length(name)
+    if not context:
+        return
+    if not explicit and n < context:
+        sampling["max_tokens"] = min(sampling["max_tokens"], context - n)
+    if n + sampling["max_tokens"] > context:
+        raise ApiError(400, f"this model's maximum context length is {context} tokens; "
+                            f"the request asks for {n + sampling['max_tokens']} ({n} in the "
+                            f"prompt, {sampling['max_tokens']} in the completion): shorten "
+                            "the prompt or lower max_tokens", param=param,
+                       code="context_length_exceeded")
+
+
 def api_routes(rt: Runtime) -> list[Route]:
     async def handle(request: Request, endpoint: str, chat: bool) -> Response:
         state = server_state(rt)
         started = time.perf_counter()
         status = 200
+        slot = _Slot(state)
         try:
             body = await _body(request, state.cfg.max_request_bytes)
-            with _Slot(state) as slot:
-                await state.start()
-                name = _model(state, body)
-                _unsupported(body)
-                sampling = _sampling(state, body)
-                stream, include_usage = _stream_flag(body)
-                if chat:
-                    try:
-                        prompt = await state.render_chat(name, _messages(body))
-                    except ValueError as exc:
-                        raise ApiError(400, str(exc), param="messages") from exc
-                else:
-                    prompt = body.get("prompt")
-                    if isinstance(prompt, list) and len(prompt) == 1:
-                        prompt = prompt[0]
-                    if not isinstance(prompt, str):
-                        raise ApiError(400, "prompt must be a string (or a list of one)",
-                                       param="prompt")
-                if stream:
-                    return _sse(state, slot, name, prompt, sampling, chat=chat,
-                                include_usage=include_usage, endpoint=endpoint,
-                                started=started)
-                return await _whole(state, name, prompt, sampling, chat=chat,
-                                    timeout=state.cfg.request_timeout)
-        except TritonError as exc:  # Triton unreachable while starting, or rendering failed
-            err = _status_error(exc)
-            status = err.status
-            return openai_error(err.status, err.message, code=err.code)
+            slot.take()
+            await state.start()
+            name = _model(state, body)
+            _unsupported(body)
+            sampling = _sampling(state, body)
+            stream, include_usage = _stream_flag(body)
+            if chat:
+                try:
+                    prompt = await state.render_chat(name, _messages(body))
+                except ValueError as exc:
+                    raise ApiError(400, str(exc), param="messages") from exc
+            else:
+                prompt = body.get("prompt")
+                if isinstance(prompt, list) and len(prompt) == 1:
+                    prompt = prompt[0]
+                if not isinstance(prompt, str):
+                    raise ApiError(400, "prompt must be a string (or a list of one)",
+                                   param="prompt")
+            explicit = body.get("max_tokens") is not None or \
+                body.get("max_completion_tokens") is not None
+            await _check_context(state, name, prompt, sampling, explicit=explicit,
+                                 param="messages" if chat else "prompt")
+            if stream:
+                # the response owns the slot from here, and frees it when it ends
+                return await _sse(request, state, slot, name, prompt, sampling, chat=chat,
+                                  include_usage=include_usage, endpoint=endpoint,
+                                  started=started)
+            return await _whole(request, state, name, prompt, sampling, chat=chat,
+                                timeout=state.cfg.request_timeout)
         except ApiError as exc:
             status = exc.status
             return openai_error(exc.status, exc.message, code=exc.code, param=exc.param)
+        except Exception as exc:  # noqa: BLE001 - Triton, the store: an OpenAI error body
+            err = _unexpected(exc)
+            status = err.status
+            return openai_error(err.status, err.message, code=err.code)
         finally:
+            if not slot.streaming:
+                slot.release()
             API_REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
             API_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+    def guarded(fn: Any, *methods: str) -> Any:
+        """An endpoint that answers only ``methods`` (else 405) and turns any error into
+        an OpenAI error body."""
+        async def endpoint(request: Request) -> Response:
+            if request.method not in methods and \
+                    not (request.method == "HEAD" and "GET" in methods):
+                resp = openai_error(405, f"{request.method} is not allowed on "
+                                         f"{request.url.path} (use {', '.join(methods)})",
+                                    code="method_not_allowed")
+                resp.headers["Allow"] = ", ".join(methods)
+                return resp
+            try:
+                return await fn(request)
+            except ApiError as exc:
+                return openai_error(exc.status, exc.message, code=exc.code, param=exc.param)
+            except Exception as exc:  # noqa: BLE001 - never a plain-text 500
+                err = _unexpected(exc)
+                return openai_error(err.status, err.message, code=err.code)
+        return endpoint
 
     async def chat_completions(request: Request) -> Response:
         return await handle(request, "chat.completions", chat=True)
@@ -306,10 +413,16 @@ def api_routes(rt: Runtime) -> list[Route]:
                                 param="model")
         return JSONResponse(_model_card(state, found))
 
-    return [Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/models/{model:path}", model, methods=["GET"])]
+    async def unknown(request: Request) -> Response:
+        return openai_error(404, f"no such endpoint: {request.method} {request.url.path}",
+                            code="unknown_url")
+
+    return [Route("/v1/chat/completions", guarded(chat_completions, "POST"),
+                  methods=_ALL_METHODS),
+            Route("/v1/completions", guarded(completions, "POST"), methods=_ALL_METHODS),
+            Route("/v1/models", guarded(models, "GET"), methods=_ALL_METHODS),
+            Route("/v1/models/{model:path}", guarded(model, "GET"), methods=_ALL_METHODS),
+            Route("/v1/{path:path}", unknown, methods=_ALL_METHODS)]
 
 
 def _model_card(state: ServerState, ev: Any) -> dict[str, Any]:
@@ -318,17 +431,15 @@ def _model_card(state: ServerState, ev: Any) -> dict[str, Any]:
             "model_id": ev.model_id, "dataset": ev.dataset, "eval_scores": ev.eval_scores}
 
 
-async def _whole(state: ServerState, name: str, prompt: str, sampling: dict[str, Any], *,
-                 chat: bool, timeout: float) -> Response:
+async def _whole(request: Request, state: ServerState, name: str, prompt: str,
+                 sampling: dict[str, Any], *, chat: bool, timeout: float) -> Response:
     from ._gate import generate
 
     try:
-        text, finish, n_in, n_out = await asyncio.wait_for(
-            generate(state, name, prompt, sampling), timeout=timeout)
+        text, finish, n_in, n_out = await _race(
+            request.receive, generate(state, name, prompt, sampling), timeout)
     except TritonError as exc:
         raise _status_error(exc) from exc
-    except TimeoutError as exc:
-        raise ApiError(504, f"generation took longer than {timeout:g}s") from exc
     created = int(time.time())
     if chat:
         return JSONResponse({
@@ -344,11 +455,41 @@ async def _whole(state: ServerState, name: str, prompt: str, sampling: dict[str,
         "usage": _usage(n_in, n_out)})
 
 
-def _sse(state: ServerState, slot: _Slot, name: str, prompt: str, sampling: dict[str, Any], *,
-         chat: bool, include_usage: bool, endpoint: str, started: float) -> StreamingResponse:
+class _EventStream(StreamingResponse):
+    """Server-sent events that end when the client goes away (not only at the next
+    failed write), and that always close their source and free their slot."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any, **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        run = asyncio.ensure_future(self.stream_response(send))
+        watch = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if run.done() and not run.cancelled():
+                exc = run.exception()
+                if exc is not None and not isinstance(exc, OSError):  # OSError: client gone
+                    raise exc
+        finally:
+            for t in (run, watch):
+                t.cancel()
+            await asyncio.gather(run, watch, return_exceptions=True)
+            try:
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            finally:
+                self._on_close()
+
+
+async def _sse(request: Request, state: ServerState, slot: _Slot, name: str, prompt: str,
+               sampling: dict[str, Any], *, chat: bool, include_usage: bool, endpoint: str,
+               started: float) -> Response:
     ident = f"chatcmpl-{uuid.uuid4().hex}" if chat else f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
+    timeout = state.cfg.request_timeout
+    deadline = asyncio.get_running_loop().time() + timeout
 
     def event(payload: dict[str, Any]) -> bytes:
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
@@ -362,36 +503,60 @@ def _sse(state: ServerState, slot: _Slot, name: str, prompt: str, sampling: dict
         return {"id": ident, "object": kind, "created": created, "model": name,
                 "choices": [choice]}
 
-    # the slot stays taken while the answer streams
-    slot.keep()
+    source = state.triton_client().stream(name, prompt, sampling, stream=True)
+    # Triton's first response before the answer starts: a failure now is an error status
+    try:
+        first = await _race(request.receive, anext(source, None), timeout)
+    except TritonError as exc:
+        await source.aclose()
+        raise _status_error(exc) from exc
+    except BaseException:
+        await source.aclose()
+        raise
+
+    async def pieces() -> AsyncIterator[Any]:
+        piece = first
+        while piece is not None:
+            yield piece
+            if piece.final:
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError
+            # its own timeout per piece: a cancelled wait closes the Triton stream
+            piece = await asyncio.wait_for(anext(source, None), remaining)
 
     async def events() -> AsyncIterator[bytes]:
-        first = True
+        first_text = True
         n_in = n_out = 0
         try:
             if chat:
                 yield event(chunk({"role": "assistant", "content": ""}, None))
             finish = None
-            async for piece in state.client.stream(name, prompt, sampling, stream=True):
+            async for piece in pieces():
                 n_in = piece.input_tokens if piece.input_tokens is not None else n_in
                 n_out = piece.output_tokens if piece.output_tokens is not None else n_out
                 finish = piece.finish_reason or finish
                 if piece.text:
-                    if first:
+                    if first_text:
                         API_TTFT.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-                        first = False
+                        first_text = False
                     yield event(chunk({"content": piece.text} if chat else piece.text, None))
             yield event(chunk({} if chat else "", finish or "stop"))
             if include_usage:
                 yield event({"id": ident, "object": kind, "created": created, "model": name,
                              "choices": [], "usage": _usage(n_in, n_out)})
-        except TritonError as exc:
+        except TritonError as exc:  # after the answer started: an error event
             err = _status_error(exc)
             yield event({"error": {"message": err.message, "type": _ERROR_TYPES[err.status],
                                    "param": None, "code": err.code}})
+        except TimeoutError:
+            yield event({"error": {"message": f"generation took longer than {timeout:g}s",
+                                   "type": "server_error", "param": None, "code": "timeout"}})
         finally:
-            slot.release()
+            await source.aclose()
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slot.streaming = True
+    return _EventStream(events(), on_close=slot.release, media_type="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -34,7 +34,9 @@ The weights are a Hugging Face model directory: ``model_path`` in the model's
 ``parameters`` when set (absolute, or relative to this model's folder in the repository),
 else ``<version>/hf`` next to this file. ``max_tokens_limit`` (default 1024), ``threads``
 (torch threads, default: torch's choice) and ``max_concurrent`` (requests generated at
-once, default 4) and ``dtype`` (a torch dtype name) are read from the same parameters. An
+once, default 4), ``dtype`` (a torch dtype name) and ``max_prompt_tokens`` (the longest
+prompt, 0 = only the model's ``max_position_embeddings`` bounds prompt plus
+``max_tokens``) are read from the same parameters. An
 instance of kind GPU runs on its GPU, in bfloat16 by default; a CPU one in float32. A request that has been cancelled
 (the client went away) stops generating within 50 ms.
 """
@@ -103,13 +105,22 @@ class TritonPythonModel:
         # transformers 5.x renamed past_key_values to cache (in and out)
         params = inspect.signature(self.model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        # the longest prompt plus max_tokens the model takes (its position embeddings), and
+        # the server's own prompt limit (the max_prompt_tokens parameter, 0 = none)
+        self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self.max_prompt_tokens = int(_param(self.config, "max_prompt_tokens", "0"))
+        self.closing = False
         self.pool = ThreadPoolExecutor(max_workers=int(_param(self.config, "max_concurrent", "4")),
                                        thread_name_prefix="generate")
 
     def finalize(self) -> None:
+        # requests still queued get an error response with the FINAL flag (cancelling
+        # their futures would leave their callers waiting for a final response that never
+        # comes); running ones stop at their next token with the same error
+        self.closing = True
         pool = getattr(self, "pool", None)
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True)
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -194,6 +205,8 @@ class TritonPythonModel:
     def _run(self, request, sender, job: dict) -> None:
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
+            if self.closing:
+                raise RuntimeError("the model is being unloaded")
             text, finish, n_in, n_out = "", "length", 0, 0
             for step in self._generate(request, job):
                 piece, finish, n_in, n_out = step
@@ -212,6 +225,15 @@ class TritonPythonModel:
         ids = self.tokenizer(job["prompt"], return_tensors="pt",
                              add_special_tokens=False)["input_ids"].to(self.device)
         n_in = int(ids.shape[1])
+        # the server checks this before it sends a request; this guards the backend against
+        # other callers (a prompt past the position embeddings would fail or exhaust memory)
+        if self.max_prompt_tokens and n_in > self.max_prompt_tokens:
+            raise ValueError(f"the prompt has {n_in} tokens; the limit is "
+                             f"{self.max_prompt_tokens}")
+        if self.max_positions and n_in + job["max_tokens"] > self.max_positions:
+            raise ValueError(f"the prompt ({n_in} tokens) plus max_tokens "
+                             f"({job['max_tokens']}) exceeds the model's context of "
+                             f"{self.max_positions} tokens")
         generator = None
         if job["temperature"] > 0:
             generator = torch.Generator(device=self.device).manual_seed(
@@ -230,6 +252,8 @@ class TritonPythonModel:
                     checked = time.monotonic()
                     if _cancelled(request):
                         return
+                    if self.closing:
+                        raise RuntimeError("the model is being unloaded")
                 out = self.model(input_ids=step_ids, use_cache=True, **{self.cache_arg: past})
                 past = getattr(out, self.cache_arg)
                 logits = out.logits[0, -1].float()

@@ -10,7 +10,19 @@ A deployment record, ``triton/<name>/deployment.json`` in the store, is the
 redelivered ``training.completed`` for a model that already has a record is not deployed
 again (``duplicate``; a deployed model missing from Triton, after a restart, is only
 loaded again). ``syllabus deploy --force`` redoes it. On start the server loads every
-model whose record says ``deployed``.
+model whose record says ``deployed``. The record is written (``published: false``) before
+``ModelDeployed`` is published and marked ``published`` after: a redelivery that finds an
+unpublished record publishes its event again (JetStream drops the copy when the first
+publish did arrive, by ``Nats-Msg-Id``).
+
+Versions: each deployment of a name writes a new version folder (1, 2, ...) and pins it in
+``config.pbtxt`` (``version_policy: specific``), so a ``--force`` redeploy loads next to
+the version being served: Triton swaps to the new one only once it has loaded. A new
+version that fails to load or is refused by the gate is removed and the previous one
+stays served (its record kept); older versions are removed once a new one is deployed.
+
+Triton's health: ``ready_checks()`` is part of ``/health/ready``; ``watch()`` restarts an
+embedded ``tritonserver`` that has exited (and loads the deployed models into it again).
 
 Outcomes: ``deployed``; ``refused`` (the model loaded, but a score missed its floor; it is
 unloaded); ``failed`` (missing or corrupt files, Triton could not load it; Triton's reason
@@ -22,6 +34,7 @@ Triton cannot be reached the handler raises, so the bus retries with back-off.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -44,7 +57,7 @@ __all__ = ["RECORD_FILE", "ServerState", "record_key", "server_state"]
 log = logging.getLogger("syllabus.server")
 
 RECORD_FILE = "deployment.json"
-VERSION = 1
+VERSION = 1  # the first version of a name; each redeploy takes the next
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _TOKENIZER_LOCK = threading.Lock()
 _REPOSITORY_README = (b"This prefix is a Triton model repository, written by the Syllabus server: "
@@ -83,8 +96,15 @@ class ServerState:
     tokenizers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
     started: bool = False
+    #: name -> max_position_embeddings of its config.json (0: unknown)
+    contexts: dict[str, int] = field(default_factory=dict)
+    #: name -> the version Triton was last asked to serve
+    versions: dict[str, int] = field(default_factory=dict)
+    #: restarts of the embedded tritonserver after it exited
+    restarts: int = 0
     _start_lock: threading.Lock = field(default_factory=threading.Lock)
     _deploy_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _name_locks: dict[tuple[int, str], asyncio.Lock] = field(default_factory=dict)
 
     @property
     def cfg(self):
@@ -159,8 +179,47 @@ class ServerState:
             lock = self._deploy_locks[key] = asyncio.Lock()
         return lock
 
+    def _name_lock(self, name: str) -> asyncio.Lock:
+        key = (id(asyncio.get_running_loop()), name)
+        lock = self._name_locks.get(key)
+        if lock is None:
+            lock = self._name_locks[key] = asyncio.Lock()
+        return lock
+
+    def triton_client(self) -> TritonClient:
+        """The client, or 503 while Triton is down (being restarted)."""
+        client = self.client
+        if client is None:
+            raise TritonError("Triton is not running (it is being restarted)", status=503)
+        return client
+
     async def ready(self) -> bool:
+        if self.triton is not None and self.triton.exited() is not None:
+            return False
         return self.client is not None and await self.client.live()
+
+    async def ready_checks(self) -> dict[str, bool]:
+        """The server's part of ``/health/ready``: Triton is up and answers."""
+        return {"triton": await self.ready()}
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Every ``interval`` seconds: when the embedded tritonserver has exited, start a
+        new one and load the deployed models into it (until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            triton = self.triton
+            if triton is None or triton.exited() is None:
+                continue
+            log.error("the embedded tritonserver exited (code %s); restarting it. Log "
+                      "tail:\n%s", triton.exited(), triton.logs(2000))
+            try:
+                async with self._deploy_lock():
+                    await self.close()
+                    await self.start()
+                self.restarts += 1
+                log.info("the embedded tritonserver is back (restart %d)", self.restarts)
+            except Exception as exc:  # noqa: BLE001 - try again on the next round
+                log.error("could not restart the embedded tritonserver: %s", exc)
 
     # --- records ------------------------------------------------------------------------
 
@@ -212,10 +271,12 @@ class ServerState:
         (Triton loads them in parallel)."""
         async def one(name: str, rec: dict[str, Any]) -> None:
             try:
+                version = rec["event"].version
                 if self.repository is not None and \
-                        not (self.repository / name / "config.pbtxt").is_file():
-                    await self._materialize(name, rec["store_prefix"], store_copy=False)
-                await self._load(name)
+                        not (self.repository / name / str(version)).is_dir():
+                    await self._materialize(name, rec["store_prefix"], version=version,
+                                            store_copy=False)
+                await self._load(name, version)
                 self.records[name] = rec
                 log.info("restored model %s (%s)", name, rec["event"].model_id)
             except Exception as exc:  # noqa: BLE001 - one broken model must not stop the rest
@@ -235,17 +296,46 @@ class ServerState:
     async def deploy(self, event: TrainingCompleted, *, force: bool = False) -> ModelDeployed:
         """Deploy one trained model (see the module docstring). Returns the event that was
         published, or for a duplicate the one published before."""
+        try:
+            name = triton_name(event.model_id)
+        except ValueError as exc:  # no retry can help: report it
+            result = self._event(_invalid_name(event.model_id), event, status="failed",
+                                 reason=str(exc))
+            await self.rt.bus.publish(result)
+            DEPLOYMENTS.labels(outcome="failed").inc()
+            log.error("model %s failed: %s", event.model_id, exc)
+            return result
         await self.start()
-        name = triton_name(event.model_id)
         async with self._deploy_lock():
             previous = self.records.get(name) or await self._read_record(name)
-            if previous is not None and not force and \
-                    previous["event"].model_id == event.model_id:
+            if previous is not None and previous["event"].model_id != event.model_id \
+                    and not force:
+                # two ids, one name (only a hash collision now): never replace silently
+                result = self._event(name, event, status="failed", reason=(
+                    f"the Triton name {name!r} is taken by model "
+                    f"{previous['event'].model_id!r}; use --force to replace it"))
+                await self.rt.bus.publish(result)
+                DEPLOYMENTS.labels(outcome="failed").inc()
+                log.error("model %s failed: %s", event.model_id, result.reason)
+                return result
+            if previous is not None and not force:
                 return await self._duplicate(name, previous)
-            result = await self._deploy(name, event)
-            await self._write_record({"event": result, "store_prefix": event.store_prefix,
-                                      "recorded_at": time.time()})
+            # past every version tried before (a failed redeploy's too: its announcement
+            # must not share a Nats-Msg-Id with an earlier one)
+            version = max(previous["event"].version, previous.get("last_version", 0)) + 1 \
+                if previous is not None else VERSION
+            serving = previous if previous is not None and \
+                previous["event"].status == "deployed" else None
+            result = await self._deploy(name, event, version, serving)
+            # a failed or refused redeploy leaves the previous version served, and its record
+            keep = serving is not None and result.status != "deployed"
+            record = {"event": result, "store_prefix": event.store_prefix,
+                      "recorded_at": time.time(), "published": False}
+            await self._write_record(record if not keep else {**serving, "last_version": version})
             await self.rt.bus.publish(result)
+            if not keep:
+                record["published"] = True
+                await self._write_record(record)
             DEPLOYMENTS.labels(outcome=result.status).inc()
             if result.status == "deployed":
                 log.info("model %s deployed as %s (scores %s)", event.model_id, name,
@@ -260,43 +350,87 @@ class ServerState:
         log.info("model %s was already handled (%s); not deploying it again", ev.model_id,
                  ev.status)
         if ev.status == "deployed" and not await self.client.ready(name):
-            await self._load(name)  # Triton restarted: serve it again
+            await self._load(name, ev.version)  # Triton restarted: serve it again
         self.records[name] = previous
+        if not previous.get("published", True):
+            # the first try stopped between the record and the announcement
+            log.info("announcing model %s again (its first announcement was lost)", ev.model_id)
+            await self.rt.bus.publish(ev)
+            await self._write_record({**previous, "published": True})
         return ev
 
-    def _event(self, name: str, source: TrainingCompleted, **fields: Any) -> ModelDeployed:
-        return ModelDeployed(model_id=source.model_id, name=name, version=VERSION,
+    def _event(self, name: str, source: TrainingCompleted, *, version: int = VERSION,
+               **fields: Any) -> ModelDeployed:
+        return ModelDeployed(model_id=source.model_id, name=name, version=version,
                              endpoint=self.endpoint, job_id=source.job_id,
                              dataset=source.dataset, backend=self.cfg.backend, **fields)
 
-    async def _deploy(self, name: str, event: TrainingCompleted) -> ModelDeployed:
+    async def _deploy(self, name: str, event: TrainingCompleted, version: int,
+                      serving: dict[str, Any] | None) -> ModelDeployed:
+        """Deploy ``event``'s model as ``version`` of ``name``; ``serving``: the record of
+        the version Triton serves now, which stays served when this one fails."""
         from ._gate import run_gate
 
         try:
-            await self._materialize(name, event.store_prefix,
+            await self._materialize(name, event.store_prefix, version=version,
                                     store_copy=self.cfg.store_repository)
         except (ValueError, OSError, KeyError) as exc:
-            return self._event(name, event, status="failed",
+            await self._roll_back(name, version, serving, loaded=False)
+            return self._event(name, event, version=version, status="failed",
                                reason=f"the model files under {event.store_prefix}: {exc}")
         try:
-            await self._load(name)
+            await self._load(name, version)
         except TritonError as exc:
             if exc.status == 503 and not await self.client.live():
                 raise  # Triton is down: let the bus retry
             # Triton's message, less the Python traceback the backend appends ("At: ...")
             reason = str(exc).split("\n\nAt:", 1)[0].strip()
-            await self._unload_quietly(name)
-            return self._event(name, event, status="failed", reason=reason[:2000])
+            await self._roll_back(name, version, serving, loaded=False)
+            return self._event(name, event, version=version, status="failed",
+                               reason=reason[:2000])
         gate = await run_gate(self, name, event)
         if gate.refused:
-            await self._unload_quietly(name)
-            return self._event(name, event, status="refused", reason=gate.reason,
-                               eval_scores=gate.scores, eval_floors=gate.floors,
-                               eval_details=gate.details)
-        return self._event(name, event, status="deployed", eval_scores=gate.scores,
-                           eval_floors=gate.floors, eval_details=gate.details)
+            await self._roll_back(name, version, serving, loaded=True)
+            return self._event(name, event, version=version, status="refused",
+                               reason=gate.reason, eval_scores=gate.scores,
+                               eval_floors=gate.floors, eval_details=gate.details)
+        # the versions before this one are done with (the store keeps its copies)
+        if self.repository is not None:
+            await self.rt.to_thread(_remove_versions, self.repository / name, keep=version)
+        await self.rt.to_thread(_remove_versions, self.work_dir / "models" / name, keep=version)
+        return self._event(name, event, version=version, status="deployed",
+                           eval_scores=gate.scores, eval_floors=gate.floors,
+                           eval_details=gate.details)
 
-    async def _load(self, name: str) -> None:
+    async def _roll_back(self, name: str, version: int, serving: dict[str, Any] | None, *,
+                         loaded: bool) -> None:
+        """Take a new version that failed out again: with nothing served before, unload
+        the name; else pin the served version in config.pbtxt again and, when the new
+        version had ``loaded`` (the gate refused it), reload the old one (Triton keeps
+        serving it throughout; a load that failed left Triton on the old version)."""
+        if serving is None:
+            await self._unload_quietly(name)
+            return
+        old = serving["event"].version
+        try:
+            plan = await self._plan(name, [], old, check=False)
+            if self.repository is not None:
+                config = self.repository / name / "config.pbtxt"
+                await self.rt.to_thread(config.write_bytes, plan.generated["config.pbtxt"])
+                await self.rt.to_thread(_remove_versions, self.repository / name, keep=old)
+            if self.cfg.store_repository:
+                await self.rt.to_thread(self.rt.store.put, f"triton/{name}/config.pbtxt",
+                                        plan.generated["config.pbtxt"])
+            if loaded:
+                await self._load(name, old)
+            self.versions[name] = old
+            self.tokenizers.pop(name, None)
+            self.contexts.pop(name, None)
+            self.records[name] = serving
+        except (TritonError, OSError) as exc:
+            log.error("could not go back to version %d of %s: %s", old, name, exc)
+
+    async def _load(self, name: str, version: int | None = None) -> None:
         if self.client is None:
             raise TritonError("Triton is not started", status=503)
         try:
@@ -306,7 +440,10 @@ class ServerState:
                               status=504) from exc
         if not await self.client.ready(name):
             raise TritonError(f"model {name!r} loaded but is not ready", status=503)
+        if version is not None:
+            self.versions[name] = version
         self.tokenizers.pop(name, None)
+        self.contexts.pop(name, None)
 
     async def _unload_quietly(self, name: str) -> None:
         try:
@@ -316,55 +453,85 @@ class ServerState:
 
     # --- files --------------------------------------------------------------------------
 
-    def staging(self, name: str) -> Path:
-        """The local copy of a model's files (the tokenizer the API renders chats with)."""
-        return self.work_dir / "models" / name / "hf"
+    def _version(self, name: str) -> int:
+        """The version of ``name`` Triton serves (or was last asked to)."""
+        if name in self.versions:
+            return self.versions[name]
+        rec = self.records.get(name)
+        return rec["event"].version if rec is not None else VERSION
 
-    async def _materialize(self, name: str, store_prefix: str, *, store_copy: bool) -> None:
-        """Download the model's files, then write its repository: into the local
-        repository folder (when there is one) and, when ``store_copy``, into the store at
-        ``triton/<name>/``. Raises ``ValueError`` for a model that lacks files."""
-        prefix = store_prefix.rstrip("/") + "/"
-        keys = await self.rt.to_thread(lambda: list(self.rt.store.list(prefix)))
-        files = sorted(k[len(prefix):] for k in keys if is_model_file(k[len(prefix):]))
-        if not files:
-            raise ValueError(f"no model files in the store under {prefix}")
+    def staging(self, name: str, version: int | None = None) -> Path:
+        """The local copy of a model version's files (the tokenizer the API renders chats
+        with)."""
+        version = self._version(name) if version is None else version
+        return self.work_dir / "models" / name / str(version) / "hf"
+
+    async def _plan(self, name: str, files: list[str], version: int, *, check: bool = True
+                    ) -> Any:
         cfg = self.cfg
         params = {"max_tokens_limit": str(cfg.max_tokens_limit),
                   "max_concurrent": str(cfg.model_concurrency),
+                  "max_prompt_tokens": str(cfg.max_prompt_tokens or ""),
                   "threads": str(cfg.torch_threads) if cfg.torch_threads else ""}
         repo_root = self.repository
         vllm_path = None
         if cfg.backend == "vllm":
             template = cfg.vllm_model_path or (
                 f"{repo_root}/{{name}}/{{version}}/hf" if repo_root else None)
-            vllm_path = template.format(name=name, version=VERSION) if template else None
-        plan = repository_files(name, files, version=VERSION, backend=cfg.backend,
+            vllm_path = template.format(name=name, version=version) if template else None
+        if not check:  # only config.pbtxt is wanted: any complete file list will do
+            files = ["config.json", "model.safetensors", "tokenizer.json"]
+        return repository_files(name, files, version=version, backend=cfg.backend,
                                 parameters=params if cfg.backend == "python" else {},
                                 vllm_model_path=vllm_path, instances=cfg.instances,
                                 execution_env=cfg.execution_env, kind=cfg.instance_kind)
-        staging = self.staging(name)
-        await self.rt.to_thread(self._download, prefix, files, staging)
-        if repo_root is not None:
-            await self.rt.to_thread(self._write_local, repo_root / name, plan, staging)
+
+    async def _materialize(self, name: str, store_prefix: str, *, version: int,
+                           store_copy: bool) -> None:
+        """Download the model's files, then write its repository's ``version``: into the
+        local repository folder (when there is one) and, when ``store_copy``, into the
+        store at ``triton/<name>/``. Raises ``ValueError`` for a model that lacks files."""
+        prefix = store_prefix.rstrip("/") + "/"
+        keys = await self.rt.to_thread(lambda: list(self.rt.store.list(prefix)))
+        files = sorted(k[len(prefix):] for k in keys if is_model_file(k[len(prefix):]))
+        if not files:
+            raise ValueError(f"no model files in the store under {prefix}")
+        plan = await self._plan(name, files, version)
+        staging = self.staging(name, version)
+        async with self._name_lock(name):
+            await self.rt.to_thread(self._download, prefix, files, staging)
+        if self.repository is not None:
+            await self.rt.to_thread(self._write_local, self.repository / name, plan, staging)
         if store_copy:
             await self._write_store(name, plan, staging)
 
     def _download(self, prefix: str, files: list[str], staging: Path) -> None:
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        for f in files:
-            tmp = staging / f".{f}.part"
-            with tmp.open("wb") as fh:
-                for chunk in self.rt.store.stream(prefix + f):
-                    fh.write(chunk)
-            tmp.replace(staging / f)
+        """The files into ``staging``, whole or not at all: they are written to a
+        temporary folder that then takes ``staging``'s place."""
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        tmp = staging.with_name(f".{staging.name}.{os.getpid()}.{threading.get_ident()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        try:
+            for f in files:
+                with (tmp / f).open("wb") as fh:
+                    for chunk in self.rt.store.stream(prefix + f):
+                        fh.write(chunk)
+            if staging.exists():
+                shutil.rmtree(staging)
+            tmp.rename(staging)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
     def _write_local(model_dir: Path, plan: Any, staging: Path) -> None:
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
+        # only this version's folder is replaced: the version Triton serves stays until
+        # the new one has loaded
+        version_dir = model_dir / str(plan.version)
+        if version_dir.exists():
+            shutil.rmtree(version_dir)
         for rel, data in plan.generated.items():
             path = model_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -392,19 +559,47 @@ class ServerState:
 
     # --- chats --------------------------------------------------------------------------
 
+    async def _small_files(self, name: str) -> Path:
+        """The model's folder with at least its small files (tokenizer, config.json),
+        downloaded once: concurrent first requests wait for the one download."""
+        staging = self.staging(name)
+        if staging.is_dir():
+            return staging
+        async with self._name_lock(name):
+            if staging.is_dir():
+                return staging
+            rec = self.records.get(name)
+            if rec is None:
+                raise TritonError(f"model {name!r} is not deployed", status=404)
+            prefix = rec["store_prefix"].rstrip("/") + "/"
+            keys = await self.rt.to_thread(lambda: list(self.rt.store.list(prefix)))
+            small = [k[len(prefix):] for k in keys if is_model_file(k[len(prefix):])
+                     and not k.endswith(_WEIGHT_SUFFIXES)]
+            await self.rt.to_thread(self._download, prefix, small, staging)
+        return staging
+
+    async def context_length(self, name: str) -> int:
+        """The model's ``max_position_embeddings`` (from its config.json); 0 if unknown."""
+        if name not in self.contexts:
+            path = await self._small_files(name) / "config.json"
+            try:
+                config = json.loads(await self.rt.to_thread(path.read_bytes))
+                self.contexts[name] = int(config.get("max_position_embeddings") or 0)
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("no context length for %s: %s", name, exc)
+                self.contexts[name] = 0
+        return self.contexts[name]
+
+    async def count_tokens(self, name: str, prompt: str) -> int:
+        """The prompt's tokens, as the backend will count them."""
+        tok = await self.tokenizer(name)
+        return await asyncio.to_thread(
+            lambda: len(tok(prompt, add_special_tokens=False)["input_ids"]))
+
     async def tokenizer(self, name: str) -> Any:
         tok = self.tokenizers.get(name)
         if tok is None:
-            staging = self.staging(name)
-            if not staging.is_dir():
-                rec = self.records.get(name)
-                if rec is None:
-                    raise TritonError(f"model {name!r} is not deployed", status=404)
-                prefix = rec["store_prefix"].rstrip("/") + "/"
-                keys = await self.rt.to_thread(lambda: list(self.rt.store.list(prefix)))
-                small = [k[len(prefix):] for k in keys if is_model_file(k[len(prefix):])
-                         and not k.endswith(_WEIGHT_SUFFIXES)]
-                await self.rt.to_thread(self._download, prefix, small, staging)
+            staging = await self._small_files(name)
 
             def load() -> Any:
                 # one at a time: transformers' lazy imports are not thread-safe, and
@@ -418,7 +613,8 @@ class ServerState:
                         raise TritonError("the server renders chats with the model's "
                                           "tokenizer and needs transformers (pip install "
                                           "'syllabus[serve]')", status=503) from exc
-                    return AutoTokenizer.from_pretrained(str(staging))
+                    tok = self.tokenizers[name] = AutoTokenizer.from_pretrained(str(staging))
+                    return tok
 
             tok = self.tokenizers[name] = await asyncio.to_thread(load)
         return tok
@@ -433,3 +629,17 @@ class ServerState:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as exc:  # jinja's TemplateError, a role the template refuses
             raise ValueError(f"the model's chat template rejects these messages: {exc}") from exc
+
+
+def _invalid_name(model_id: str) -> str:
+    """A name for the failure event of a model id that makes no Triton name."""
+    return "invalid-" + hashlib.sha256(model_id.encode()).hexdigest()[:8]
+
+
+def _remove_versions(model_dir: Path, *, keep: int) -> None:
+    """Remove a model folder's version folders other than ``keep``."""
+    if not model_dir.is_dir():
+        return
+    for child in model_dir.iterdir():
+        if child.is_dir() and child.name.isdigit() and int(child.name) != keep:
+            shutil.rmtree(child, ignore_errors=True)

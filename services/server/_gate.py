@@ -56,7 +56,7 @@ async def generate(state: ServerState, name: str, prompt: str, sampling: dict[st
     """One whole (non-streaming) generation: text, finish reason, prompt and completion
     tokens."""
     text, finish, n_in, n_out = "", None, 0, 0
-    async for chunk in state.client.stream(name, prompt, sampling, stream=False):
+    async for chunk in state.triton_client().stream(name, prompt, sampling, stream=False):
         text += chunk.text
         finish = chunk.finish_reason or finish
         n_in = chunk.input_tokens if chunk.input_tokens is not None else n_in

@@ -14,6 +14,7 @@ that reads it from S3 copies the model's folder and finds the weights inside.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -33,12 +34,24 @@ _HF_FILES = re.compile(
     r"|chat_template\.jinja|vocab\.json|merges\.txt|.*\.model|README\.md)$")
 
 
+_MAX_NAME = 128
+
+
 def triton_name(model_id: str) -> str:
-    """A Triton model name for ``model_id`` (letters, digits, ``_ . -``)."""
+    """A Triton model name for ``model_id`` (letters, digits, ``_ . -``, at most 128).
+
+    A model id that is already such a name is used as it is. One that had to be changed
+    (other characters replaced by ``-``) or cut gets ``-`` and 8 hex digits of its SHA-256
+    appended, so two ids never share a name (``org/m`` and ``org-m`` would otherwise
+    both be ``org-m``, and the second deployment would replace the first). Raises
+    ``ValueError`` for an id with no usable character."""
     name = _NAME.sub("-", model_id).strip("-.")
     if not name:
         raise ValueError(f"model id {model_id!r} has no usable characters for a Triton name")
-    return name[:128]
+    if name == model_id and len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(model_id.encode()).hexdigest()[:8]
+    return f"{name[:_MAX_NAME - 9].rstrip('-.')}-{digest}"
 
 
 def is_model_file(relative: str) -> bool:
@@ -61,13 +74,16 @@ def _parameters(values: dict[str, str]) -> str:
 
 
 def config_pbtxt(name: str, *, backend: str = "python", instances: int = 1,
-                 parameters: dict[str, str] | None = None, kind: str = "cpu") -> str:
+                 parameters: dict[str, str] | None = None, kind: str = "cpu",
+                 version: int | None = None) -> str:
     """``config.pbtxt`` for a decoupled text-generation model (inputs as the vLLM backend
     names them: ``text_input``, ``stream``, ``sampling_parameters``,
-    ``exclude_input_in_output``)."""
+    ``exclude_input_in_output``). ``version`` pins the version Triton serves."""
+    policy = (f"version_policy: {{ specific: {{ versions: [ {version} ] }} }}\n"
+              if version is not None else "")
     if backend == "vllm":
         # the vLLM backend declares its own inputs and outputs (auto-complete)
-        return (f'name: "{name}"\nbackend: "vllm"\n'
+        return (f'name: "{name}"\nbackend: "vllm"\n{policy}'
                 f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_MODEL\n  }}\n]\n"
                 + _parameters(parameters or {}))
     if backend != "python":
@@ -80,7 +96,7 @@ def config_pbtxt(name: str, *, backend: str = "python", instances: int = 1,
                           _output("finish_reason", "TYPE_STRING"),
                           _output("num_input_tokens", "TYPE_INT32"),
                           _output("num_output_tokens", "TYPE_INT32")])
-    return (f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
+    return (f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n{policy}'
             f"model_transaction_policy {{\n  decoupled: true\n}}\n"
             f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
             f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_{kind.upper()}\n"
@@ -124,12 +140,16 @@ def repository_files(name: str, model_files: list[str], *, version: int = 1,
         params["EXECUTION_ENV_PATH"] = execution_env
     generated: dict[str, bytes] = {}
     if backend == "vllm":
-        engine = {"model": vllm_model_path or f"{version}/hf", "disable_log_requests": True,
+        # AsyncEngineArgs fields only (the backend passes them on as keyword arguments):
+        # no disable_log_requests, which newer vLLM removed (it logs no requests by
+        # default since enable_log_requests replaced it)
+        engine = {"model": vllm_model_path or f"{version}/hf",
                   "gpu_memory_utilization": 0.85, "enforce_eager": False}
         generated[f"{version}/model.json"] = (json.dumps(engine, indent=2) + "\n").encode()
     else:
         generated[f"{version}/model.py"] = BACKEND_MODEL_SOURCE.read_bytes()
     generated["config.pbtxt"] = config_pbtxt(name, backend=backend, instances=instances,
-                                             parameters=params, kind=kind).encode()
+                                             parameters=params, kind=kind,
+                                             version=version).encode()
     weights = {f"{version}/hf/{f}": f for f in sorted(present) if is_model_file(f)}
     return RepositoryFiles(name=name, version=version, generated=generated, weights=weights)

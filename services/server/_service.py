@@ -3,6 +3,8 @@ plus the OpenAI-compatible HTTP API."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from faststream.nats import NatsRouter
@@ -14,7 +16,8 @@ from ..runtime import HandlerContext, Runtime
 from ._api import api_routes
 from ._deploy import server_state
 
-__all__ = ["HEADER_REDEPLOY", "SERVICE", "build_router", "http_routes", "shutdown", "startup"]
+__all__ = ["HEADER_REDEPLOY", "SERVICE", "build_router", "http_routes", "ready", "shutdown",
+           "startup"]
 
 SERVICE = "server"
 #: a training.completed carrying this header (``syllabus deploy --force``) is deployed
@@ -51,12 +54,25 @@ def http_routes(rt: Runtime) -> list[BaseRoute]:
 
 
 async def startup(rt: Runtime) -> None:
-    """Start (or connect to) Triton and reload the models deployed before."""
-    await server_state(rt).start()
+    """Start (or connect to) Triton, reload the models deployed before, and watch the
+    embedded tritonserver (restarted when it exits)."""
+    state = server_state(rt)
+    await state.start()
+    rt.state["server.watch"] = asyncio.create_task(state.watch())
+
+
+async def ready(rt: Runtime) -> dict[str, bool]:
+    """The server's part of ``/health/ready``: Triton is live."""
+    return await server_state(rt).ready_checks()
 
 
 async def shutdown(rt: Runtime) -> None:
     """Stop the embedded Triton (an external one keeps its models)."""
+    watch = rt.state.pop("server.watch", None)
+    if watch is not None:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
     state = rt.state.get("server")
     if state is not None:
         await state.close()

@@ -178,9 +178,12 @@ class EmbeddedTriton:
         self.http_port, self.grpc_port, self.metrics_port = (free_port() for _ in range(3))
         self._log_file = self.log_path.open("ab")
         started = time.monotonic()
+        # its own process group (stop() signals the group: tritonserver and the Python
+        # backend stubs it spawns), and, on Linux, SIGKILL when this process dies
         self.process = subprocess.Popen(self.command(dist, backends), env=self.environment(dist),
                                         stdout=self._log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL, process_group=0,
+                                        preexec_fn=_parent_death_signal(os.getpid()))
         try:
             self._wait_live()
         except Exception:
@@ -193,6 +196,11 @@ class EmbeddedTriton:
         log.info("embedded tritonserver (pid %d) up in %.1fs: http %s, grpc %s", self.process.pid,
                  time.monotonic() - started, self.http_url, self.grpc_url)
         return self
+
+    def exited(self) -> int | None:
+        """The exit code when the started tritonserver has exited, else None."""
+        process = self.process
+        return None if process is None else process.poll()
 
     def _wait_live(self) -> None:
         import urllib.request
@@ -214,13 +222,17 @@ class EmbeddedTriton:
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+            # whatever of its group is left (Python-backend stubs)
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -230,6 +242,27 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _parent_death_signal(parent: int) -> Any:
+    """A ``preexec_fn`` that has Linux send the child SIGKILL when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``), so a SIGKILLed server leaves no tritonserver behind.
+
+    The kernel ties the signal to the *thread* that forked: the server starts Triton from
+    a worker thread of asyncio's default executor, whose threads live as long as the
+    event loop, which is as long as the server. Elsewhere than Linux: None."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 # --- the client -------------------------------------------------------------------------
@@ -317,6 +350,7 @@ class TritonClient:
                      stream: bool = True) -> AsyncIterator[GenerateChunk]:
         """Generate through a streaming gRPC infer (the model is decoupled): one chunk per
         response, the last with ``final`` set. Raises ``TritonError``."""
+        import grpc
         import numpy as np
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
@@ -330,8 +364,11 @@ class TritonClient:
                   tensor("stream", np.array([stream], dtype=np.bool_), "BOOL"),
                   tensor("sampling_parameters",
                          np.array([json.dumps(sampling).encode()], dtype=np.object_), "BYTES")]
-        request = {"model_name": model, "inputs": inputs, "request_id": uuid.uuid4().hex,
-                   "enable_empty_final_response": True}
+        # no enable_empty_final_response: tritonclient.grpc.aio ignores that key, and a
+        # triton_* request parameter is refused by the client. Both backends put the FINAL
+        # flag on a response that carries data (the Python backend's last response; the
+        # vLLM backend's last output), which ends the loop below.
+        request = {"model_name": model, "inputs": inputs, "request_id": uuid.uuid4().hex}
 
         async def requests() -> AsyncIterator[dict[str, Any]]:
             yield request
@@ -347,6 +384,12 @@ class TritonClient:
                     return
         except InferenceServerException as exc:
             raise TritonError(f"model {model!r}: {exc.message()}", status=_status(exc)) from exc
+        except grpc.RpcError as exc:  # the channel itself failed (Triton down, a deadline)
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            status = {"UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404,
+                      "INVALID_ARGUMENT": 400}.get(getattr(code, "name", ""), 502)
+            details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+            raise TritonError(f"model {model!r}: Triton: {details}", status=status) from exc
         finally:
             responses.cancel()
 
