@@ -7,7 +7,14 @@ pulls in NATS, torch or Triton.
 from . import _hookspecs as hookspecs
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
 from ._ids import COLLECTION_PATTERN, canonical_json, content_id, normalise_text, sha256_hex
-from ._keys import chunk_key, document_key, spec_key, teacher_cache_key
+from ._keys import (
+    chunk_key,
+    document_key,
+    spec_key,
+    teacher_cache_key,
+    tool_eval_key,
+    tool_filter_key,
+)
 from ._messages import *  # noqa: F403
 from ._messages import __all__ as _messages_all
 from ._parsing import *  # noqa: F403
@@ -36,6 +43,8 @@ __all__ = [
     "sha256_hex",
     "spec_key",
     "teacher_cache_key",
+    "tool_eval_key",
+    "tool_filter_key",
     *_messages_all,
     *_parsing_all,
     *_protocols_all,

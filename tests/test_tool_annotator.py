@@ -22,11 +22,13 @@ from syllabus.contracts import (
     ToolTrajectory,
     sha256_hex,
     spec_key,
+    tool_eval_key,
+    tool_filter_key,
 )
 from syllabus.plugins.exporters.standard import StandardExporter
 from syllabus.plugins.teachers.openai import OpenAITeacher
 from syllabus.plugins.tools.instructions import InstructionGenerator, parse_queries, sample
-from syllabus.services.api_annotator import build_router, eval_key, filter_key
+from syllabus.services.api_annotator import build_router
 from syllabus.services.cli._run import wait_drained
 from syllabus.services.runtime import ApiAnnotatorSettings, Runtime, replay
 from tests.openai_server import error, json_reply, text
@@ -60,13 +62,13 @@ def test_spec_in_trajectories_out_on_the_bus(settings):
                                  compare_solvers=["react"])
             try:
                 spec_id = sha256_hex(data)
-                verdicts = json.loads(rt.store.get(filter_key(spec_id)))["verdicts"]
+                verdicts = json.loads(rt.store.get(tool_filter_key(spec_id)))["verdicts"]
                 kept = {v["tool"] for v in verdicts if v["kept"]}
                 dropped = {v["tool"] for v in verdicts if not v["kept"]}
                 assert set(BROKEN) <= dropped and kept and not kept & set(BROKEN)
                 trajs = [ToolTrajectory.model_validate_json(m.data)
                          for m in await replay(rt.bus, TOOLS_ANNOTATED)]
-                report = json.loads(rt.store.get(eval_key(spec_id)))
+                report = json.loads(rt.store.get(tool_eval_key(spec_id)))
                 failed = [GenerationFailed.model_validate_json(m.data)
                           for m in await replay(rt.bus, GENERATION_FAILED)]
             finally:
@@ -117,7 +119,7 @@ def test_an_invalid_spec_is_reported_not_retried(settings):
                 failed = [GenerationFailed.model_validate_json(m.data)
                           for m in await replay(rt.bus, GENERATION_FAILED)]
                 trajs = await replay(rt.bus, TOOLS_ANNOTATED)
-                report = json.loads(rt.store.get(eval_key(sha256_hex(bad))))
+                report = json.loads(rt.store.get(tool_eval_key(sha256_hex(bad))))
             finally:
                 await rt.close()
         assert not trajs
@@ -163,7 +165,7 @@ def test_redelivery_reuses_filter_verdicts_and_a_skipped_group_says_why(settings
                     outcomes.append(dict(await annotate_spec(
                         rt, event.model_copy(update={"run_id": run}), **regs)))
                     hits.append(len(api.hits))
-                report = json.loads(rt.store.get(eval_key(spec_id)))
+                report = json.loads(rt.store.get(tool_eval_key(spec_id)))
             finally:
                 await rt.close()
         return outcomes, hits, report
@@ -445,6 +447,10 @@ def test_syllabus_run_on_a_folder_with_a_spec_works_offline(tmp_path):
     assert stage["records"] >= 4 and solved >= stage["records"] - 1
     assert "extractive" in report.teacher and not report.dead_letters
     assert (report.specs_submitted, report.submitted) == (1, 0)  # a spec, not a document
+    filtering = report.stages["api filtering"]  # the verdicts, with the dropped by reason
+    assert filtering["operations"] == filtering["kept"] + sum(
+        n for k, n in filtering.items() if k.startswith("dropped ("))
+    assert any(k.startswith("dropped (") for k in filtering), filtering
     rows = [json.loads(line) for name in ("train.jsonl", "eval.jsonl")
             for line in (tmp_path / "out" / "dataset" / name).read_text().splitlines()]
     assert rows and all(r["metadata"]["kind"] == "tool" for r in rows)
@@ -456,3 +462,4 @@ def test_syllabus_run_on_a_folder_with_a_spec_works_offline(tmp_path):
     report.render(console)
     assert "api-annotator records" in console.file.getvalue()
     assert "api specs submitted" in console.file.getvalue()
+    assert "api filtering operations" in console.file.getvalue()

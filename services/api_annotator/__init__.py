@@ -14,7 +14,7 @@ the filter verdicts and the evaluation go to the store under ``tools/<spec_id>/`
 """
 
 from ._caller import CallPolicy, GuardedCaller
-from ._service import SERVICE, SpecOutcome, annotate_spec, build_router, eval_key, filter_key
+from ._service import SERVICE, SpecOutcome, annotate_spec, build_router
 from ._specs import LoadedSpec, SpecError, load_spec
 
 __all__ = [
@@ -26,7 +26,5 @@ __all__ = [
     "SpecOutcome",
     "annotate_spec",
     "build_router",
-    "eval_key",
-    "filter_key",
     "load_spec",
 ]

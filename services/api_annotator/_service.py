@@ -54,14 +54,15 @@ from syllabus.contracts import (
     ToolInstruction,
     ToolTrajectory,
     content_id,
+    tool_eval_key,
+    tool_filter_key,
 )
 
 from ..runtime import HandlerContext, ManagedTeacher, ObjectNotFound, Registered, Runtime
 from ._caller import CallPolicy, GuardedCaller
 from ._specs import SpecError, load_spec
 
-__all__ = ["SERVICE", "SpecOutcome", "annotate_spec", "build_router", "eval_key",
-           "filter_key"]
+__all__ = ["SERVICE", "SpecOutcome", "annotate_spec", "build_router"]
 
 SERVICE = "api-annotator"
 HOOK = "register_tool_annotators"
@@ -78,14 +79,6 @@ TOOL_SEARCHES = PromCounter("syllabus_tool_searches_total",
 TOOL_SEARCH_CALLS = PromCounter("syllabus_tool_search_calls_total",
                                 "Teacher and API calls made by solution searches",
                                 ["method", "kind"])
-
-
-def filter_key(spec_id: str) -> str:
-    return f"tools/{spec_id}/filter.json"
-
-
-def eval_key(spec_id: str) -> str:
-    return f"tools/{spec_id}/eval.json"
 
 
 class SpecOutcome(dict):
@@ -154,7 +147,7 @@ async def annotate_spec(rt: Runtime, event: ApiSpecSubmitted, *, teacher: Manage
 
 async def _write_outcome(rt: Runtime, outcome: SpecOutcome) -> None:
     body = json.dumps(outcome, indent=2, sort_keys=True, default=str) + "\n"
-    await rt.to_thread(rt.store.put, eval_key(outcome["spec_id"]), body.encode(),
+    await rt.to_thread(rt.store.put, tool_eval_key(outcome["spec_id"]), body.encode(),
                        content_type="application/json")
 
 
@@ -197,7 +190,7 @@ async def _filter(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
         outcome["working_tools"] = len(tools)
         return tools
     options = dict(cfg.filter_options)
-    key = filter_key(event.spec_id)
+    key = tool_filter_key(event.spec_id)
     fingerprint = _filter_fingerprint(event, tools, reg, options, policy or caller.policy)
     verdicts = await rt.to_thread(_stored_verdicts, rt, key, fingerprint)
     if verdicts is not None and {v.tool for v in verdicts} == {t.name for t in tools}:

@@ -106,9 +106,11 @@ class RunReport:
         t.add_row("chunks dropped", str(sum(dropped.values())),
                   ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
         for stage, counts in self.stages.items():
-            main = counts.get("records", 0)
-            t.add_row(f"{stage} records", str(main),
-                      ", ".join(f"{k}: {v}" for k, v in counts.items() if k != "records"))
+            # the first count is the stage's total ("records", or "operations" for API
+            # filtering); the rest break it down
+            head = "records" if "records" in counts else next(iter(counts))
+            t.add_row(f"{stage} {head}", str(counts[head]),
+                      ", ".join(f"{k}: {v}" for k, v in counts.items() if k != head))
         if self.record_rejections:
             t.add_row("records rejected", str(sum(self.record_rejections.values())),
                       ", ".join(f"{k}: {v}" for k, v in sorted(self.record_rejections.items())))

@@ -45,6 +45,7 @@ from syllabus.contracts import (
     GenerationFailed,
     QARecord,
     ToolTrajectory,
+    tool_filter_key,
 )
 
 from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay
@@ -139,12 +140,15 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                           transient=False) as progress:
                 baseline = await _acked(rt)
                 submit = progress.add_task("submitting", total=len(files))
+                spec_ids: list[str] = []
                 for path in files:
                     res = await submit_path(rt, path, collection=collection, run_id=run_id)
                     if res.outcome == "duplicate":
                         report.already_submitted += 1
                     elif res.kind == "spec" and res.outcome == "submitted":
                         report.specs_submitted += 1
+                    if res.kind == "spec" and res.outcome != "rejected":
+                        spec_ids.append(res.doc_id)
                     else:
                         report.submitted += 1
                     progress.advance(submit)
@@ -192,6 +196,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.count(fail.stage, "unusable teacher output")
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
                     report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1
+            for spec_id in spec_ids:
+                await _add_api_filtering(rt, report, spec_id)
             for traj in await _run_events(rt, TOOLS_ANNOTATED, run_id, ToolTrajectory):
                 report.count("api-annotator", "records")  # trajectories, one per instruction
                 report.count("api-annotator", f"{traj.group} "
@@ -232,6 +238,22 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
     report.outputs["report"] = str(report_path)
     report_path.write_text(json.dumps(report.as_dict(), indent=2, default=str))
     return report
+
+
+async def _add_api_filtering(rt: Runtime, report: RunReport, spec_id: str) -> None:
+    """API filtering's verdicts on one spec (``tools/<spec_id>/filter.json``) in the report:
+    operations kept, and the dropped ones by reason and name."""
+    key = tool_filter_key(spec_id)
+    if not await rt.to_thread(rt.store.exists, key):
+        report.warnings.append(f"no API filtering verdicts for spec {spec_id[:12]} ({key})")
+        return
+    verdicts = json.loads(await rt.to_thread(rt.store.get, key)).get("verdicts", [])
+    for v in verdicts:
+        report.count("api filtering", "operations")
+        if v.get("kept"):
+            report.count("api filtering", "kept")
+        else:
+            report.count("api filtering", f"dropped ({v.get('reason')}): {v.get('tool')}")
 
 
 async def _copy_dataset(rt: Runtime, built: DatasetBuilt, folder: Path) -> str:
