@@ -75,7 +75,7 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
     default); OpenAPI specs among PATHS go to the api-annotator (API filtering,
     instructions, DFSDT tool-call trajectories), which calls only the hosts its settings
     allow. Waits until every service is done, writes <out>/chunks.jsonl,
-    <out>/dataset.<format>.jsonl and <out>/report.json, and prints a report. Needs no
+    <out>/dataset/{train,eval}.jsonl (+ manifest.json) and <out>/report.json, and prints a report. Needs no
     network and no running services.
     """
     from ..runtime import configure_logging
