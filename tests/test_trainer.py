@@ -2,7 +2,8 @@
 validation, and real torchrun jobs (two gloo processes) driven by the trainer service on a
 real nats-server, on a data set version built by the real data set builder: progress, the
 falling loss, both ranks, checkpoints in the store, the model artifact, resuming from a
-checkpoint, a crashed worker."""
+checkpoint, gradient checkpointing (on, and the same losses), a crashed worker, and the
+progress bar of ``syllabus train --wait``."""
 
 from __future__ import annotations
 
@@ -655,6 +656,23 @@ async def test_service_trains_checkpoints_and_resumes(settings, tmp_path, tiny):
         assert [p.loss for p in progress_b] == pytest.approx(losses[3:], rel=1e-4)
         assert resumed.metrics["eval_loss"] == pytest.approx(m["eval_loss"], rel=1e-4)
 
+        # gradient checkpointing on, the request otherwise the same: the worker's model
+        # recomputes every decoder layer in the backward pass (job-a's none), and the maths
+        # is unchanged (the recompute replays the LoRA dropout masks): job-a's losses, step
+        # by step, and its evaluation loss
+        layers = json.loads((tiny / "config.json").read_text())["num_hidden_layers"]
+        assert layers >= 2 and record["checkpointed_layers"] == 0
+        await rt.bus.publish(job.model_copy(update={"job_id": "job-c", "hyperparameters": {
+            **job.hyperparameters, "gradient_checkpointing": True}}))
+        recomputed, progress_c = await _outcome(rt, "job-c")
+        assert isinstance(recomputed, TrainingCompleted), recomputed
+        record_c = json.loads(store.get(recomputed.store_prefix + "training.json"))
+        assert record_c["hyperparameters"]["gradient_checkpointing"] is True
+        assert record_c["checkpointed_layers"] == layers
+        assert [p.step for p in progress_c] == [1, 2, 3, 4, 5, 6]
+        assert [p.loss for p in progress_c] == pytest.approx(losses, rel=1e-6)
+        assert recomputed.metrics["eval_loss"] == pytest.approx(m["eval_loss"], rel=1e-6)
+
         # the same request again: the finished model is reported, nothing retrained
         await rt.bus._publish_raw(job.model_dump_json().encode(), TRAINING_REQUESTED,
                                   {"Nats-Msg-Id": "again"})
@@ -873,7 +891,8 @@ def test_a_killed_trainer_job_resumes_on_redelivery(settings, nats_server, tmp_p
         # stream keeps one, and the CLI just waits)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
         env.update({"SYLLABUS_NATS__URL": nats_server.url, "SYLLABUS_STORE__KIND": "local",
-                    "SYLLABUS_STORE__PATH": str(tmp_path / "store")})
+                    "SYLLABUS_STORE__PATH": str(tmp_path / "store"),
+                    "COLUMNS": "200"})  # the bar's columns on one line, none cropped
         cli = subprocess.run([syllabus, "train", "--dataset", dataset, "--base-model",
                               str(tiny), "--method", "lora", "--job-id", "killed", "--wait",
                               "--timeout", "240", "--json"], env=env, cwd=tmp_path,
@@ -881,7 +900,6 @@ def test_a_killed_trainer_job_resumes_on_redelivery(settings, nats_server, tmp_p
         assert cli.returncode == 0, cli.stderr[-2000:]
         out = json.loads(cli.stdout)
         assert out["outcome"] == "completed" and out["model_id"] == model_id
-        assert "training" in cli.stderr  # the progress bar
 
         async def wait():
             rt = Runtime.create(settings)
@@ -897,6 +915,16 @@ def test_a_killed_trainer_job_resumes_on_redelivery(settings, nats_server, tmp_p
         second.wait(30)
     assert isinstance(done, TrainingCompleted), done
     assert done.metrics["resumed_from"] >= saved[-1] and done.metrics["steps"] == 60
+    # the progress bar (stderr is no terminal: rich prints its final state once): the step
+    # counter, the elapsed time and the last progress event's loss, evaluation loss (the
+    # last step evaluates) and tokens/s, as the bar renders them
+    last = progress[-1]
+    assert last.step == 60 and last.eval_loss is not None and last.tokens_per_second > 0
+    tail = (f"loss {last.loss:.4f}, eval {last.eval_loss:.4f}, "
+            f"{last.tokens_per_second:,.0f} tok/s")
+    bars = re.findall(r"^training\s+\S+ (\d+)/(\d+) \d+:\d\d:\d\d (.*?)\s*$", cli.stderr,
+                      re.M)
+    assert bars == [("60", "60", tail)], cli.stderr[-2000:]
     record = json.loads((tmp_path / "store" / done.store_prefix / "training.json").read_text())
     resumed = [s for s, _ in record["history"]]
     assert resumed[-1] == 60

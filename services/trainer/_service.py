@@ -376,9 +376,11 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
         kind = ev["event"]
         if kind == "start":
             started.update(ev)
-            log.info("job %s: %d steps on %d process(es), %s", job, ev["total_steps"],
+            log.info("job %s: %d steps on %d process(es), %s%s", job, ev["total_steps"],
                      ev["world_size"], f"resuming at step {ev['start_step']}"
-                     if ev["start_step"] else "from the start")
+                     if ev["start_step"] else "from the start",
+                     f", gradient checkpointing in {ev['checkpointed_layers']} layer(s)"
+                     if ev.get("checkpointed_layers") else "")
         elif kind == "progress":
             status["current"].update({k: ev.get(k) for k in (
                 "step", "total_steps", "loss", "tokens_per_second")})
@@ -473,6 +475,7 @@ async def run_job(rt: Runtime, request: TrainingRequested, *, deliveries: int = 
         "manifest_sha256": sha256_hex(plan.manifest_bytes),
         "backend": plan.backend, "world_size": started.get("world_size"),
         "multitask": started.get("multitask", False), "metrics": metrics,
+        "checkpointed_layers": started.get("checkpointed_layers", 0),
         "history": done.get("history", []), "ranks": done.get("ranks", []),
     }
     card = model_card(model_id=model_id, record=record, manifest=plan.manifest)

@@ -153,12 +153,23 @@ class Trainer:
                                                      dtype=torch.float32)
         model.config.use_cache = False
         if hp.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
+            kwargs = {"use_reentrant": False}  # RNG states preserved: same dropout masks
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if spec.method == "lora":
             from peft import get_peft_model
 
             model = get_peft_model(model, self.lora_config())
+        # the decoder layers that will recompute their activations in the backward pass
+        # (reported in the start event: what the model really does, not what was asked)
+        layers = _find_layers(model)
+        if any(hasattr(m, "gradient_checkpointing") for m in layers):
+            self.checkpointed_layers = sum(bool(m.gradient_checkpointing) for m in layers)
+        else:  # older transformers keep the flag on the decoder stack only
+            self.checkpointed_layers = len(layers) * any(
+                getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
         model.to(self.device)
         self.unwrapped = model
         if hp.strategy == "fsdp":
@@ -270,7 +281,8 @@ class Trainer:
                  train_samples=len(self.train.samples), eval_samples=len(self.eval.samples),
                  parameters=self.parameters, trainable_parameters=self.trainable,
                  multitask=self.multitask, world_size=self.world, start_step=step,
-                 bf16=self.bf16, strategy=hp.strategy)
+                 bf16=self.bf16, strategy=hp.strategy,
+                 checkpointed_layers=self.checkpointed_layers)
         self.model.train()
         my_samples, my_tokens = 0, 0
         window = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, n, tokens
