@@ -38,10 +38,10 @@ pytestmark = pytest.mark.timeout(180)
 
 
 async def _annotate(settings: Any, api: ToolApi, data: bytes, filename: str,
-                    **cfg: Any) -> Runtime:
+                    private: tuple[str, ...] = (), **cfg: Any) -> Runtime:
     s = settings.model_copy(deep=True)
-    s.api_annotator = ApiAnnotatorSettings(allow_private_hosts=[api.host], call_timeout=2.0,
-                                           **cfg)
+    s.api_annotator = ApiAnnotatorSettings(allow_private_hosts=[api.host, *private],
+                                           call_timeout=2.0, **cfg)
     rt = Runtime.create(s)
     rt.bus.broker.include_router(build_router(rt))
     await rt.bus.start()
@@ -128,6 +128,190 @@ def test_an_invalid_spec_is_reported_not_retried(settings):
         assert "broken.yaml" in report["error"]
 
     asyncio.run(main())
+
+
+# a few operations of the test API that work and answer at once
+_FAST_PATHS = ("/books/{book_id}", "/rates", "/convert", "/weather/current")
+
+
+def _fast_spec(api: ToolApi, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    spec = api.spec
+    spec["paths"] = {k: v for k, v in spec["paths"].items() if k in _FAST_PATHS + extra}
+    return spec
+
+
+def test_a_bad_server_url_drops_that_operation_only_on_the_first_delivery(settings):
+    """One operation's server is an octal host, ``0177.0.0.2`` (127.0.0.2 to inet_aton,
+    where a real socket listens; that address is even allowed as private): the filter
+    refuses that operation as ``invalid_url``, the others are annotated, nothing is
+    dead-lettered, and the spec is delivered once (no retry calls the APIs again)."""
+    import select
+    import socket
+
+    import yaml
+
+    from syllabus.contracts import STREAM_NAME, dlq_subject
+
+    async def main() -> dict[str, Any]:
+        with ToolApi() as api, socket.socket() as sock:
+            sock.bind(("127.0.0.2", 0))
+            sock.listen(8)
+            port = sock.getsockname()[1]
+            bad = f"http://0177.0.0.2:{port}"
+            spec = _fast_spec(api, ("/books",))
+            spec["paths"]["/books"]["get"]["servers"] = [{"url": bad}]
+            data = yaml.safe_dump(spec, sort_keys=False).encode()
+            rt = await _annotate(settings, api, data, "bad-server.yaml", groups=["I1"],
+                                 private=(f"127.0.0.2:{port}", f"0177.0.0.2:{port}"),
+                                 instruction_options={"samples": 1, "queries_per_sample": 2})
+            try:
+                spec_id = sha256_hex(data)
+                out = {
+                    "bad": bad,
+                    "verdicts": {v["tool"]: v for v in json.loads(
+                        rt.store.get(tool_filter_key(spec_id)))["verdicts"]},
+                    "report": json.loads(rt.store.get(tool_eval_key(spec_id))),
+                    "trajs": [ToolTrajectory.model_validate_json(m.data)
+                              for m in await replay(rt.bus, TOOLS_ANNOTATED)],
+                    "dead": await replay(rt.bus, dlq_subject("api-annotator")),
+                    "failed": await replay(rt.bus, GENERATION_FAILED),
+                    "delivered": (await rt.bus.js.consumer_info(
+                        STREAM_NAME, "api-annotator")).delivered.consumer_seq,
+                    "connected": bool(select.select([sock], [], [], 0)[0]),
+                    "filter_hits": [h for h in api.hits if h == ("GET", "/books/b2")],
+                }
+            finally:
+                await rt.close()
+        return out
+
+    out = asyncio.run(main())
+    assert out["dead"] == [] and out["delivered"] == 1  # acked on the first delivery
+    verdicts = out["verdicts"]
+    bad = verdicts["searchBooks"]
+    assert not bad["kept"] and bad["reason"] == "refused", bad
+    assert bad["detail"].startswith(f"refused: invalid_url: the server URL of searchBooks "
+                                    f"{out['bad']!r} is not a valid URL: ambiguous host "
+                                    "'0177.0.0.2'"), bad["detail"]
+    assert {t for t, v in verdicts.items() if v["kept"]} == {
+        "getBook", "exchangeRates", "convertCurrency", "currentWeather"}
+    assert not out["connected"]
+    assert out["report"]["dropped_tools"] == {"refused": 1}
+    assert "filter_reused" not in out["report"] and "error" not in out["report"]
+    trajs = out["trajs"]
+    assert trajs and any(t.solved for t in trajs)
+    assert all("searchBooks" not in {f["function"]["name"] for f in t.tools} for t in trajs)
+    assert out["failed"] == []
+
+
+def test_a_plugin_that_raises_fails_its_search_or_its_spec_once(settings):
+    """A solver that raises on one search (a bug, the same on every delivery) leaves that
+    search unsolved with the error, and the others solved; an evaluator that raises leaves
+    ``eval_error``; a filter that raises ends the spec with one ``generation.failed``
+    naming it; an instruction generator that raises on a group is that group's one
+    ``generation.failed``. ``annotate_spec`` returns every time: nothing goes back to the
+    bus to be retried."""
+    import yaml
+
+    from syllabus.services.api_annotator import annotate_spec
+    from syllabus.services.api_annotator._service import _plugin
+    from syllabus.services.runtime._plugins import Registered
+
+    class OneSearchFails:
+        name, stage = "one-search-fails", "solver"
+
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.calls = inner, 0
+
+        async def solve(self, ins: Any, tools: Any, **kw: Any) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("solver bug")
+            return await self.inner.solve(ins, tools, **kw)
+
+    class BrokenFilter:
+        name, stage = "broken-filter", "filter"
+
+        async def check(self, tools: Any, **kw: Any) -> Any:
+            raise ZeroDivisionError("filter bug")
+
+    class BrokenGenerator:
+        name, stage = "broken-gen", "instructions"
+
+        async def generate(self, tools: Any, **kw: Any) -> Any:
+            raise ValueError("generator bug")
+
+    class BrokenEvaluator:
+        name, stage = "broken-eval", "eval"
+
+        def evaluate(self, results: Any) -> Any:
+            raise KeyError("pass_rate")
+
+    async def main() -> tuple[dict, dict, list, list]:
+        with ToolApi() as api:
+            data = yaml.safe_dump(_fast_spec(api), sort_keys=False).encode()
+            s = settings.model_copy(deep=True)
+            s.api_annotator = ApiAnnotatorSettings(
+                allow_private_hosts=[api.host], call_timeout=2.0, groups=["I1"],
+                instruction_options={"samples": 4, "queries_per_sample": 3})
+            cfg = s.api_annotator
+            rt = await _runtime(s)
+            try:
+                spec_id = sha256_hex(data)
+                rt.store.put(spec_key(spec_id), data)
+                event = ApiSpecSubmitted(spec_id=spec_id, filename="fast.yaml",
+                                         collection="lib", store_key=spec_key(spec_id),
+                                         run_id="run-1")
+                solver = _plugin(rt, cfg.solver, "solver")
+                regs: dict[str, Any] = dict(
+                    teacher=rt.teacher(), filter_reg=_plugin(rt, cfg.filter, "filter"),
+                    generator=_plugin(rt, cfg.instructions, "instructions"),
+                    solver=Registered(obj=OneSearchFails(solver.obj), kind="solver",
+                                      plugin="tests", version="0"),
+                    compare=[], evaluator=Registered(obj=BrokenEvaluator(), kind="eval",
+                                                     plugin="tests", version="0"))
+                solved = dict(await annotate_spec(rt, event, **regs))
+                trajs = [ToolTrajectory.model_validate_json(m.data)
+                         for m in await replay(rt.bus, TOOLS_ANNOTATED)]
+                regs["filter_reg"] = Registered(obj=BrokenFilter(), kind="filter",
+                                                plugin="tests", version="0")
+                broken = dict(await annotate_spec(
+                    rt, event.model_copy(update={"run_id": "run-2"}), **regs))
+                regs["filter_reg"] = _plugin(rt, cfg.filter, "filter")
+                regs["generator"] = Registered(obj=BrokenGenerator(), kind="instructions",
+                                               plugin="tests", version="0")
+                no_group = dict(await annotate_spec(
+                    rt, event.model_copy(update={"run_id": "run-3"}), **regs))
+                failed = [GenerationFailed.model_validate_json(m.data)
+                          for m in await replay(rt.bus, GENERATION_FAILED)]
+            finally:
+                await rt.close()
+        return solved, broken, no_group, trajs, failed
+
+    solved, broken, no_group, trajs, failed = asyncio.run(main())
+    errors = [t for t in trajs if t.reason.startswith("error")]
+    assert len(errors) == 1 and not errors[0].solved, [t.reason for t in trajs]
+    assert errors[0].reason == "error: RuntimeError: solver bug"
+    assert len(trajs) >= 3 and sum(t.solved for t in trajs) >= len(trajs) - 2
+    assert solved["searches"]["one-search-fails unsolved"] >= 1
+    assert solved["eval_error"] == "the evaluator broken-eval failed: KeyError: 'pass_rate'"
+    assert "error" not in solved
+    assert broken["error"] == ("the filter broken-filter failed: ZeroDivisionError: "
+                               "filter bug")
+    assert [f.reason for f in failed] == [
+        "the filter broken-filter failed: ZeroDivisionError: filter bug",
+        "the instruction generator broken-gen failed on I1: ValueError: generator bug"]
+    assert failed[0].record_id == f"{broken['spec_id']}:filter"
+    assert failed[0].technique.name == "broken-filter"
+    assert failed[1].technique.name == "broken-gen"
+    # the generator's failure is that group's: the spec went on (no instructions, no error)
+    assert no_group["instructions"]["I1"] == {"kept": 0, "dropped": 1}
+    assert "error" not in no_group and no_group["working_tools"] == 4
+
+
+async def _runtime(settings: Any) -> Runtime:
+    rt = Runtime.create(settings)
+    await rt.bus.start()
+    return rt
 
 
 def test_redelivery_reuses_filter_verdicts_and_a_skipped_group_says_why(settings):

@@ -466,3 +466,166 @@ async def test_dns_pinning_connects_to_the_checked_address():
         "127.0.0.1", 8123, "localhost:8123")
     assert (tls.url.host, tls.headers["host"], tls.extensions["sni_hostname"]) == (
         "127.0.0.1", "localhost", "localhost")
+
+
+# --- URLs that are not one unambiguous http(s) URL -------------------------------------
+
+
+_CIRCLED = dict(zip("0123456789", "⓪①②③④⑤⑥⑦⑧⑨", strict=True))
+_FULLWIDTH = dict(zip("0123456789", "０１２３４５６７８９", strict=True))
+
+
+def _digits(number: int, table: dict[str, str]) -> str:
+    return "".join(table[d] for d in str(number))
+
+
+@pytest.fixture
+def listener():
+    """``open(address)``: a real listening TCP socket on ``address`` (a loopback IPv4
+    address), never accepted from; ``connected(sock)`` says whether anything connected to
+    it (the kernel completes the handshake and queues it, so a pending accept shows it)."""
+    import select
+    import socket
+
+    socks: list[socket.socket] = []
+
+    def open_(address: str) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((address, 0))
+        sock.listen(8)
+        socks.append(sock)
+        return sock
+
+    def connected(sock: socket.socket) -> bool:
+        return bool(select.select([sock], [], [], 0.05)[0])
+
+    open_.connected = connected  # type: ignore[attr-defined]
+    yield open_
+    for sock in socks:
+        sock.close()
+
+
+# (server URL made from the listener's port, the address the ambiguous form would reach)
+_AMBIGUOUS_SERVERS = [
+    pytest.param(lambda p: f"http://0177.0.0.2:{p}", "127.0.0.2", id="octal-host"),
+    pytest.param(lambda p: f"http://0x7f.1:{p}", "127.0.0.1", id="hex-short-host"),
+    pytest.param(lambda p: f"http://127.1:{p}", "127.0.0.1", id="short-host"),
+    pytest.param(lambda p: f"http://2130706433:{p}", "127.0.0.1", id="integer-host"),
+    pytest.param(lambda p: f"http://127.0.0.1.:{p}", "127.0.0.1", id="trailing-dot-ip"),
+    pytest.param(lambda p: f"http://127.0.0.1:{p}.", "127.0.0.1", id="trailing-dot-port"),
+    pytest.param(lambda p: f"http://①②⑦.0.0.1:{p}", "127.0.0.1", id="circled-host"),
+    pytest.param(lambda p: f"http://127.0.0.1:{_digits(p, _CIRCLED)}", "127.0.0.1",
+                 id="circled-port"),
+    pytest.param(lambda p: f"http://127.0.0.1:{_digits(p, _FULLWIDTH)}", "127.0.0.1",
+                 id="fullwidth-port"),
+    pytest.param(lambda p: f"http://127.0.0.1:{p}\\x", "127.0.0.1", id="backslash"),
+    pytest.param(lambda p: f"http://127.0.0.1:{p + 65536}", "127.0.0.1", id="port-over-65535"),
+    pytest.param(lambda p: f"http://[::1:{p}", "127.0.0.1", id="unclosed-bracket"),
+]
+
+
+@pytest.mark.parametrize("make,address", _AMBIGUOUS_SERVERS)
+async def test_a_bad_server_url_is_a_refusal_and_connects_nowhere(listener, make, address):
+    """Everything is allowed (any host, private too), so only the URL check can stop the
+    call: the URL is refused as ``invalid_url``, named, and nothing connects to the address
+    the ambiguous form would reach (a real listening socket there)."""
+    sock = listener(address)
+    server = make(sock.getsockname()[1])
+    policy = CallPolicy(allowed_hosts=("*",), allow_private_hosts=("*",), call_timeout=1.0)
+    resp = await _call(policy, _tool(server))
+    assert not resp.ok and resp.status is None
+    assert resp.error.startswith("refused: invalid_url: "), resp.error
+    assert repr(server.rstrip("/"))[:60] in resp.error  # the URL is named, as repr
+    assert not listener.connected(sock), "the ambiguous URL was connected to"
+
+
+@pytest.mark.parametrize("url,why", [
+    ("http://0177.0.0.2:8080/x", "ambiguous host '0177.0.0.2'"),
+    ("http://0x7f.1/x", "ambiguous host '0x7f.1'"),
+    ("http://127.1/x", "ambiguous host '127.1'"),
+    ("http://1.2.3.4.5/", "ambiguous host '1.2.3.4.5'"),
+    ("http://example.com:18765./", "port '18765.'"),
+    ("http://example.com:0/", "port '0'"),
+    ("http://exa mple.com/", "host"),
+    ("http://ex%41mple.com/", "host"),
+    ("http://example.com/\tx", "control character"),
+    ("http://example.com/a\\b", "backslash"),
+    (" http://example.com/", "whitespace"),
+    ("http://[fe80::1%25eth0]/", "host"),
+    ("http://xn--zz.example/", "IDNAError"),
+])
+def test_parse_url_refuses_ambiguous_urls_with_the_reason(url, why):
+    from syllabus.services.api_annotator._caller import _Refused, parse_url
+
+    with pytest.raises(_Refused) as info:
+        parse_url(url, "the URL")
+    message = str(info.value)
+    assert message.startswith(f"invalid_url: the URL {url!r} is not a valid URL"), message
+    assert why in message, message
+
+
+@pytest.mark.parametrize("url,host,port", [
+    ("http://127.0.0.1:8080/x?q=1", "127.0.0.1", 8080),
+    ("https://api.example.com/v1/", "api.example.com", None),
+    ("http://[::1]:8080/", "::1", 8080),
+    ("https://bücher.example/", "bücher.example", None),
+    ("http://xn--bcher-kva.example/", "bücher.example", None),
+    ("http://API.Example.COM:8443", "api.example.com", 8443),
+    ("http://my_host.internal:1/", "my_host.internal", 1),
+    ("http://example.com./", "example.com.", None),
+    ("http://10.0.0.1:65535/", "10.0.0.1", 65535),
+])
+def test_parse_url_keeps_ordinary_urls(url, host, port):
+    from syllabus.services.api_annotator._caller import parse_url
+
+    parsed = parse_url(url, "the URL")
+    assert (parsed.host, parsed.port) == (host, port)
+
+
+@pytest.mark.parametrize("location", [
+    "http:\\\\127.0.0.1\\x", "/\\evil.example/", "\\\\evil.example\\x",
+    "http://0177.0.0.1:{port}/_test/echo", "http://127.1:{port}/_test/echo",
+    "http://127.0.0.1:{port}./_test/echo", "http://[::1/_test/echo",
+])
+async def test_a_bad_redirect_location_is_a_refusal_of_that_call(tool_api, location):
+    """A real server answers with a ``Location`` that parsers read differently (a browser
+    takes ``/\\evil.example/`` for ``//evil.example/``; ``0177.0.0.1`` is 127.0.0.1 to
+    ``inet_aton``): refused as ``invalid_url``, and only the first request was sent, though
+    every host (private too) is allowed."""
+    location = location.replace("{port}", str(tool_api.port))
+    tool, args = _redirect(tool_api, location)
+    policy = tool_api.policy(allowed_hosts=("*",), allow_private_hosts=("*",))
+    resp = await _call(policy, tool, args)
+    assert not resp.ok and resp.status is None
+    assert resp.error.startswith(f"refused: invalid_url: the redirect Location {location!r} "
+                                 f"from {tool_api.url}/_test/redirect?"), resp.error
+    assert tool_api.hits == [("GET", "/_test/redirect")]
+    # the caller goes on: the next call through it works
+    async with GuardedCaller(policy) as caller:
+        assert (await caller.call(tool, args)).error == resp.error
+        ok = await caller.call(_tool(tool_api.url), {})
+    assert ok.ok, ok.error
+
+
+async def test_an_unexpected_error_in_one_call_is_that_calls_failure(tool_api):
+    """Whatever goes wrong inside one call (here a transport that raises something no
+    guard expects) comes back as that call's failure, and the caller goes on."""
+
+    class Broken(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request):
+            raise RuntimeError("the transport broke")
+
+    policy = tool_api.policy()
+    async with GuardedCaller(policy, transport=Broken()) as caller:
+        resp = await caller.call(_tool(tool_api.url), {})
+    assert not resp.ok and resp.status is None
+    assert resp.error == "error: echo: RuntimeError: the transport broke"
+    async with GuardedCaller(policy) as caller:
+        assert (await caller.call(_tool(tool_api.url), {})).ok
+
+
+async def test_a_non_ascii_header_argument_is_an_invalid_argument(tool_api):
+    tool = _tool(tool_api.url, locations={"X-Name": "header"})
+    resp = await _call(tool_api.policy(), tool, {"X-Name": "Zoë €"})
+    assert resp.error == "invalid arguments: header 'X-Name' is not ASCII: 'Zoë €'"
+    assert tool_api.hits == []

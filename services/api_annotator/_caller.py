@@ -3,6 +3,15 @@
 ``GuardedCaller`` implements ``syllabus.contracts.ToolCaller``. Before any byte goes out,
 and again for every redirect it follows (by hand, up to ``max_redirects``), it checks:
 
+* the URL is one unambiguous URL (``parse_url``, the one function that reads every URL
+  the caller meets: the spec's server, the built request URL, each redirect
+  ``Location``): no backslash, control character or surrounding whitespace; a port of
+  ASCII digits from 1 to 65535; a host that is an IPv6 literal (no zone id), four decimal
+  IPv4 numbers, or a name of letters, digits, ``-`` and ``_`` (after IDNA). A host that
+  other parsers would read as an IPv4 address in another form (``0177.0.0.2``,
+  ``0x7f.1``, ``127.1``, ``2130706433``, ``127.0.0.1.``, ``①②⑦.0.0.1``) is refused, not
+  normalised. What fails is refused with ``refused: invalid_url: <what> <repr of the URL,
+  cut to 200 characters> is not a valid URL: <why>``;
 * the scheme is http or https and the URL carries no ``user:password@``;
 * the host is on the allow-list (``allowed_hosts``; by default the servers of the spec);
 * the host, and every address DNS gives for it, is public: private, loopback, link-local,
@@ -12,7 +21,11 @@ and again for every redirect it follows (by hand, up to ``max_redirects``), it c
 * a destructive method runs only against a sandbox host: ``DELETE`` always, ``POST``,
   ``PUT`` and ``PATCH`` unless ``allow_write_methods`` lets them run anywhere allowed.
 
-A refusal returns ``ToolResponse(ok=False, error="refused: <why>")`` and sends nothing.
+A refusal returns ``ToolResponse(ok=False, error="refused: <why>")`` and sends nothing
+(after a redirect: nothing more). Nothing a call meets escapes ``call``: a failure is
+that call's ``ToolResponse(ok=False, error=...)`` (``timeout: ...``, ``too large: ...``,
+``connection failed: ...``; anything unforeseen ``error: <tool>: <type>: <message>``,
+logged with its traceback), so one bad operation never fails its spec.
 
 DNS pinning: the host is resolved once per hop (``getaddrinfo``), every address is
 checked, and the request is then sent to the checked address itself (the URL's host is
@@ -62,6 +75,7 @@ import re
 import socket
 import ssl
 import time
+import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +97,7 @@ __all__ = [
     "count_tokens",
     "host_matches",
     "non_public_reason",
+    "parse_url",
     "truncate_tokens",
 ]
 
@@ -104,6 +119,163 @@ class _Refused(Exception):
 
 class _Failed(Exception):
     pass
+
+
+# --- URLs ------------------------------------------------------------------------------
+
+#: a URL longer than this is refused (servers refuse them too; no log line shows one)
+MAX_URL_CHARS = 8192
+#: how much of a refused URL's repr the message shows
+_SHOWN_CHARS = 200
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
+
+
+def _shown(text: object) -> str:
+    """``repr(text)``, cut to 200 characters."""
+    return _cut(repr(text))
+
+
+class _InvalidURL(_Refused):
+    """A URL that is not one unambiguous URL: refused with the reason ``invalid_url``."""
+
+    def __init__(self, what: str, text: object, why: str, context: str = "") -> None:
+        self.why = why
+        super().__init__(f"invalid_url: {what} {_shown(text)}{context} is not a valid URL: "
+                         f"{why}")
+
+
+class _BadLocation(Exception):
+    """Raised by the response hook, before httpx reads a redirect's ``Location`` itself."""
+
+    def __init__(self, location: str, why: str) -> None:
+        super().__init__(why)
+        self.location, self.why = location, why
+
+
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.ASCII)
+#: a label WHATWG's URL parser reads as a number (so the host as an IPv4 address)
+_NUMBER = re.compile(r"0x[0-9a-f]*|[0-9]+", re.ASCII | re.IGNORECASE)
+_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+
+def _chars_problem(text: str) -> str | None:
+    if text != text.strip():
+        return "it starts or ends with whitespace"
+    for ch in text:
+        if ch == "\\":
+            return ("it contains a backslash (browsers read it as '/', other parsers as "
+                    "part of the path)")
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return f"it contains a control character ({ch!r})"
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (ASCII, lower case, no brackets) is not one unambiguous host."""
+    if not host:
+        return "it has no host"
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"the host [{host}] is not an IPv6 address"
+        return None
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    if _NUMBER.fullmatch(labels[-1]):
+        # a last label that is a number makes the host an IPv4 address to a browser and to
+        # inet_aton (0177 octal, 0x7f hex, 127.1 short, 2130706433 one number)
+        try:
+            canonical = str(ipaddress.IPv4Address(host)) == host
+        except ValueError:
+            canonical = False
+        if not canonical:
+            return (f"ambiguous host {host!r}: it reads as an IPv4 address in another form "
+                    "(octal, hex, short, one number or a trailing dot); write it as four "
+                    "decimal numbers")
+        return None
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return (f"the host {host!r} is not a host name (letters, digits, '-' and '_' in "
+                "dot-separated labels of 1 to 63)")
+    return None
+
+
+def _authority(netloc: str) -> tuple[str, str | None, str | None]:
+    """(host, port text or None, problem or None) of a ``netloc`` as written."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, closed, rest = hostport[1:].partition("]")
+        if not closed:
+            return host, None, "the IPv6 host has no closing ']'"
+        if rest and not rest.startswith(":"):
+            return host, None, f"{rest!r} follows the IPv6 host"
+        return host, rest[1:] if rest else None, None
+    if hostport.count(":") > 1:
+        return hostport, None, f"the host {hostport!r} has more than one ':'"
+    host, colon, port = hostport.partition(":")
+    return host, port if colon else None, None
+
+
+def parse_url(text: str, what: str = "the URL", *, base: str | None = None) -> httpx.URL:
+    """``text`` as an ``httpx.URL``, if it is one unambiguous URL (module docstring);
+    with ``base``, ``text`` is a reference (a redirect's ``Location``) resolved against
+    it. Raises ``_InvalidURL`` (a refusal: ``invalid_url: <what> <repr(text)> is not a
+    valid URL: <why>``), never ``httpx.InvalidURL``, ``ValueError`` or ``UnicodeError``.
+    Relative URLs and schemes other than http(s) pass (the caller refuses those by
+    name)."""
+    if not isinstance(text, str):
+        raise _InvalidURL(what, text, f"it is a {type(text).__name__}, not a string")
+    if len(text) > MAX_URL_CHARS:
+        raise _InvalidURL(what, text, f"it is longer than {MAX_URL_CHARS} characters")
+    why = _chars_problem(text)
+    if why:
+        raise _InvalidURL(what, text, why)
+    try:
+        full = urljoin(base, text) if base is not None else text
+        parts = urlsplit(full)
+        web = parts.scheme.lower() in {"http", "https"}
+        if parts.netloc or web:
+            host, port, why = _authority(parts.netloc)
+            if why:
+                raise _InvalidURL(what, text, why)
+            if "%" in host:
+                raise _InvalidURL(what, text, f"the host {host!r} is percent-encoded or "
+                                  "carries a zone id")
+            if not host.isascii() and _NUMBER.fullmatch(unicodedata.normalize(
+                    "NFKC", host).rstrip(".").rpartition(".")[2]):
+                raise _InvalidURL(what, text, f"ambiguous host {host!r}: written with "
+                                  "digits other than ASCII, it reads as an IPv4 address")
+            if host.isascii():
+                why = _host_problem(host.lower())
+                if why:
+                    raise _InvalidURL(what, text, why)
+            if port is not None and not (_PORT.fullmatch(port) and 0 < int(port) < 65536):
+                raise _InvalidURL(what, text, f"the port {port!r} is not a number from 1 "
+                                  "to 65535 in ASCII digits")
+        if base is not None:
+            httpx.URL(text)  # what httpx itself would make of the Location
+        url = httpx.URL(full)
+        if parts.netloc or web:
+            url.host  # noqa: B018 -- decodes an IDNA host; an invalid A-label raises here
+            raw_host = url.raw_host.decode("ascii").lower()
+            why = _host_problem(raw_host)
+            if why:
+                raise _InvalidURL(what, text, why)
+            if host.isascii() and (ipaddress.ip_address(raw_host) != ipaddress.ip_address(
+                    host) if ":" in host else raw_host != host.lower()):
+                raise _InvalidURL(what, text, f"parsers disagree on its host ({host!r} or "
+                                  f"{raw_host!r})")
+            default = {"http": 80, "https": 443}.get(url.scheme)
+            if (url.port or default) != (int(port) if port else default):
+                raise _InvalidURL(what, text, f"parsers disagree on its port ({port!r} or "
+                                  f"{url.port!r})")
+    except _InvalidURL:
+        raise
+    except (httpx.InvalidURL, ValueError, UnicodeError, TypeError) as exc:
+        raise _InvalidURL(what, text, f"{type(exc).__name__}: {exc}") from None
+    return url
 
 
 # --- hosts and addresses ---------------------------------------------------------------
@@ -458,6 +630,17 @@ def _path_segment(value: Any) -> str:
     return seg.replace(".", "%2E") if set(seg) <= {"."} else seg
 
 
+async def _check_location(response: httpx.Response) -> None:
+    """A response hook: a redirect's ``Location`` is read by ``parse_url`` before httpx
+    reads it itself (which would raise, or take ``/\\evil.example/`` for a path)."""
+    if response.has_redirect_location:
+        location = response.headers["location"]
+        try:
+            parse_url(location, "the redirect Location", base=str(response.request.url))
+        except _InvalidURL as exc:
+            raise _BadLocation(location, exc.why) from None
+
+
 class GuardedCaller:
     """The ``ToolCaller`` the api-annotator's plugins receive. Use it as an async context
     manager, or call ``aclose()``. ``transport`` is the test seam httpx offers; the guards
@@ -497,7 +680,8 @@ class GuardedCaller:
             client = self._clients[origin] = httpx.AsyncClient(
                 transport=self._transport, verify=self._verify, trust_env=False,
                 follow_redirects=False, timeout=httpx.Timeout(self.policy.call_timeout),
-                limits=httpx.Limits(max_connections=16, max_keepalive_connections=4))
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
+                event_hooks={"response": [_check_location]})
         return client
 
     async def call(self, tool: ApiTool, arguments: dict[str, Any]) -> ToolResponse:
@@ -523,8 +707,12 @@ class GuardedCaller:
             return ToolResponse(ok=False, error=f"timeout: no complete response within "
                                 f"{self.policy.call_timeout:g}s (api_annotator.call_timeout)",
                                 elapsed_seconds=time.perf_counter() - started)
-        except (httpx.HTTPError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, OSError) as exc:
             return ToolResponse(ok=False, error=f"connection failed: {type(exc).__name__}: "
+                                f"{exc}", elapsed_seconds=time.perf_counter() - started)
+        except Exception as exc:  # one call's failure, never its spec's (module docstring)
+            log.exception("the call of %s failed unexpectedly", tool.name)
+            return ToolResponse(ok=False, error=f"error: {tool.name}: {type(exc).__name__}: "
                                 f"{exc}", elapsed_seconds=time.perf_counter() - started)
         resp.elapsed_seconds = time.perf_counter() - started
         return resp
@@ -563,6 +751,9 @@ class GuardedCaller:
                 text = _param_value(value)
                 if "\r" in text or "\n" in text:
                     raise _Failed(f"invalid arguments: header {wire!r} contains a line break")
+                if not text.isascii():
+                    raise _Failed(f"invalid arguments: header {wire!r} is not ASCII: "
+                                  f"{_shown(text)}")
                 headers[wire] = text
             elif loc == "cookie":
                 cookies.append(f"{wire}={quote(_param_value(value), safe='')}")
@@ -586,12 +777,13 @@ class GuardedCaller:
         if cookies:
             headers["Cookie"] = "; ".join(cookies)
         server = tool.server.rstrip("/")
-        if urlsplit(server).scheme not in {"http", "https"}:
+        if parse_url(server, f"the server URL of {tool.name}").scheme not in {"http", "https"}:
             raise _Refused(f"the server URL {server!r} of {tool.name} is not an absolute "
                            "http(s) URL (set api_annotator.base_url for relative servers)")
-        url = str(httpx.URL(server + path).copy_merge_params(query)) if query \
-            else server + path
-        return _Hop(url=url, method=tool.method.upper(), headers=headers, body=body)
+        url = parse_url(server + path, f"the request URL of {tool.name}")
+        if query:
+            url = url.copy_merge_params(query)
+        return _Hop(url=str(url), method=tool.method.upper(), headers=headers, body=body)
 
     # -- checks --
 
@@ -662,10 +854,13 @@ class GuardedCaller:
         p = self.policy
         redirects = 0
         while True:
-            url = httpx.URL(hop.url)
             try:
+                url = parse_url(hop.url, "the redirect target" if redirects
+                                else "the request URL")
                 host, port = self._check_target(url, hop.method)
                 ip = await self._resolve(host, port)
+            except _InvalidURL:
+                raise
             except _Refused as exc:
                 if redirects:
                     raise _Refused(f"redirected to {hop.url}: {exc}") from None
@@ -685,15 +880,20 @@ class GuardedCaller:
             client = self._http(_origin(url))
             request = client.build_request(hop.method, pinned, headers=headers,
                                            extensions=extensions, **hop.body)
-            response = await client.send(request, stream=True)
+            try:
+                response = await client.send(request, stream=True)
+            except _BadLocation as exc:  # from _check_location: nothing more is sent
+                raise _InvalidURL("the redirect Location", exc.location, exc.why,
+                                  f" from {_cut(hop.url)}") from None
             try:
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     if redirects >= p.max_redirects:
                         raise _Failed(f"too many redirects: more than {p.max_redirects} "
                                       "(api_annotator.max_redirects)")
                     redirects += 1
-                    target = urljoin(hop.url, response.headers["location"])
-                    target_url = httpx.URL(target)
+                    location = response.headers["location"]
+                    target_url = parse_url(location, "the redirect Location", base=hop.url)
+                    target = str(target_url)
                     if credentials and url.scheme == "https" and target_url.scheme == "http":
                         raise _Refused(f"redirected to {target}: a redirect from https to "
                                        "plain http after a request that carried credentials "

@@ -2,10 +2,13 @@
 
 For each spec (ToolLLM, Qin et al. 2023, end to end):
 
-1. load it from the store (``specs/<spec_id>``) with ``load_spec``; an invalid one is
-   reported on ``syllabus.generation.failed`` (stage ``api-annotator``) and acknowledged;
+1. load it from the store (``specs/<spec_id>``) with ``load_spec``; an invalid one (or
+   one missing from the store) is reported on ``syllabus.generation.failed`` (stage
+   ``api-annotator``) and acknowledged;
 2. API filtering (the ``filter`` plugin): every operation is called once through the
-   guarded caller; the verdicts, with reasons, go to ``tools/<spec_id>/filter.json``
+   guarded caller, which turns whatever goes wrong in one call (a refused or invalid URL,
+   a time-out, a reset) into that operation's verdict, never an exception; the verdicts,
+   with reasons, go to ``tools/<spec_id>/filter.json``
    with a fingerprint of what they depend on (the filter, its options, the call policy,
    the run, the operations). A redelivery of the same spec in the same run finds them
    there and reuses them: no API is called twice (real servers, and allowed POSTs);
@@ -19,14 +22,23 @@ For each spec (ToolLLM, Qin et al. 2023, end to end):
    ones (``solved=True``) are the training data; the unsolved ones are published too, with
    ``solved=False``, the last path tried and ``reason`` (give-up, budget, exhausted,
    teacher_error...), so "why is there no trajectory for this instruction?" has an
-   answer. A teacher failure ends that one search (``teacher_error``), never the spec.
-   The data set builder takes only solved trajectories;
+   answer. A teacher failure ends that one search (``teacher_error``), never the spec;
+   so does a solver that raises (``error: <type>: <message>``). The data set builder
+   takes only solved trajectories;
 5. evaluation (the ``evaluator`` plugin, ToolEval's rule-based pass rate) per group and
    method, over the solver and the ``compare_solvers`` (run on the same instructions for
    the evaluation only); the summary goes to ``tools/<spec_id>/eval.json`` and the log.
 
 Ids hash their inputs (spec, instruction, solver and its options, teacher), so a
 redelivery publishes nothing twice.
+
+What fails the same way on every delivery is reported once and acknowledged, never handed
+back to the bus to be retried: an invalid or missing spec, a filter plugin that raises
+(``generation.failed`` with ``the filter <name> failed: ...``, and ``error`` in
+``eval.json``), an instruction plugin that raises on a group (that group's failure), a
+solver that raises on a search (that search, unsolved) and an evaluator that raises
+(``eval_error`` in ``eval.json``). Only what may pass on a retry (the store, the bus, a
+teacher error that a plugin lets out) fails the delivery.
 """
 
 from __future__ import annotations
@@ -113,34 +125,72 @@ async def annotate_spec(rt: Runtime, event: ApiSpecSubmitted, *, teacher: Manage
     cfg = rt.settings.api_annotator
     outcome = SpecOutcome(spec_id=event.spec_id, filename=event.filename,
                           collection=event.collection)
-    data = await rt.to_thread(rt.store.get, event.store_key)
+    try:
+        data = await rt.to_thread(rt.store.get, event.store_key)
+    except ObjectNotFound:
+        return await _spec_failed(rt, event, outcome, _ref(generator), teacher.ref,
+                                  f"invalid spec: {event.filename}: {event.store_key} is not "
+                                  "in the store", "spec", error=f"{event.store_key} is not "
+                                  "in the store")
     try:
         spec = await rt.to_thread(load_spec, data, filename=event.filename,
                                   spec_id=event.spec_id, base_url=cfg.base_url)
     except SpecError as exc:
-        log.error("spec %s is invalid: %s", event.filename, exc)
-        await _fail(rt, event, _ref(generator), teacher.ref,
-                    Failure(reason=f"invalid spec: {exc}"), f"{event.spec_id}:spec")
-        outcome["error"] = str(exc)
-        await _write_outcome(rt, outcome)
-        return outcome
+        return await _spec_failed(rt, event, outcome, _ref(generator), teacher.ref,
+                                  f"invalid spec: {exc}", "spec", error=str(exc))
+    except Exception as exc:  # load_spec reads bytes only: the same on every delivery
+        log.exception("loading %s failed", event.filename)
+        why = f"{event.filename}: {type(exc).__name__}: {exc}"
+        return await _spec_failed(rt, event, outcome, _ref(generator), teacher.ref,
+                                  f"invalid spec: {why}", "spec", error=why)
     for warning in spec.warnings:
         log.warning("%s: %s", event.filename, warning)
     policy = CallPolicy.from_settings(cfg, servers=spec.servers,
                                       allowed_hosts=event.allowed_hosts)
     async with GuardedCaller(policy) as caller:
-        tools = await _filter(rt, event, spec.tools, caller, filter_reg, outcome, policy)
+        try:
+            tools = await _filter(rt, event, spec.tools, caller, filter_reg, outcome, policy)
+        except _PluginFailed as exc:
+            return await _spec_failed(rt, event, outcome, exc.technique, teacher.ref,
+                                      str(exc), "filter", error=str(exc))
         instructions = await _instructions(rt, event, tools, teacher, generator, outcome,
                                            category=spec.title)
         results = await _solve_all(rt, event, instructions, tools, teacher, caller, solver,
                                    compare, outcome)
     if evaluator is not None:
-        outcome["eval"] = evaluator.obj.evaluate(results)
+        try:
+            outcome["eval"] = evaluator.obj.evaluate(results)
+        except Exception as exc:  # the trajectories are out; the summary is missing
+            log.exception("%s: the evaluator %s failed", event.filename, evaluator.name)
+            outcome["eval"] = {}
+            outcome["eval_error"] = (f"the evaluator {evaluator.name} failed: "
+                                     f"{type(exc).__name__}: {exc}")
         for method, groups in outcome["eval"].get("methods", {}).items():
             row = groups.get("all", {})
             log.info("%s: %s pass rate %.2f (%d of %d), %s teacher calls per solved",
                      event.filename, method, row.get("pass_rate", 0.0), row.get("passed", 0),
                      row.get("instructions", 0), row.get("calls_per_solved"))
+    await _write_outcome(rt, outcome)
+    return outcome
+
+
+class _PluginFailed(Exception):
+    """A plugin raised where its failure is the spec's (the same on every delivery)."""
+
+    def __init__(self, technique: PluginRef, message: str) -> None:
+        super().__init__(message)
+        self.technique = technique
+
+
+async def _spec_failed(rt: Runtime, event: ApiSpecSubmitted, outcome: SpecOutcome,
+                       technique: PluginRef, teacher: TeacherRef, reason: str, what: str,
+                       *, error: str) -> SpecOutcome:
+    """Report a spec that cannot go on, once (``generation.failed``, ``eval.json``): the
+    message is acknowledged, not retried."""
+    log.error("%s: %s", event.filename, reason)
+    await _fail(rt, event, technique, teacher, Failure(reason=reason),
+                f"{event.spec_id}:{what}")
+    outcome["error"] = error
     await _write_outcome(rt, outcome)
     return outcome
 
@@ -199,7 +249,14 @@ async def _filter(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiTool],
                  event.filename, len(verdicts), key)
         outcome["filter_reused"] = True
     else:
-        verdicts = await reg.obj.check(tools, caller=caller, options=options)
+        try:
+            verdicts = await reg.obj.check(tools, caller=caller, options=options)
+        except TeacherError:
+            raise
+        except Exception as exc:  # the caller never raises: this is the plugin's own
+            log.exception("%s: the filter %s failed", event.filename, reg.name)
+            raise _PluginFailed(_ref(reg), f"the filter {reg.name} failed: "
+                                f"{type(exc).__name__}: {exc}") from None
         for v in verdicts:
             TOOL_CHECKS.labels(outcome="kept" if v.kept else "dropped",
                                reason=v.reason if not v.kept else "ok").inc()
@@ -232,8 +289,15 @@ async def _instructions(rt: Runtime, event: ApiSpecSubmitted, tools: list[ApiToo
     options = {"category": category, **cfg.instruction_options} if category \
         else dict(cfg.instruction_options)
     for group in cfg.groups if tools else ():
-        made, failures = await reg.obj.generate(tools, group=group, teacher=teacher,
-                                                options=dict(options))
+        try:
+            made, failures = await reg.obj.generate(tools, group=group, teacher=teacher,
+                                                    options=dict(options))
+        except TeacherError:
+            raise  # a teacher that failed may answer on a retry
+        except Exception as exc:  # the plugin's own failure: this group's, reported once
+            log.exception("%s: %s failed on %s", event.filename, reg.name, group)
+            made, failures = [], [Failure(reason=f"the instruction generator {reg.name} "
+                                          f"failed on {group}: {type(exc).__name__}: {exc}")]
         counts[group] = {"kept": len(made), "dropped": len(failures)}
         if not made and not failures:  # nothing to sample: say why, nothing silent
             explain = getattr(reg.obj, "skipped_reason", None)
@@ -276,6 +340,11 @@ async def _solve_all(rt: Runtime, event: ApiSpecSubmitted, instructions: list[To
                             ins.instruction_id, exc)
                 result = SolveResult(method=reg.name, solved=False,
                                      stats={"stop_reason": "teacher_error", "error": str(exc)})
+            except Exception as exc:  # a solver's own failure: this search's, not the spec's
+                log.exception("%s: %s search of %s failed", event.filename, reg.name,
+                              ins.instruction_id)
+                result = SolveResult(method=reg.name, solved=False, stats={
+                    "stop_reason": "error", "error": f"{type(exc).__name__}: {exc}"})
         results.append((ins, result))
         outcome_label = "solved" if result.solved else "unsolved"
         TOOL_SEARCHES.labels(method=result.method, group=ins.group, outcome=outcome_label).inc()
@@ -312,9 +381,10 @@ async def _solve_all(rt: Runtime, event: ApiSpecSubmitted, instructions: list[To
 
 
 def _unsolved_reason(stats: dict) -> str:
-    """``give_up``, ``budget``, ... and, for a failed teacher call, the error with it."""
+    """``give_up``, ``budget``, ... and, for a failed teacher call or a solver that
+    raised, the error with it."""
     reason = str(stats.get("stop_reason", "unsolved"))
-    if reason == "teacher_error" and stats.get("error"):
+    if reason in ("teacher_error", "error") and stats.get("error"):
         reason += f": {str(stats['error'])[:500]}"
     return reason
 
