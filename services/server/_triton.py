@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime import free_port
+from ..runtime._process import parent_death_signal
 
 __all__ = ["EmbeddedTriton", "GenerateChunk", "TritonClient", "TritonError", "find_tritonserver"]
 
@@ -179,11 +180,13 @@ class EmbeddedTriton:
         self._log_file = self.log_path.open("ab")
         started = time.monotonic()
         # its own process group (stop() signals the group: tritonserver and the Python
-        # backend stubs it spawns), and, on Linux, SIGKILL when this process dies
+        # backend stubs it spawns), and, on Linux, SIGKILL when this process dies. The
+        # kernel ties that signal to the forking thread: the server starts Triton from a
+        # worker thread of asyncio's default executor, which lives as long as the loop.
         self.process = subprocess.Popen(self.command(dist, backends), env=self.environment(dist),
                                         stdout=self._log_file, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, process_group=0,
-                                        preexec_fn=_parent_death_signal(os.getpid()))
+                                        preexec_fn=parent_death_signal(os.getpid()))
         try:
             self._wait_live()
         except Exception:
@@ -242,27 +245,6 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _parent_death_signal(parent: int) -> Any:
-    """A ``preexec_fn`` that has Linux send the child SIGKILL when its parent dies
-    (``prctl(PR_SET_PDEATHSIG)``), so a SIGKILLed server leaves no tritonserver behind.
-
-    The kernel ties the signal to the *thread* that forked: the server starts Triton from
-    a worker thread of asyncio's default executor, whose threads live as long as the
-    event loop, which is as long as the server. Elsewhere than Linux: None."""
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def preexec() -> None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 # --- the client -------------------------------------------------------------------------
