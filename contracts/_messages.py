@@ -26,6 +26,7 @@ __all__ = [
     "ChunkDropped",
     "ChunkLineage",
     "DatasetBuilt",
+    "DatasetFailed",
     "DatasetRequested",
     "DeadLetter",
     "DocumentIngested",
@@ -97,6 +98,8 @@ class RejectionReason(StrEnum):
     CORRUPT = "corrupt"
     NO_TEXT_LAYER = "no_text_layer"
     NO_TEXT = "no_text"
+    #: text, but too little of it for one chunk (``ingest.min_tokens``)
+    TOO_SHORT = "too_short"
     UNSAFE_NAME = "unsafe_name"
     MISSING_OBJECT = "missing_object"
     #: an OpenAPI/Swagger spec that does not validate (the detail names the JSON path)
@@ -191,7 +194,9 @@ class ChunkCreated(Event):
     run_id: str | None = None
 
     def dedup_id(self) -> str:
-        return f"chunks.created:{self.collection}:{self.chunk_id}"
+        # per occurrence: the same text in another document is announced for it when that
+        # document wins the de-duplication (see syllabus.services.ingest._dedup)
+        return f"chunks.created:{self.collection}:{self.chunk_id}:{self.lineage.doc_id}"
 
 
 class ChunkDropReason(StrEnum):
@@ -202,7 +207,14 @@ class ChunkDropReason(StrEnum):
 
 
 class ChunkDropped(Event):
-    """A chunk that was not announced, and why (a duplicate names what it duplicates)."""
+    """A chunk of a document that is not (or no longer) part of the collection, and why
+    (a duplicate names what it duplicates).
+
+    ``superseded`` is set when the occurrence was handled first and may have been
+    announced, and an occurrence with a smaller priority (a document submitted earlier)
+    arrived later and drops it: data set builds leave its records out. ``run_id`` is
+    then the run of the dropped occurrence, so both its own verdict and the supersession
+    carry one ``Nats-Msg-Id``."""
 
     subject: ClassVar[str] = s.CHUNKS_DROPPED
     chunk_id: str
@@ -210,7 +222,10 @@ class ChunkDropped(Event):
     doc_id: str
     reason: ChunkDropReason
     duplicate_of: str | None = None
+    #: the document of the chunk it duplicates, when known
+    duplicate_doc_id: str | None = None
     similarity: float | None = None
+    superseded: bool = False
     run_id: str | None = None
 
     def dedup_id(self) -> str:
@@ -258,9 +273,12 @@ class QARecord(Event):
     messages: list[dict[str, Any]] | None = None
 
     def dedup_id(self) -> str:
-        # one message per record and subject (Bus.publish prefixes the subject when a record
-        # travels on another subject than qa.generated)
-        return f"qa:{self.collection}:{self.record_id}"
+        # one message per record, source document and subject (Bus.publish prefixes the
+        # subject when a record travels on another subject than qa.generated): the same
+        # chunk text in another document that wins the de-duplication later makes the
+        # same record again, credited to that document
+        doc = f":{self.lineage.doc_id}" if self.lineage is not None else ""
+        return f"qa:{self.collection}:{self.record_id}{doc}"
 
     @property
     def rejected(self) -> bool:
@@ -336,6 +354,24 @@ class DatasetBuilt(Event):
 
 # --- tools -----------------------------------------------------------------------------
 
+
+
+class DatasetFailed(Event):
+    """A data set request that built nothing, and why: ``no_accepted_records`` (the
+    collection has no accepted records yet: a normal outcome, not an error) or
+    ``invalid_request`` (options, format or evaluation set that can never work). Neither
+    is retried, since the same request would fail the same way."""
+
+    subject: ClassVar[str] = s.DATASETS_FAILED
+    collection: str = Collection
+    reason: Literal["no_accepted_records", "invalid_request"]
+    detail: str
+    #: the request's dedup id, so a failure names the request it answers
+    request_id: str
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"datasets.failed:{self.collection}:{self.request_id}"
 
 class ApiSpecSubmitted(Event):
     subject: ClassVar[str] = s.API_SPECS_SUBMITTED
@@ -516,7 +552,7 @@ SUBJECT_MODELS: dict[str, type[Event]] = {
     m.subject: m
     for m in (
         DocumentSubmitted, DocumentIngested, DocumentRejected, ChunkCreated, ChunkDropped,
-        GenerationFailed, DatasetRequested, DatasetBuilt, ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
+        GenerationFailed, DatasetRequested, DatasetBuilt, DatasetFailed, ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
         TrainingCompleted, TrainingFailed, ModelDeployed,
     )
 }

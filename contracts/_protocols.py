@@ -30,6 +30,7 @@ __all__ = [
     "GenerationParams",
     "ParseError",
     "ParsedDocument",
+    "PermanentError",
     "Parser",
     "QuestionGenerator",
     "RationaleGenerator",
@@ -65,6 +66,13 @@ class ArtifactStore(Protocol):
 
 
 # --- ingest ----------------------------------------------------------------------------
+
+
+class PermanentError(Exception):
+    """A failure that would happen again on every delivery of the same message (bad
+    settings in a request, a deterministic bug on one input). The bus does not retry it:
+    the message is dead-lettered at once with this error as the reason. A handler that
+    has an event for the outcome publishes that instead (``DatasetFailed``)."""
 
 
 class ParseError(Exception):

@@ -14,6 +14,7 @@ __all__ = [
     "CHUNKS_CREATED",
     "CHUNKS_DROPPED",
     "DATASETS_BUILT",
+    "DATASETS_FAILED",
     "DATASETS_REQUESTED",
     "DLQ_ALL",
     "DOCUMENTS_INGESTED",
@@ -54,6 +55,7 @@ RECORDS_ACCEPTED = "syllabus.records.accepted"
 RECORDS_REJECTED = "syllabus.records.rejected"
 DATASETS_REQUESTED = "syllabus.datasets.requested"
 DATASETS_BUILT = "syllabus.datasets.built"
+DATASETS_FAILED = "syllabus.datasets.failed"
 API_SPECS_SUBMITTED = "syllabus.specs.submitted"
 TOOLS_ANNOTATED = "syllabus.tools.annotated"
 TRAINING_REQUESTED = "syllabus.training.requested"

@@ -21,6 +21,7 @@ from syllabus.contracts import (
     TeacherRef,
 )
 from syllabus.services.cli._dataset import dataset_group
+from syllabus.services.cli._run import wait_drained
 from syllabus.services.datasets import (
     SERVICE,
     build,
@@ -419,3 +420,36 @@ def test_cli_dataset_build(settings, nats_server, tmp_path):
 
     missing = runner.invoke(dataset_group, ["build", "-c", "nothing-here"], env=env)
     assert missing.exit_code == 1 and "no accepted records" in missing.output
+
+
+async def test_requests_that_can_build_nothing_are_answered_at_once_not_retried(settings):
+    """No accepted records is a normal outcome, and bad options can never work: each is
+    answered on datasets.failed on its first delivery, with no retry and no dead letter."""
+    from syllabus.contracts import DATASETS_FAILED, DLQ_ALL, DatasetFailed
+
+    settings.bus.backoff = [5.0]  # a retry would take 5 s: the answers must come before
+    rt = Runtime.create(settings)
+    rt.bus.broker.include_router(build_router(rt))
+    await rt.bus.start()
+    try:
+        await rt.bus.publish(DatasetRequested(collection="empty", run_id="r1"))
+        await _publish(rt, _collection_records())
+        await rt.bus.publish(DatasetRequested(collection="bees", run_id="r2",
+                                              options={"no_such_option": 1}))
+        started = asyncio.get_running_loop().time()
+        failed: list[DatasetFailed] = []
+        while len(failed) < 2 and asyncio.get_running_loop().time() - started < 4.5:
+            await asyncio.sleep(0.1)
+            failed = [DatasetFailed.model_validate_json(m.data)
+                      for m in await replay(rt.bus, DATASETS_FAILED)]
+        assert {(f.collection, f.reason) for f in failed} == {
+            ("empty", "no_accepted_records"), ("bees", "invalid_request")}
+        assert "no accepted records" in next(f.detail for f in failed if f.collection == "empty")
+        assert "no_such_option" in next(f.detail for f in failed if f.collection == "bees")
+        await wait_drained(rt, timeout=30)
+        infos = {i.config.durable_name: i for i in await rt.bus.js.consumers_info("SYLLABUS")}
+        assert infos[SERVICE].num_redelivered == 0
+        assert await replay(rt.bus, DLQ_ALL) == []
+        assert await replay(rt.bus, DATASETS_BUILT) == []
+    finally:
+        await rt.close()

@@ -1,5 +1,7 @@
 """The run report: counts per stage, rejections by reason, timings, built from the
-events that the run's messages left on the bus (so it is right after a crash and a rerun)."""
+events on the bus. It counts what this run did (every event stored since it started, so a
+document that a killed run left in flight and this run finished counts here, under
+``resumed``), and apart from it what the collection already held (``before``)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from syllabus.contracts import DatasetBuilt, DocumentIngested, DocumentRejected, QARecord
+from syllabus.contracts import (
+    DatasetBuilt,
+    DatasetFailed,
+    DocumentIngested,
+    DocumentRejected,
+    QARecord,
+)
 
 __all__ = ["RunReport"]
 
@@ -38,6 +47,14 @@ class RunReport:
     chunks_created: int = 0
     chunks_in_collection: int = 0
     chunks_dropped: dict[str, int] = field(default_factory=dict)
+    #: chunks announced earlier that a document submitted before them now drops
+    chunks_superseded: int = 0
+    #: documents ingested with no new chunk, each with the reason
+    documents_without_chunks: list[str] = field(default_factory=list)
+    #: documents that an earlier run submitted and this one finished, by that run's id
+    resumed: dict[str, int] = field(default_factory=dict)
+    #: what the collection held before this run started
+    before: dict[str, int] = field(default_factory=dict)
     rejections: dict[str, list[str]] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -52,12 +69,16 @@ class RunReport:
         self.ingested += 1
         self.pages += ev.pages
         self.bytes += ev.size_bytes
-        self.chunks_created += len(ev.chunk_ids)
         for reason, n in ev.chunks_dropped.items():
             self.chunks_dropped[reason] = self.chunks_dropped.get(reason, 0) + n
         self.timings["parse_seconds"] = self.timings.get("parse_seconds", 0.0) + ev.parse_seconds
         self.timings["chunk_seconds"] = self.timings.get("chunk_seconds", 0.0) + ev.chunk_seconds
         self.warnings.extend(f"{ev.filename}: {w}" for w in ev.warnings)
+        if not ev.chunk_ids:
+            why = ", ".join(f"{n} {reason.replace('_', ' ')}"
+                            for reason, n in sorted(ev.chunks_dropped.items()))
+            self.documents_without_chunks.append(
+                f"{ev.filename}: no new chunk ({why or 'the chunker made none'})")
 
     def add_rejected(self, ev: DocumentRejected) -> None:
         self.rejected += 1
@@ -79,6 +100,10 @@ class RunReport:
         self.dataset = {"version": built.version, "prefix": built.prefix, "format": built.format,
                         "train_rows": built.train_rows, "eval_rows": built.eval_rows,
                         "counts": dict(built.counts)}
+
+    def add_dataset_failure(self, failed: DatasetFailed) -> None:
+        self.dataset = {"failed": failed.reason, "detail": failed.detail}
+        self.warnings.append(f"no data set was built ({failed.reason}): {failed.detail}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,16 +130,29 @@ class RunReport:
                   f"{self.chunks_in_collection} in the collection in all")
         t.add_row("chunks dropped", str(sum(dropped.values())),
                   ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
+        if self.chunks_superseded:
+            t.add_row("chunks superseded", str(self.chunks_superseded),
+                      "announced first, then dropped for a document submitted before them")
+        if self.resumed:
+            t.add_row("resumed", str(sum(self.resumed.values())),
+                      "documents submitted by an earlier run, finished in this one ("
+                      + ", ".join(f"{r}: {n}" for r, n in sorted(self.resumed.items())) + ")")
+        if self.before:
+            t.add_row("already there", "", "before this run: " + ", ".join(
+                f"{n} {what}" for what, n in self.before.items()))
         for stage, counts in self.stages.items():
             # the first count is the stage's total ("records", or "operations" for API
             # filtering); the rest break it down
             head = "records" if "records" in counts else next(iter(counts))
             t.add_row(f"{stage} {head}", str(counts[head]),
-                      ", ".join(f"{k}: {v}" for k, v in counts.items() if k != head))
+                      escape(", ".join(f"{k}: {v}" for k, v in counts.items() if k != head)))
         if self.record_rejections:
             t.add_row("records rejected", str(sum(self.record_rejections.values())),
-                      ", ".join(f"{k}: {v}" for k, v in sorted(self.record_rejections.items())))
-        if self.dataset:
+                      escape(", ".join(f"{k}: {v}"
+                                       for k, v in sorted(self.record_rejections.items()))))
+        if self.dataset.get("failed"):
+            t.add_row("data set rows", "0", f"none built ({self.dataset['failed']})")
+        elif self.dataset:
             c = self.dataset["counts"]
             steps = ", ".join(f"{k}: -{v}" for k, v in c.items()
                               if k not in {"accepted", "selected", "synthetic_available",
@@ -127,7 +165,7 @@ class RunReport:
                       f"train {self.dataset['train_rows']}, eval {self.dataset['eval_rows']}; "
                       f"version {self.dataset['version']}")
         t.add_row("dead letters", str(len(self.dead_letters)),
-                  "; ".join(d["reason"][:80] for d in self.dead_letters[:3]))
+                  escape("; ".join(d["reason"][:80] for d in self.dead_letters[:3])))
         console.print(t)
         if self.rejections:
             r = Table(title="rejections by reason", header_style="bold")
@@ -135,10 +173,16 @@ class RunReport:
             r.add_column("file and detail")
             for reason, items in sorted(self.rejections.items()):
                 for item in items:
-                    r.add_row(reason, item)
+                    r.add_row(reason, escape(item))  # file names are not markup
             console.print(r)
+        if self.documents_without_chunks:
+            d = Table(title="documents without new chunks", header_style="bold")
+            d.add_column("file and reason")
+            for item in self.documents_without_chunks:
+                d.add_row(escape(item))
+            console.print(d)
         for w in self.warnings:
-            console.print(f"[yellow]warning[/yellow] {w}")
+            console.print(f"[yellow]warning[/yellow] {escape(w)}")
         tm = self.timings
         ts = self.teacher_stats
         teacher_line = f"teacher: {self.teacher}"

@@ -23,12 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from syllabus.contracts import (
     CHUNKS_CREATED,
+    CHUNKS_DROPPED,
     DATASETS_BUILT,
+    DATASETS_FAILED,
     DLQ_ALL,
     DOCUMENTS_INGESTED,
     DOCUMENTS_REJECTED,
     GENERATION_FAILED,
-    HEADER_RUN_ID,
+    HEADER_COLLECTION,
     QA_GENERATED,
     QA_RATIONALIZED,
     RECORDS_ACCEPTED,
@@ -36,7 +38,9 @@ from syllabus.contracts import (
     STREAM_NAME,
     TOOLS_ANNOTATED,
     ChunkCreated,
+    ChunkDropped,
     DatasetBuilt,
+    DatasetFailed,
     DatasetRequested,
     DeadLetter,
     DocumentIngested,
@@ -48,7 +52,8 @@ from syllabus.contracts import (
     tool_filter_key,
 )
 
-from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay
+from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay, stream_position
+from ..runtime._records import dropped_occurrences
 from ._report import RunReport
 from ._services import OPT_IN, SERVICES, load_service
 
@@ -85,8 +90,8 @@ async def _acked(rt: Runtime) -> dict[str, int]:
 
 
 def _progress_bars(progress: Progress, baseline: dict[str, int]) -> Callable[[list[Any]], None]:
-    """A bar per service: messages it acknowledged this run, out of those plus the ones
-    still waiting for it."""
+    """A bar per service that has work in this run: messages it acknowledged this run, out
+    of those plus the ones still waiting for it."""
     tasks: dict[str, Any] = {}
     order = {name: i for i, name in enumerate(SERVICES)}
 
@@ -96,15 +101,52 @@ def _progress_bars(progress: Progress, baseline: dict[str, int]) -> Callable[[li
             done = info.ack_floor.consumer_seq - baseline.get(name, 0)
             waiting = info.num_pending + info.num_ack_pending
             if name not in tasks:
+                if done + waiting == 0:
+                    continue  # nothing for it in this run (no API spec: no api-annotator bar)
                 tasks[name] = progress.add_task(name, total=None)
-            progress.update(tasks[name], completed=done, total=max(done + waiting, 1))
+            progress.update(tasks[name], completed=done, total=done + waiting)
 
     return update
 
 
-async def _run_events(rt: Runtime, subject: str, run_id: str, model: type[E]) -> list[E]:
-    return [model.model_validate_json(m.data) for m in await replay(rt.bus, subject)
-            if (m.headers or {}).get(HEADER_RUN_ID) == run_id]
+def _of_collection(msgs: list[Any], model: type[E], collection: str) -> list[tuple[int, E]]:
+    """(stream sequence, event) of the messages that belong to ``collection``."""
+    out = []
+    for m in msgs:
+        if (m.headers or {}).get(HEADER_COLLECTION) not in (None, collection):
+            continue
+        ev = model.model_validate_json(m.data)
+        if getattr(ev, "collection", collection) == collection:
+            out.append((m.metadata.sequence.stream, ev))
+    return out
+
+
+async def _run_events(rt: Runtime, subject: str, model: type[E], *, collection: str,
+                      start: int) -> list[E]:
+    """The collection's events on ``subject`` stored since this run started (stream
+    sequence past ``start``). Everything since was done by this run, whichever run
+    submitted it: a document from a killed run that was redelivered and finished now
+    counts as this run's work (``report.resumed`` says how much of it there was)."""
+    return [ev for _, ev in _of_collection(await replay(rt.bus, subject, after=start), model,
+                                           collection)]
+
+
+async def _already_there(rt: Runtime, report: RunReport, *, collection: str,
+                         start: int) -> None:
+    """What the collection held before this run started, apart from what the run did."""
+    dropped = await dropped_occurrences(rt, collection)
+    before: dict[str, set[Any]] = {"documents": set(), "chunks": set(),
+                                   "accepted records": set()}
+    for subject, model, what, key in (
+            (DOCUMENTS_INGESTED, DocumentIngested, "documents", lambda e: e.doc_id),
+            (CHUNKS_CREATED, ChunkCreated, "chunks",
+             lambda e: (e.chunk_id, e.lineage.doc_id)),
+            (RECORDS_ACCEPTED, QARecord, "accepted records", lambda e: e.record_id)):
+        for seq, ev in _of_collection(await replay(rt.bus, subject), model, collection):
+            if seq <= start:
+                before[what].add(key(ev))
+    before["chunks"] -= dropped
+    report.before = {k: len(v) for k, v in before.items() if v}
 
 
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
@@ -134,6 +176,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 continue  # mounted only when asked (syllabus run --serve, --train)
             rt.bus.broker.include_router(load_service(name).build_router(rt))
         await rt.bus.start()
+        # the stream's position before this run's first message: what follows is its work
+        start = await stream_position(rt.bus)
         try:
             with Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -164,41 +208,52 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 await wait_drained(rt, poll=0.25, timeout=timeout, on_poll=bars)
             report.timings["drain_seconds"] = time.perf_counter() - t_submitted
 
-            for ev in await _run_events(rt, DOCUMENTS_INGESTED, run_id, DocumentIngested):
+            since = {"collection": collection, "start": start}
+            for ev in await _run_events(rt, DOCUMENTS_INGESTED, DocumentIngested, **since):
                 report.add_ingested(ev)
-            for ev in await _run_events(rt, DOCUMENTS_REJECTED, run_id, DocumentRejected):
+                if ev.run_id and ev.run_id != run_id:
+                    report.resumed[ev.run_id] = report.resumed.get(ev.run_id, 0) + 1
+            for ev in await _run_events(rt, DOCUMENTS_REJECTED, DocumentRejected, **since):
                 report.add_rejected(ev)
-            for dl in await _run_events(rt, DLQ_ALL, run_id, DeadLetter):
+            # new announcements only: a redelivered document announces again what a killed
+            # run had announced, and JetStream keeps one message of each
+            report.chunks_created = len(await _run_events(rt, CHUNKS_CREATED, ChunkCreated,
+                                                          **since))
+            for ev in await _run_events(rt, CHUNKS_DROPPED, ChunkDropped, **since):
+                if ev.superseded:
+                    report.chunks_superseded += 1
+            for dl in await _run_events(rt, DLQ_ALL, DeadLetter, **since):
                 report.dead_letters.append({"service": dl.service, "reason": dl.reason,
                                             "subject": dl.original_subject})
-            for rec in await _run_events(rt, QA_GENERATED, run_id, QARecord):
+            for rec in await _run_events(rt, QA_GENERATED, QARecord, **since):
                 report.count("question-gen", "records")
                 report.count("question-gen", f"by {rec.technique.name}")
-            for rec in await _run_events(rt, QA_RATIONALIZED, run_id, QARecord):
+            for rec in await _run_events(rt, QA_RATIONALIZED, QARecord, **since):
                 report.count("rationale", "records")
                 report.count("rationale", "with a rationale" if rec.rationale else
                              "without a rationale")
-            accepted = await _run_events(rt, RECORDS_ACCEPTED, run_id, QARecord)
+            accepted = await _run_events(rt, RECORDS_ACCEPTED, QARecord, **since)
             synthetic = [r for r in accepted if r.kind == "anti_sycophancy"]
             report.count("sycophancy-filter", "records", len(accepted) - len(synthetic))
             report.count("sycophancy-filter", "accepted", len(accepted) - len(synthetic))
             if synthetic:
                 report.count("augmenters", "records", len(synthetic))
                 report.count("augmenters", "anti-sycophancy", len(synthetic))
-            for rec in await _run_events(rt, RECORDS_REJECTED, run_id, QARecord):
+            for rec in await _run_events(rt, RECORDS_REJECTED, QARecord, **since):
                 report.add_record_rejection(rec)
                 if rec.kind != "anti_sycophancy" and any(
                         d.filter in rt.settings.filters.techniques for d in rec.decisions
                         if not d.kept):
                     report.count("sycophancy-filter", "records")
                     report.count("sycophancy-filter", "rejected")
-            for fail in await _run_events(rt, GENERATION_FAILED, run_id, GenerationFailed):
+            for fail in await _run_events(rt, GENERATION_FAILED, GenerationFailed, **since):
                 report.count(fail.stage, "unusable teacher output")
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
                     report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1
+            await _already_there(rt, report, **since)
             for spec_id in spec_ids:
                 await _add_api_filtering(rt, report, spec_id)
-            for traj in await _run_events(rt, TOOLS_ANNOTATED, run_id, ToolTrajectory):
+            for traj in await _run_events(rt, TOOLS_ANNOTATED, ToolTrajectory, **since):
                 report.count("api-annotator", "records")  # trajectories, one per instruction
                 report.count("api-annotator", f"{traj.group} "
                              f"{'solved' if traj.solved else 'unsolved'}")
@@ -211,7 +266,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             chunks_path = out / "chunks.jsonl"
             report.chunks_in_collection = await write_chunks(rt, collection, chunks_path)
             report.outputs["chunks"] = str(chunks_path)
-            built = await _run_events(rt, DATASETS_BUILT, run_id, DatasetBuilt)
+            built = await _run_events(rt, DATASETS_BUILT, DatasetBuilt, **since)
+            failed = await _run_events(rt, DATASETS_FAILED, DatasetFailed, **since)
             if built:
                 report.add_dataset(built[-1])
                 report.outputs["dataset"] = await _copy_dataset(rt, built[-1], out / "dataset")
@@ -224,9 +280,11 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                         from ._run_serve import serve_step
                         await serve_step(rt, report, dataset=f"{built[-1].collection}/"
                                          f"{built[-1].version}", timeout=timeout)
+            elif failed:
+                report.add_dataset_failure(failed[-1])
             else:
-                report.warnings.append("no data set was built: the collection has no accepted "
-                                       "records (see the rejections above)")
+                report.warnings.append("no data set was built, and the dataset-builder gave "
+                                       "no reason (see the dead letters above)")
         finally:
             if serve:  # stops the embedded Triton (a no-op when it never started)
                 from ..server import shutdown
@@ -267,13 +325,16 @@ async def _copy_dataset(rt: Runtime, built: DatasetBuilt, folder: Path) -> str:
 
 
 async def write_chunks(rt: Runtime, collection: str, path: Path) -> int:
-    """Every chunk of the collection, once each, with its lineage, as JSON lines."""
+    """Every chunk of the collection, once each, with its lineage, as JSON lines (an
+    occurrence that de-duplication dropped after it was announced is left out)."""
+    dropped = await dropped_occurrences(rt, collection)
     seen: set[str] = set()
     tmp = path.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for m in await replay(rt.bus, CHUNKS_CREATED):
             chunk = ChunkCreated.model_validate_json(m.data)
-            if chunk.collection != collection or chunk.chunk_id in seen:
+            if chunk.collection != collection or chunk.chunk_id in seen or \
+                    (chunk.chunk_id, chunk.lineage.doc_id) in dropped:
                 continue
             seen.add(chunk.chunk_id)
             fh.write(chunk.model_dump_json() + "\n")

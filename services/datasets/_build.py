@@ -27,6 +27,7 @@ from syllabus.contracts import (
     DatasetBuilt,
     DatasetRequested,
     Exporter,
+    PermanentError,
     QARecord,
     ToolTrajectory,
     content_id,
@@ -34,10 +35,12 @@ from syllabus.contracts import (
 )
 
 from ..runtime import Runtime, default_embedder, replay
+from ..runtime._records import dropped_occurrences
 from ._select import EvalSet, Progress, Selection, SelectOptions, eval_set_from_bytes, select
 from ._select import split_eval as _split_eval
 
 __all__ = [
+    "BuildRefused",
     "BuildResult",
     "build",
     "build_dataset",
@@ -57,6 +60,16 @@ _BUILD_OPTIONS = {"decontaminate", "synthetic"}
 QUALITY_DEFINITION = (
     "mean of the record's known scores, each divided by its scale and clipped to 0..1 "
     "(scales in settings.selection.quality_scores); 1.0 when it has none")
+
+
+class BuildRefused(PermanentError, ValueError):
+    """A request that builds nothing, the same way on every try: ``reason`` is
+    ``no_accepted_records`` or ``invalid_request`` (``DatasetFailed``'s reasons)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 def dataset_prefix(collection: str, version: str) -> str:
@@ -80,15 +93,25 @@ class BuildResult:
 async def load_accepted(rt: Runtime, collection: str) -> list[QARecord]:
     """The collection's accepted records from ``syllabus.records.accepted``, and its solved
     tool-call trajectories from ``syllabus.tools.annotated`` as records of kind ``tool``,
-    one per record id (the latest message wins), sorted by record id."""
+    one per record id (the latest message wins), sorted by record id.
+
+    Records of a chunk occurrence that de-duplication dropped are left out: an occurrence
+    may be announced and later superseded by the same or a near text in a document
+    submitted before it, so what a build selects does not depend on the order in which
+    documents were handled (a crash and resume builds the same version as a clean run)."""
+    dropped = await dropped_occurrences(rt, collection)
     latest: dict[str, QARecord] = {}
     for m in await replay(rt.bus, RECORDS_ACCEPTED):
         header = (m.headers or {}).get(HEADER_COLLECTION)
         if header is not None and header != collection:
             continue
         rec = QARecord.model_validate_json(m.data)
-        if rec.collection == collection:
-            latest[rec.record_id] = rec
+        if rec.collection != collection:
+            continue
+        if rec.chunk_id and rec.lineage is not None and \
+                (rec.chunk_id, rec.lineage.doc_id) in dropped:
+            continue
+        latest[rec.record_id] = rec
     # the api-annotator's solved tool-call trajectories join them (kind "tool"); unsolved
     # ones are kept on the bus for the record but never trained on
     for m in await replay(rt.bus, TOOLS_ANNOTATED):
@@ -106,7 +129,7 @@ def find_exporter(rt: Runtime, fmt: str) -> tuple[Exporter, dict[str, str]]:
     for reg in rt.plugins.objects("register_exporters"):
         if fmt in reg.obj.formats:
             return reg.obj, {"name": reg.name, "plugin": reg.plugin, "version": reg.version}
-    raise ValueError(f"no installed exporter writes the format {fmt!r}")
+    raise BuildRefused("invalid_request", f"no installed exporter writes the format {fmt!r}")
 
 
 async def load_eval_set(rt: Runtime, ref: str, *, n: int,
@@ -127,8 +150,8 @@ async def load_eval_set(rt: Runtime, ref: str, *, n: int,
             detail = ""
         if not exists:
             where = "a local file or a store key" if allow_local_files else "a store key"
-            raise ValueError(f"the evaluation set {ref!r} to decontaminate against is not "
-                             f"{where}{detail}")
+            raise BuildRefused("invalid_request", f"the evaluation set {ref!r} to "
+                               f"decontaminate against is not {where}{detail}")
         data = await rt.to_thread(rt.store.get, ref)
         source = f"store:{ref}"
     return await asyncio.to_thread(eval_set_from_bytes, data, source=source, n=n)
@@ -144,7 +167,7 @@ def request_options(request: DatasetRequested) -> SelectOptions:
     try:
         return SelectOptions(**opts)
     except Exception as exc:
-        raise ValueError(f"invalid data set options: {exc}") from exc
+        raise BuildRefused("invalid_request", f"invalid data set options: {exc}") from exc
 
 
 def _export(exporter: Exporter, records: list[QARecord], fmt: str) -> tuple[bytes, int]:
@@ -188,7 +211,8 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
         exporter_ref = {"name": str(getattr(exporter, "name", type(exporter).__name__)),
                         "plugin": "(given)", "version": "0"}
         if fmt not in exporter.formats:
-            raise ValueError(f"exporter {exporter_ref['name']!r} does not write {fmt!r}")
+            raise BuildRefused("invalid_request",
+                               f"exporter {exporter_ref['name']!r} does not write {fmt!r}")
     else:
         exporter, exporter_ref = find_exporter(rt, fmt)
     eval_set = None
@@ -201,8 +225,9 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
 
     records = await load_accepted(rt, request.collection)
     if not records:
-        raise ValueError(f"the collection {request.collection!r} has no accepted records "
-                         f"on {RECORDS_ACCEPTED}")
+        raise BuildRefused("no_accepted_records",
+                           f"the collection {request.collection!r} has no accepted records "
+                           f"on {RECORDS_ACCEPTED}")
     if embedder is None:
         embedder = rt.state.get("embedder") or default_embedder()
     log.info("building a data set of %s from %d accepted records", request.collection,

@@ -6,11 +6,17 @@ import logging
 
 from faststream.nats import NatsRouter
 
-from syllabus.contracts import DATASETS_REQUESTED, RECORDS_ACCEPTED, DatasetRequested, PluginRef
+from syllabus.contracts import (
+    DATASETS_REQUESTED,
+    RECORDS_ACCEPTED,
+    DatasetFailed,
+    DatasetRequested,
+    PluginRef,
+)
 
 from ..runtime import HandlerContext, Runtime
 from ..runtime._records import publish_output
-from ._build import build, load_accepted
+from ._build import BuildRefused, build, load_accepted
 
 __all__ = ["SERVICE", "build_router"]
 
@@ -50,13 +56,22 @@ def build_router(rt: Runtime) -> NatsRouter:
     @rt.bus.consumer(router, service=SERVICE, subject=DATASETS_REQUESTED,
                      model=DatasetRequested, concurrency=1)
     async def build_requested(request: DatasetRequested, ctx: HandlerContext) -> None:
-        """Build the requested data set version and announce it on syllabus.datasets.built."""
+        """Build the requested data set version and announce it on syllabus.datasets.built
+        (or, when it can build nothing, say why on syllabus.datasets.failed)."""
         if request.run_id is None and ctx.run_id:
             request = request.model_copy(update={"run_id": ctx.run_id})
-        if augmenters:
-            await augment(rt, request, augmenters)
-        # the service reads evaluation sets from the store only, never the pod's files
-        result = await build(rt, request, allow_local_files=False)
+        try:
+            if augmenters:
+                await augment(rt, request, augmenters)
+            # the service reads evaluation sets from the store only, never the pod's files
+            result = await build(rt, request, allow_local_files=False)
+        except BuildRefused as exc:
+            # the same request would fail the same way again: answer it, do not retry it
+            await rt.bus.publish(DatasetFailed(
+                collection=request.collection, reason=exc.reason, detail=exc.detail,
+                request_id=request.dedup_id(), run_id=request.run_id))
+            log.warning("no data set for %s: %s", request.collection, exc.detail)
+            return
         await rt.bus.publish(result.event)
         log.info("data set %s built (%s)", result.event.prefix,
                  "written" if result.written else "already in the store")

@@ -128,7 +128,18 @@ def build_router(rt: Runtime) -> NatsRouter:
         chunk_seconds = time.perf_counter() - started
         parser_ref = PluginRef(name=f"{parser_reg.plugin}:{parser_reg.name}",
                                version=parser_reg.version)
+        if not drafts:
+            await reject(rt, doc_id=doc.doc_id, collection=doc.collection,
+                         filename=doc.filename, reason=RejectionReason.TOO_SHORT,
+                         detail=f"{doc.filename}: the chunker made no chunk of at least "
+                                f"{cfg.min_tokens} tokens (ingest.min_tokens) from its "
+                                f"{sum(len(x.text) for x in parsed.sections)} characters of text",
+                         run_id=run_id)
+            return
         d = await deduplicator()
+        # the document's place in the stream orders it before every later submission, the
+        # same on a redelivery, after a crash or on another replica (see _dedup)
+        doc_rank = ctx.stream_sequence if ctx.stream_sequence is not None else 1 << 62
         announced: list[str] = []
         dropped: Counter[str] = Counter()
         seen_here: set[str] = set()
@@ -139,7 +150,17 @@ def build_router(rt: Runtime) -> NatsRouter:
                 continue
             seen_here.add(chunk_id)
             verdict = await d.check(collection=doc.collection, chunk_id=chunk_id,
-                                    doc_id=doc.doc_id, run_id=run_id, text=draft.text)
+                                    doc_id=doc.doc_id, run_id=run_id, text=draft.text,
+                                    priority=(doc_rank, index))
+            for sup in verdict.supersedes:
+                # an occurrence handled before this one that this one drops (it may have
+                # been announced: builds leave its records out)
+                await rt.bus.publish(ChunkDropped(
+                    chunk_id=sup.chunk_id, collection=doc.collection, doc_id=sup.doc_id,
+                    reason=ChunkDropReason(sup.reason.value), duplicate_of=chunk_id,
+                    duplicate_doc_id=doc.doc_id, similarity=sup.similarity,
+                    superseded=True, run_id=sup.run_id))
+                CHUNKS.labels(outcome="superseded", reason=sup.reason.value).inc()
             if verdict.kind in (VerdictKind.NEW, VerdictKind.REDELIVERED):
                 chunk = ChunkCreated(
                     chunk_id=chunk_id, collection=doc.collection, text=draft.text,
@@ -156,7 +177,7 @@ def build_router(rt: Runtime) -> NatsRouter:
                                        content_type="application/json")
                 await rt.bus.publish(chunk)
                 await d.mark_announced(collection=doc.collection, chunk_id=chunk_id,
-                                       doc_id=doc.doc_id, run_id=run_id)
+                                       doc_id=doc.doc_id)
                 announced.append(chunk_id)
                 if verdict.kind is VerdictKind.NEW:
                     CHUNKS.labels(outcome="created", reason="").inc()

@@ -1,6 +1,6 @@
 """The runtime every service shares: settings, the bus, the store, plugins, metrics, HTTP."""
 
-from ._bus import Bus, HandlerContext, make_stream, replay
+from ._bus import Bus, HandlerContext, make_stream, replay, stream_position
 from ._embedder import MiniLMEmbedder, default_embedder
 from ._http import build_http_app, error_response
 from ._logging import configure_logging, log_context
@@ -99,5 +99,6 @@ __all__ = [
     "make_stream",
     "make_teacher",
     "replay",
+    "stream_position",
     "open_store",
 ]

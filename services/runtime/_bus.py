@@ -8,7 +8,9 @@ delivery semantics:
   validate goes straight to ``syllabus.dlq.<service>`` with the reason;
 * ``AckPolicy.NACK_ON_ERROR``: the message is acked only after the handler returned,
   that is after its output was stored and published; on an exception it is nacked with a
-  back-off delay, and on the last allowed delivery it is dead-lettered instead;
+  back-off delay, and on the last allowed delivery it is dead-lettered instead; a
+  ``PermanentError`` (the same message would fail the same way) is dead-lettered at
+  once, without retries;
 * a message redelivered more than ``max_deliver`` times because its handler crashed the
   process or stalled is dead-lettered before the handler runs again (the server's own
   ``max_deliver`` is one above ours, so it never silently stops a message first);
@@ -47,6 +49,7 @@ from syllabus.contracts import (
     SUBJECT_MODELS,
     DeadLetter,
     Event,
+    PermanentError,
     dlq_subject,
 )
 
@@ -54,7 +57,7 @@ from ._logging import log_context
 from ._metrics import DEAD_LETTERS, HANDLER_FAILURES, HANDLER_SECONDS, REGISTRY
 from ._settings import BusSettings, NatsSettings, Settings
 
-__all__ = ["Bus", "HandlerContext", "make_stream", "replay"]
+__all__ = ["Bus", "HandlerContext", "make_stream", "replay", "stream_position"]
 
 log = logging.getLogger("syllabus.bus")
 
@@ -299,6 +302,11 @@ class Bus:
         except Exception as exc:
             HANDLER_FAILURES.labels(service=service, subject=subject,
                                     error=type(exc).__name__).inc()
+            if isinstance(exc, PermanentError):  # would fail the same way again
+                await self.dead_letter(**dl, cause="permanent",
+                                       reason=f"{type(exc).__name__}: {exc} (not retried: "
+                                              "the same message fails the same way)")
+                return
             if deliveries >= max_deliver:
                 await self.dead_letter(**dl, cause="failed",
                                        reason=f"{type(exc).__name__}: {exc} (failed on all "
@@ -334,9 +342,11 @@ def _short_errors(exc: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-async def replay(bus: Bus, subject: str, *, batch: int = 256) -> list[Any]:
+async def replay(bus: Bus, subject: str, *, batch: int = 256,
+                 after: int | None = None) -> list[Any]:
     """Every message stored on ``subject`` (wildcards allowed), oldest first, read through
-    an ephemeral consumer that acks nothing and disappears when idle."""
+    an ephemeral consumer that acks nothing and disappears when idle. ``after``: only
+    those past that stream sequence."""
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy as JsAckPolicy
     from nats.js.api import ConsumerConfig as JsConsumerConfig
@@ -346,10 +356,15 @@ async def replay(bus: Bus, subject: str, *, batch: int = 256) -> list[Any]:
     info = await js.stream_info(STREAM_NAME, subjects_filter=subject)
     if not (info.state.subjects or {}):
         return []
+    if after is not None and after >= info.state.last_seq:
+        return []
     sub = await js.pull_subscribe(
         subject, stream=STREAM_NAME,
-        config=JsConsumerConfig(ack_policy=JsAckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
-                                inactive_threshold=30.0))
+        config=JsConsumerConfig(
+            ack_policy=JsAckPolicy.NONE, inactive_threshold=30.0,
+            deliver_policy=DeliverPolicy.ALL if after is None
+            else DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=None if after is None else after + 1))
     out: list[Any] = []
     try:
         while True:
@@ -363,3 +378,8 @@ async def replay(bus: Bus, subject: str, *, batch: int = 256) -> list[Any]:
     finally:
         await sub.unsubscribe()
     return out
+
+
+async def stream_position(bus: Bus) -> int:
+    """The stream's last sequence: what a later ``replay(after=...)`` starts after."""
+    return int((await bus.js.stream_info(STREAM_NAME)).state.last_seq)

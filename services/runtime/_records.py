@@ -7,9 +7,13 @@ from __future__ import annotations
 import logging
 
 from syllabus.contracts import (
+    CHUNKS_DROPPED,
     GENERATION_FAILED,
+    HEADER_COLLECTION,
     RECORDS_REJECTED,
     ChunkCreated,
+    ChunkDropped,
+    ChunkDropReason,
     GenerationFailed,
     PluginRef,
     TeacherRef,
@@ -17,11 +21,12 @@ from syllabus.contracts import (
     chunk_key,
 )
 
+from ._bus import replay
 from ._metrics import RECORDS
 from ._runtime import Runtime
 from ._store import ObjectNotFound
 
-__all__ = ["chunk_text", "publish_output"]
+__all__ = ["chunk_text", "dropped_occurrences", "publish_output"]
 
 log = logging.getLogger("syllabus.records")
 
@@ -37,6 +42,26 @@ async def chunk_text(rt: Runtime, chunk_id: str | None) -> str | None:
                     chunk_id)
         return None
     return ChunkCreated.model_validate_json(raw).text
+
+
+#: the drops that take an occurrence out of the collection (``already_ingested`` is a
+#: later run seeing what is already there: the earlier records stand)
+_DUPLICATE_DROPS = {ChunkDropReason.EXACT_DUPLICATE, ChunkDropReason.NEAR_DUPLICATE}
+
+
+async def dropped_occurrences(rt: Runtime, collection: str) -> set[tuple[str, str]]:
+    """``(chunk_id, doc_id)`` of every occurrence that de-duplication dropped, including
+    those announced first and superseded later by a document submitted before them
+    (``syllabus.services.ingest._dedup``). Their records are not part of the collection."""
+    out: set[tuple[str, str]] = set()
+    for m in await replay(rt.bus, CHUNKS_DROPPED):
+        header = (m.headers or {}).get(HEADER_COLLECTION)
+        if header is not None and header != collection:
+            continue
+        ev = ChunkDropped.model_validate_json(m.data)
+        if ev.collection == collection and ev.reason in _DUPLICATE_DROPS:
+            out.add((ev.chunk_id, ev.doc_id))
+    return out
 
 
 async def publish_output(rt: Runtime, out: TechniqueOutput, *, stage: str, subject: str,
