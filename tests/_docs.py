@@ -18,6 +18,12 @@ What each PDF does with the real libraries (pypdfium2 5, pypdf 7), checked by
   back to pypdf and says so in a warning.
 - ``broken_page_pdf_bytes()`` blanks one page object's header: pdfium opens the file but
   cannot load that page; the parser keeps the other pages and names the lost one.
+- ``scan_pdf_bytes(pages)`` mixes pages of real text with pages that are only a
+  Pillow-rendered picture of text (``None``), optionally with a stray page number on them.
+- ``raw_pdf_bytes(objects)`` writes hand-made objects with a correct cross-reference
+  table; ``deep_page_tree_pdf_bytes``, ``page_count_lie_pdf_bytes``,
+  ``self_drawing_form_pdf_bytes`` and ``deep_outline_pdf_bytes`` build hostile structures
+  with it.
 """
 
 from __future__ import annotations
@@ -41,13 +47,22 @@ __all__ = [
     "broken_page_pdf_bytes",
     "corrupt_pdf_bytes",
     "damaged_pdf_bytes",
+    "deep_outline_pdf_bytes",
+    "deep_page_tree_pdf_bytes",
     "encrypted_pdf_bytes",
     "html_bytes",
+    "nested_blockquote_md_bytes",
+    "nested_div_html_bytes",
     "owner_password_pdf_bytes",
+    "page_count_lie_pdf_bytes",
     "pdf_bytes",
     "png_bytes",
+    "raw_pdf_bytes",
+    "scan_pdf_bytes",
     "scanned_pdf_bytes",
+    "self_drawing_form_pdf_bytes",
     "tail_truncated_pdf_bytes",
+    "text_image_png_bytes",
     "truncated_pdf_bytes",
     "write_bad_inputs",
     "zip_bytes",
@@ -167,6 +182,138 @@ def scanned_pdf_bytes(pages: int = 2) -> bytes:
     return bytes(pdf.output())
 
 
+def text_image_png_bytes(text: str = "Worker bees build comb from wax.", *,
+                         width: int = 900, height: int = 240) -> bytes:
+    """A PNG picture of ``text`` drawn with Pillow, as a scanner would deliver a page."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    for row, start in enumerate(range(0, len(text), 60)):
+        draw.text((20, 20 + 24 * row), text[start:start + 60], fill=0)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def scan_pdf_bytes(pages: Sequence[str | None] = (None, None), *,
+                   stamp: str | None = None) -> bytes:
+    """A PDF of real text pages (a string) and scanned pages (``None``: only a picture of
+    text, no text layer). ``stamp`` is written as real text at the foot of every scanned
+    page, like the page number or "Scanned with ..." line a scanner adds."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    pdf.set_auto_page_break(False)
+    picture = text_image_png_bytes(DEFAULT_PAGES[0])
+    for number, text in enumerate(pages, start=1):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        if text is not None:
+            pdf.multi_cell(0, 6, text)
+            continue
+        pdf.image(io.BytesIO(picture), x=10, y=10, w=190)
+        if stamp is not None:
+            pdf.set_xy(10, 280)
+            pdf.cell(0, 6, stamp.format(page=number))
+    return bytes(pdf.output())
+
+
+def raw_pdf_bytes(objects: Sequence[bytes], *, root: int = 1) -> bytes:
+    """A PDF of hand-written objects (object ``n`` is ``objects[n - 1]``) with a correct
+    cross-reference table, for structures no PDF library would write."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += (b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+            % (len(objects) + 1, root, xref))
+    return bytes(out)
+
+
+def _pdf_stream(data: bytes, entries: bytes = b"") -> bytes:
+    return b"<< /Length %d %s>>\nstream\n%s\nendstream" % (len(data), entries, data)
+
+
+_RAW_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+_RAW_TEXT = (b"BT /F1 12 Tf 72 720 Td (Worker bees build comb from wax that they "
+             b"secrete from glands on the abdomen.) Tj ET")
+_RAW_PAGE = (b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] "
+             b"/Resources << /Font << /F1 %d 0 R >> %s>> /Contents %d 0 R >>")
+
+
+def deep_page_tree_pdf_bytes(depth: int = 5000) -> bytes:
+    """One page of text under ``depth`` nested ``/Pages`` nodes."""
+    objects = [b"<< /Type /Catalog /Pages 4 0 R >>", _RAW_FONT, _pdf_stream(_RAW_TEXT)]
+    for level in range(depth):
+        number = 4 + level
+        parent = b"/Parent %d 0 R " % (number - 1) if level else b""
+        objects.append(b"<< /Type /Pages %s/Kids [%d 0 R] /Count 1 >>" % (parent, number + 1))
+    objects.append(_RAW_PAGE % (3 + depth, 2, b"", 3))
+    return raw_pdf_bytes(objects)
+
+
+def page_count_lie_pdf_bytes(count: int = 1_000_000) -> bytes:
+    """One page of text, under a ``/Pages`` node that claims ``/Count count``."""
+    return raw_pdf_bytes([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count %d >>" % count,
+        _RAW_PAGE % (2, 4, b"", 5),
+        _RAW_FONT,
+        _pdf_stream(_RAW_TEXT),
+    ])
+
+
+def self_drawing_form_pdf_bytes() -> bytes:
+    """A page of text that draws a form XObject which draws itself (endless recursion)."""
+    form = _pdf_stream(b"BT /F1 12 Tf 72 700 Td (again) Tj ET /X Do",
+                       b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] "
+                       b"/Resources << /Font << /F1 4 0 R >> /XObject << /X 6 0 R >> >> ")
+    return raw_pdf_bytes([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        _RAW_PAGE % (2, 4, b"/XObject << /X 6 0 R >> ", 5),
+        _RAW_FONT,
+        _pdf_stream(_RAW_TEXT + b" /X Do"),
+        form,
+    ])
+
+
+def deep_outline_pdf_bytes(depth: int = 20_000) -> bytes:
+    """A page of text with an outline (bookmarks) nested ``depth`` levels deep."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /Outlines 6 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        _RAW_PAGE % (2, 4, b"", 5),
+        _RAW_FONT,
+        _pdf_stream(_RAW_TEXT),
+        b"<< /Type /Outlines /First 7 0 R /Last 7 0 R /Count %d >>" % depth,
+    ]
+    for level in range(depth):
+        number = 7 + level
+        kids = (b"/First %d 0 R /Last %d 0 R /Count 1 " % (number + 1, number + 1)
+                if level < depth - 1 else b"")
+        objects.append(b"<< /Title (Part %d) /Parent %d 0 R %s/Dest [3 0 R /Fit] >>"
+                       % (level, number - 1, kids))
+    return raw_pdf_bytes(objects)
+
+
+def nested_blockquote_md_bytes(depth: int = 20_000, text: str = "text") -> bytes:
+    """Markdown: ``text`` inside ``depth`` nested blockquotes (``>>>>...text``)."""
+    return (">" * depth + text).encode()
+
+
+def nested_div_html_bytes(depth: int = 100_000, text: str = "Deep inside the hive.") -> bytes:
+    """An HTML page whose text sits inside ``depth`` nested ``<div>`` elements."""
+    return html_bytes("<div>" * depth + text + "</div>" * depth)
+
+
 def zip_bytes() -> bytes:
     """A small ZIP archive (binary, an unknown type for every parser)."""
     out = io.BytesIO()
@@ -208,12 +355,16 @@ def bad_inputs() -> tuple[BadInput, ...]:
         BadInput("truncated.pdf", RejectionReason.CORRUPT, truncated_pdf_bytes()),
         BadInput("garbage.pdf", RejectionReason.CORRUPT, corrupt_pdf_bytes()),
         BadInput("scanned.pdf", RejectionReason.NO_TEXT_LAYER, scanned_pdf_bytes()),
+        BadInput("scanned-numbered.pdf", RejectionReason.NO_TEXT_LAYER,
+                 scan_pdf_bytes((None, None, None), stamp="{page}")),
         BadInput("empty.txt", RejectionReason.EMPTY, b""),
         BadInput("image.png", RejectionReason.UNKNOWN_TYPE, png_bytes()),
         BadInput("archive.zip", RejectionReason.UNKNOWN_TYPE, zip_bytes()),
         BadInput("blank.html", RejectionReason.NO_TEXT,
                  html_bytes("<nav><ul><li></li></ul></nav><div>   </div>")),
         BadInput("whitespace.txt", RejectionReason.NO_TEXT, b"  \n\n\t \n"),
+        BadInput("invisible.txt", RejectionReason.NO_TEXT,
+                 "\u200b\u200d\u2060\ufeff\u202e\n\n\u200b \u2066\u2069".encode()),
     )
 
 

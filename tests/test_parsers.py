@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
+import time
 from pathlib import Path
 
 import pluggy
@@ -13,16 +14,25 @@ import pytest
 
 from syllabus.contracts import (
     PROJECT,
+    ChunkOptions,
     ParsedDocument,
     ParseError,
     Parser,
     RejectionReason,
     hookspecs,
 )
+from syllabus.plugins.chunkers.structured import StructuredChunker
 from syllabus.plugins.parsers.html import HtmlParser
 from syllabus.plugins.parsers.markdown import MarkdownParser
 from syllabus.plugins.parsers.pdf import PdfParser
 from syllabus.plugins.parsers.text import TextParser
+from syllabus.services.ingest._documents import (
+    Rejection,
+    check_filename,
+    detect_parser,
+    sniff_mismatch,
+)
+from syllabus.services.runtime import Registered
 from tests import _docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +42,7 @@ PARSER_NAMES = ("pdf", "html", "markdown", "text")
 PARSERS = sorted([PdfParser(), HtmlParser(), MarkdownParser(), TextParser()],
                  key=lambda p: p.priority, reverse=True)
 SNIFF_BYTES = 8192
+DEFAULT_PAGE_TEXT = _docs.DEFAULT_PAGES
 
 
 def route(data: bytes, filename: str) -> Parser | None:
@@ -303,6 +314,78 @@ def test_scanned_pdf_has_no_text_layer():
     assert "OCR is not enabled" in caught.value.detail
 
 
+@pytest.mark.parametrize("stamp", [None, "{page}", "- {page} -", "Page {page} of 3", " ",
+                                   "Scanned with CamScanner"])
+def test_scanned_pdf_with_a_stray_line_of_text_has_no_text_layer(stamp):
+    """A picture of text on every page, plus at most a page number or a scanner's stamp:
+    there is no text to ingest, so it is refused, not "ingested" with 0 chunks."""
+    data = _docs.scan_pdf_bytes((None, None, None), stamp=stamp)
+    assert data.count(b"/Subtype /Image") == 1 and data.count(b"/Type /Page\n") == 3
+    with pytest.raises(ParseError) as caught:
+        PdfParser().parse(data, filename="minutes-scan.pdf")
+    assert caught.value.reason is RejectionReason.NO_TEXT_LAYER
+    detail = caught.value.detail
+    assert "minutes-scan.pdf" in detail
+    assert "3 of 3 page(s)" in detail
+    assert "OCR is not enabled" in detail
+
+
+def test_pdf_with_some_scanned_pages_keeps_the_text_pages_and_names_the_others():
+    pages = (DEFAULT_PAGE_TEXT[0], None, DEFAULT_PAGE_TEXT[1], None, None)
+    doc = PdfParser().parse(_docs.scan_pdf_bytes(pages, stamp="{page}"), filename="mixed.pdf")
+    assert doc.pages == 5
+    assert [s.page for s in doc.sections if len(s.text) > 5] == [1, 3]
+    (warning,) = [w for w in doc.warnings if "text layer" in w]
+    assert "page(s) 2, 4-5" in warning
+    assert "OCR is not enabled" in warning
+    assert "1" not in warning.replace("page(s) 2, 4-5", "")  # only the scanned pages
+
+
+def test_scanned_pages_are_found_on_the_pypdf_fallback_too():
+    def without_root(data: bytes) -> bytes:  # as _docs.damaged_pdf_bytes: pdfium refuses it
+        return re.sub(rb"/Root \d+ 0 R", lambda m: b" " * len(m.group()), data, count=1)
+
+    with pytest.raises(ParseError) as caught:
+        PdfParser().parse(without_root(_docs.scan_pdf_bytes((None, None), stamp="{page}")),
+                          filename="scan.pdf")
+    assert caught.value.reason is RejectionReason.NO_TEXT_LAYER
+    assert "2 of 2 page(s)" in caught.value.detail and "pypdf" in caught.value.detail
+    doc = PdfParser().parse(without_root(_docs.scan_pdf_bytes((DEFAULT_PAGE_TEXT[0], None))),
+                            filename="mixed.pdf")
+    assert any("page(s) 2 of 2 are images" in w for w in doc.warnings), doc.warnings
+
+
+def test_pdf_with_a_short_text_page_and_no_images_is_not_called_scanned():
+    doc = PdfParser().parse(_docs.pdf_bytes(["Contents", DEFAULT_PAGE_TEXT[0]]),
+                            filename="short.pdf")
+    assert [s.text for s in doc.sections][0] == "Contents"
+    assert doc.warnings == []
+
+
+def test_pdf_that_lies_about_its_page_count_gives_a_short_warning():
+    """``/Count 1000000`` over one page: pdfium reports a million pages, of which only the
+    first loads. The warning names the lost ones as a range; it must stay small, as it
+    travels in a NATS message (1 MB at most)."""
+    started = time.perf_counter()
+    doc = PdfParser().parse(_docs.page_count_lie_pdf_bytes(1_000_000), filename="lie.pdf")
+    assert time.perf_counter() - started < 10
+    assert "Worker bees" in doc.sections[0].text
+    assert len(doc.sections) == 1
+    assert sum(len(w) for w in doc.warnings) < 500
+    assert any("2-1000000" in w for w in doc.warnings), doc.warnings
+
+
+def test_pdf_with_hostile_structure_is_read_or_refused_by_name():
+    # pdfium gives up on a page tree nested deeper than 1024, pypdf on one deeper than 100
+    with pytest.raises(ParseError) as caught:
+        PdfParser().parse(_docs.deep_page_tree_pdf_bytes(5000), filename="deep.pdf")
+    assert caught.value.reason is RejectionReason.CORRUPT
+    # a form that draws itself, and 20,000 nested bookmarks, do not stop the text
+    for data in (_docs.self_drawing_form_pdf_bytes(), _docs.deep_outline_pdf_bytes(20_000)):
+        doc = PdfParser().parse(data, filename="hostile.pdf")
+        assert "Worker bees build comb" in all_text(doc)
+
+
 def test_pdf_parser_survives_zero_bytes():
     with pytest.raises(ParseError) as caught:
         PdfParser().parse(b"", filename="z.pdf")
@@ -456,11 +539,70 @@ def test_html_charset(data, expected):
     b"<html><head><title>Only a title</title></head><body></body></html>",
     b"   \n",
     b"",
-], ids=["blank", "title-only", "whitespace", "zero-bytes"])
+    _docs.html_bytes("<p>\u200b\u2066\u2069</p><div>\u202e\ufeff\u00ad</div>"),
+], ids=["blank", "title-only", "whitespace", "zero-bytes", "invisible-only"])
 def test_html_without_text_is_rejected(data):
     with pytest.raises(ParseError) as caught:
         HtmlParser().parse(data, filename="b.html")
     assert caught.value.reason is RejectionReason.NO_TEXT
+
+
+@pytest.mark.parametrize("depth", [300, 5000, 100_000])
+def test_deeply_nested_html_keeps_its_text(depth):
+    """libxml2 stops building the tree at 256 levels and drops the whole page; the parser
+    reads such a page as flat text instead, with a warning."""
+    body = ("<h1>Winter</h1><p>Before the nest.</p>" + "<div>" * depth
+            + "<p>Deep inside the hive.</p>" + "</div>" * depth
+            + "<h2>Spring</h2><p>After the nest.</p><script>var hidden = 1;</script>")
+    doc = HtmlParser().parse(_docs.html_bytes(body), filename="deep.html")
+    text = all_text(doc)
+    for phrase in ("Before the nest.", "Deep inside the hive.", "After the nest."):
+        assert phrase in text
+    assert "hidden" not in text
+    assert section_with(doc, "After the nest.").heading_path == ["Winter", "Spring"]
+    assert any("deep" in w for w in doc.warnings), doc.warnings
+
+
+@pytest.mark.parametrize("odd", ["<![foo[ x ]]>", "<![ ", "<![if x]>", "<![CDATA[ cdata ]]>",
+                                 "<!bogus>", "<?pi x>", "</ >"])
+def test_deep_html_with_odd_declarations_is_still_read(odd):
+    """The flat reader (Python 3.11's html.parser) raised AssertionError on "<![" that
+    does not open a known marked section."""
+    data = _docs.html_bytes("<div>" * 300 + f"<p>Inside the hive.</p>{odd}<p>After it.</p>")
+    text = all_text(HtmlParser().parse(data, filename="odd.html"))
+    assert "Inside the hive." in text and "After it." in text
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x00", "\x1b", "\x01", "\ufffe", "\uffff"])
+def test_html_with_control_characters_is_read(char):
+    """lxml refuses to set text holding characters XML forbids; dropping a ``<script>``
+    whose tail holds one raised ValueError (found by tests/test_parser_fuzz.py)."""
+    data = _docs.html_bytes(f"<p>Bees{char} fan the hive.</p><p>Before<script>x()</script>"
+                            f"{char} after the script.</p>")
+    text = all_text(HtmlParser().parse(data, filename="ctl.html"))
+    assert "fan the hive." in text and "after the script." in text
+    assert char not in text
+
+
+def test_html_nested_20000_divs_deep_is_chunked():
+    sentence = "Worker bees build comb from wax that they secrete from glands on the abdomen. "
+    doc = HtmlParser().parse(_docs.nested_div_html_bytes(20_000, sentence * 3),
+                             filename="deep.html")
+    chunks = StructuredChunker().chunk(doc, options=ChunkOptions())
+    assert chunks and sentence.strip() in chunks[0].text
+
+
+def test_html_nested_lists_5000_deep_keep_their_text():
+    body = "<ul><li>level" * 5000 + " bottom" + "</li></ul>" * 5000
+    doc = HtmlParser().parse(_docs.html_bytes(body), filename="lists.html")
+    assert all_text(doc).count("level") == 5000 and all_text(doc).endswith("level bottom")
+
+
+def test_html_just_under_the_depth_limit_keeps_its_structure():
+    body = "<div>" * 200 + "<h2>Deep heading</h2><p>Deep text.</p>" + "</div>" * 200
+    doc = HtmlParser().parse(_docs.html_bytes(body), filename="d.html")
+    assert section_with(doc, "Deep text.").heading_path == ["Deep heading"]
+    assert doc.warnings == []
 
 
 # --- Markdown --------------------------------------------------------------------------
@@ -546,11 +688,42 @@ def test_markdown_code_nested_lists_and_inline_markup():
     b"![just an image](a.png)\n",
     b"\n\n  \n",
     b"",
-], ids=["front-matter", "html-block", "image", "whitespace", "zero-bytes"])
+    "# \u200b\n\n\u202e\u2066 \u200d\n\n- \ufeff\n".encode(),
+], ids=["front-matter", "html-block", "image", "whitespace", "zero-bytes", "invisible-only"])
 def test_markdown_without_text_is_rejected(data):
     with pytest.raises(ParseError) as caught:
         MarkdownParser().parse(data, filename="e.md")
     assert caught.value.reason is RejectionReason.NO_TEXT
+
+
+def test_markdown_nested_20000_blockquotes_deep_keeps_its_text():
+    """markdown-it stops parsing at its nesting limit and drops the rest of the file;
+    the parser must notice, flatten the structure and keep every word, with a warning."""
+    doc = MarkdownParser().parse(_docs.nested_blockquote_md_bytes(20_000), filename="q.md")
+    assert [s.text for s in doc.sections] == ["text"]
+    assert any("nest" in w for w in doc.warnings), doc.warnings
+
+
+@pytest.mark.parametrize(("depth", "flattened"), [(12, False), (40, True), (5000, True)])
+def test_markdown_deep_structure_keeps_the_text_before_inside_and_after(depth, flattened):
+    data = (b"# Hive notes\n\nBefore the quote.\n\n" + b"> " * depth + b"Deep inside.\n\n"
+            + b"After the quote.\n\n" + b"- " * depth + b"Deep in a list.\n\n"
+            + b"## Later\n\nThe end of the notes.\n")
+    doc = MarkdownParser().parse(data, filename="deep.md")
+    text = all_text(doc)
+    for phrase in ("Before the quote.", "Deep inside.", "After the quote.", "Deep in a list.",
+                   "The end of the notes."):
+        assert phrase in text
+    assert section_with(doc, "The end of the notes.").heading_path == ["Hive notes", "Later"]
+    assert any("nest" in w for w in doc.warnings) is flattened
+
+
+def test_markdown_flattened_text_is_chunked():
+    sentence = "Worker bees build comb from wax that they secrete from glands on the abdomen."
+    doc = MarkdownParser().parse(_docs.nested_blockquote_md_bytes(20_000, sentence * 3),
+                                 filename="q.md")
+    chunks = StructuredChunker().chunk(doc, options=ChunkOptions())
+    assert chunks and sentence in chunks[0].text
 
 
 # --- plain text ------------------------------------------------------------------------
@@ -592,12 +765,122 @@ def test_text_encodings(data, expected):
     assert [s.text for s in TextParser().parse(data, filename="t.txt").sections] == expected
 
 
-@pytest.mark.parametrize("data", [b"", b" \n\n\t\n", _docs.png_bytes()],
-                         ids=["zero-bytes", "whitespace", "png"])
+@pytest.mark.parametrize("data", [
+    b"", b" \n\n\t\n", _docs.png_bytes(),
+    "\u200b\u200c\u200d\u200e\u200f\u202a\u202e\u2066\u2069\ufeff\n\n\u2028\u2029".encode(),
+    bytes(range(1, 32)) * 10,
+], ids=["zero-bytes", "whitespace", "png", "invisible-only", "control-only"])
 def test_text_without_text_is_rejected(data):
     with pytest.raises(ParseError) as caught:
         TextParser().parse(data, filename="t.txt")
     assert caught.value.reason is RejectionReason.NO_TEXT
+
+
+# --- the ingest service's checks on names and types (services/ingest/_documents.py) ----
+
+
+def registered(parser) -> Registered:
+    return Registered(obj=parser, kind="register_parsers", plugin=parser.name, version="0")
+
+
+REGISTERED = [registered(p) for p in PARSERS]
+
+
+@pytest.mark.parametrize(("char", "name"), [
+    ("\u202a", "LEFT-TO-RIGHT EMBEDDING"),
+    ("\u202b", "RIGHT-TO-LEFT EMBEDDING"),
+    ("\u202c", "POP DIRECTIONAL FORMATTING"),
+    ("\u202d", "LEFT-TO-RIGHT OVERRIDE"),
+    ("\u202e", "RIGHT-TO-LEFT OVERRIDE"),
+    ("\u2066", "LEFT-TO-RIGHT ISOLATE"),
+    ("\u2067", "RIGHT-TO-LEFT ISOLATE"),
+    ("\u2068", "FIRST STRONG ISOLATE"),
+    ("\u2069", "POP DIRECTIONAL ISOLATE"),
+    ("\u200b", "ZERO WIDTH SPACE"),
+    ("\u200c", "ZERO WIDTH NON-JOINER"),
+    ("\u200d", "ZERO WIDTH JOINER"),
+    ("\u200e", "LEFT-TO-RIGHT MARK"),
+    ("\u200f", "RIGHT-TO-LEFT MARK"),
+    ("\ufeff", "ZERO WIDTH NO-BREAK SPACE"),
+    ("\u2028", "LINE SEPARATOR"),
+    ("\u2029", "PARAGRAPH SEPARATOR"),
+    ("\u00ad", "SOFT HYPHEN"),
+    ("\u2060", "WORD JOINER"),
+    ("\U000e0041", "TAG LATIN CAPITAL LETTER A"),
+])
+def test_names_with_invisible_or_bidi_characters_are_unsafe(char, name):
+    spoof = f"invoice{char}fdp.exe.pdf"
+    with pytest.raises(Rejection) as caught:
+        check_filename(spoof)
+    assert caught.value.reason is RejectionReason.UNSAFE_NAME
+    detail = caught.value.detail
+    assert f"U+{ord(char):04X} {name}" in detail
+    assert char not in detail  # the name is shown escaped, never raw
+    assert repr(spoof) in detail
+
+
+@pytest.mark.parametrize(("filename", "shown"), [
+    ("bell\x07.txt", "U+0007"),
+    ("nul\x00.txt", "U+0000"),
+    ("del\x7f.txt", "U+007F"),
+    ("c1\x85.txt", "U+0085"),
+    ("bytes\udcff.pdf", "U+DCFF"),  # os.fsdecode of a name that is not UTF-8
+])
+def test_names_with_control_characters_or_lone_surrogates_are_unsafe(filename, shown):
+    with pytest.raises(Rejection) as caught:
+        check_filename(filename)
+    assert caught.value.reason is RejectionReason.UNSAFE_NAME
+    assert shown in caught.value.detail
+    assert filename[-5] not in caught.value.detail
+
+
+@pytest.mark.parametrize("filename", [
+    "Bienenstöcke 2024 (Entwurf).pdf", "日本語のメモ.md", "miel 🐝 récolte.txt",
+    "עברית.html", "نحل.txt", "report.v2.final.pdf", "a b\u00a0c.txt",
+])
+def test_ordinary_names_in_any_script_are_accepted(filename):
+    assert check_filename(filename) == filename
+
+
+def test_content_sniffing_wins_over_the_name_and_the_mismatch_is_reported():
+    data = _docs.html_bytes("<h1>Quarterly report</h1><p>Honey yields rose.</p>")
+    reg = detect_parser(data[:SNIFF_BYTES], "report.pdf", REGISTERED)
+    assert reg.name == "html"
+    assert sniff_mismatch("report.pdf", reg.obj.media_types) == (
+        "the name says application/pdf but the content is text/html; read as text/html")
+
+
+@pytest.mark.parametrize(("filename", "parser", "expected"), [
+    ("scan.html", PdfParser(), "the name says text/html but the content is application/pdf"),
+    ("notes.md", PdfParser(), "the name says text/markdown but the content is application/pdf"),
+    ("page.html", TextParser(), "the name says text/html but the content is text/plain"),
+    ("notes.txt.gz", TextParser(), "the name says application/gzip but the content is text/plain"),
+    ("photo.PNG", HtmlParser(), "the name says image/png but the content is text/html"),
+    ("letter.docx", TextParser(), "the name says application/vnd.openxmlformats-officedocument."
+                                  "wordprocessingml.document but the content is text/plain"),
+])
+def test_sniff_mismatch_names_both_types(filename, parser, expected):
+    warning = sniff_mismatch(filename, parser.media_types)
+    assert warning == f"{expected}; read as {parser.media_types[0]}"
+
+
+@pytest.mark.parametrize(("filename", "parser"), [
+    ("report.pdf", PdfParser()),
+    ("REPORT.PDF", PdfParser()),
+    ("page.htm", HtmlParser()),
+    ("page.xhtml", HtmlParser()),
+    ("notes.md", MarkdownParser()),
+    ("notes.markdown", MarkdownParser()),
+    ("README.txt", MarkdownParser()),  # Markdown is plain text
+    ("notes.txt", TextParser()),
+    ("data.csv", TextParser()),
+    ("script.py", TextParser()),
+    ("config.json", TextParser()),
+    ("upload", PdfParser()),  # no extension: nothing to contradict
+    ("notes.unknownext", HtmlParser()),
+])
+def test_sniff_mismatch_is_quiet_when_the_name_agrees_or_says_nothing(filename, parser):
+    assert sniff_mismatch(filename, parser.media_types) is None
 
 
 # --- the bad-input set other tests use -------------------------------------------------

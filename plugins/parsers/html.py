@@ -13,17 +13,27 @@ sidebar, footer, share bar, comments...) is used instead.
 
 Bytes are decoded from a byte-order mark, else the ``<meta charset>`` (or
 ``http-equiv``/XML) declaration in the first 4 KiB, else as UTF-8 with replacement
-characters. As browsers do, the labels ``iso-8859-1``/``latin1``/``ascii`` mean
+characters; characters XML forbids (C0 controls other than tab and line breaks, U+FFFE,
+U+FFFF), which lxml cannot hold, become spaces. As browsers do, the labels ``iso-8859-1``/``latin1``/``ascii`` mean
 windows-1252. The title comes from ``og:title``, then ``<title>``, then the first ``h1``.
 A page without text is rejected with ``no_text``.
+
+libxml2 stops building the tree of a page nested deeper than 256 elements (or past one of
+its other resource limits) and the page comes out empty. Such a page is read instead by a
+streaming tokenizer (the standard library's ``html.parser``, which keeps no tree and so
+has no depth): headings stay headings, block elements end paragraphs, scripts and styles
+are dropped; a warning says the structure was flattened.
 """
 
 from __future__ import annotations
 
 import codecs
+import html.parser
 import re
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
+
+from ._visible import has_visible_text
 
 __all__ = ["HtmlParser", "decode_html", "register_parsers"]
 
@@ -52,6 +62,17 @@ _DROP_TAGS = ("script", "style", "noscript", "template", "head", "svg", "iframe"
 # page furniture, unless it holds most of the page's text (an ASP.NET <form> around it all)
 _FURNITURE_TAGS = ("nav", "aside", "form", "menu")
 _MIN_MAIN_CHARS = 250
+# the flat reader: elements whose text is never content, and elements that end a paragraph
+_FLAT_SKIP = frozenset({"script", "style", "noscript", "template", "textarea"})
+_FLAT_BLOCKS = frozenset({
+    "address", "article", "aside", "blockquote", "body", "br", "dd", "details", "div", "dl",
+    "dt", "fieldset", "figcaption", "figure", "footer", "form", "header", "hr", "li", "main",
+    "nav", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
+})
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_MARKED_SECTION = re.compile(r"<!\[")
+# characters XML forbids: lxml refuses to set them as text (drop_tree raises ValueError)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def decode_html(data: bytes) -> str:
@@ -93,7 +114,7 @@ class _Builder:
 
     def heading(self, level: int, text: str) -> None:
         text = _clean(text)
-        if not text:
+        if not has_visible_text(text):
             return
         while self._stack and self._stack[-1][0] >= level:
             self._stack.pop()
@@ -101,7 +122,7 @@ class _Builder:
         self.sections.append(Section(text=text, heading_path=self.path, kind="heading"))
 
     def block(self, text: str, kind: str) -> None:
-        if text.strip():
+        if has_visible_text(text):
             self.sections.append(Section(text=text.strip(), heading_path=self.path, kind=kind))
 
 
@@ -234,6 +255,79 @@ def _choose(main: list[Section], walked: list[Section]) -> list[Section]:
     return walked or main
 
 
+class _FlatReader(html.parser.HTMLParser):
+    """Sections from a page without building its tree (for pages too deep for libxml2)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out = _Builder()
+        self.title: str | None = None
+        self._text: list[str] = []
+        self._heading: int | None = None
+        self._skip = 0
+        self._in_title = False
+
+    def _flush(self) -> None:
+        text = _clean("".join(self._text))
+        self._text = []
+        if self._heading is not None:
+            self.out.heading(self._heading, text)
+            self._heading = None
+        else:
+            self.out.block(text, "paragraph")
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag in _FLAT_SKIP:
+            self._skip += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in _HEADINGS:
+            self._flush()
+            self._heading = int(tag[1])
+        elif tag in _FLAT_BLOCKS:
+            self._flush()
+
+    def handle_endtag(self, tag) -> None:
+        if tag in _FLAT_SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in _HEADINGS or tag in _FLAT_BLOCKS:
+            self._flush()
+
+    def handle_data(self, data) -> None:
+        if self._in_title:
+            self.title = _clean(f"{self.title or ''} {data}") or None
+        elif not self._skip:
+            self._text.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+
+
+def _sections_flat(text: str) -> tuple[list[Section], str | None]:
+    reader = _FlatReader()
+    # Python 3.11's html.parser raises AssertionError on "<![" that opens no known marked
+    # section; browsers read any "<![" as a bogus comment up to the next ">", and so does
+    # html.parser once the "[" is not the third character.
+    try:
+        reader.feed(_MARKED_SECTION.sub("<!_[", text))
+        reader.close()
+    except AssertionError as exc:  # any other such case: refuse by name, never crash
+        raise ParseError(RejectionReason.CORRUPT,
+                         f"the HTML page could not be tokenised: {exc}") from exc
+    return reader.out.sections, reader.title
+
+
+def _resource_limit(parser) -> str | None:
+    """libxml2's message when it gave up on part of the page (depth, text size...)."""
+    for entry in parser.error_log:
+        if entry.type_name == "ERR_RESOURCE_LIMIT":
+            return entry.message.strip()
+    return None
+
+
 def _title(document) -> str | None:
     for path in ('//meta[@property="og:title"]/@content', '//meta[@name="og:title"]/@content',
                  "//title//text()", "//h1//text()"):
@@ -270,19 +364,29 @@ class HtmlParser:
         import lxml.html
         from lxml.etree import ParserError
 
-        text = decode_html(data)
+        # as whitespace: a form feed or vertical tab still separates words
+        text = _NOT_XML.sub(" ", decode_html(data))
         if not text.strip():
             raise ParseError(RejectionReason.NO_TEXT, "the HTML document is empty")
+        parser = lxml.html.HTMLParser()
         try:
-            document = lxml.html.document_fromstring(text)
+            document = lxml.html.document_fromstring(text, parser=parser)
         except (ParserError, ValueError) as exc:
             raise ParseError(RejectionReason.NO_TEXT, f"no HTML content: {exc}") from exc
-        title = _title(document)
-        sections = _choose(_sections_from_trafilatura(text), _sections_from_lxml(document))
+        warnings: list[str] = []
+        limit = _resource_limit(parser)
+        if limit:
+            sections, title = _sections_flat(text)
+            warnings.append(
+                f"the HTML page is too deep or too large for libxml2 ({limit}); it was read "
+                "as flat text, without its lists, tables or boilerplate removal")
+        else:
+            title = _title(document)
+            sections = _choose(_sections_from_trafilatura(text), _sections_from_lxml(document))
         if not sections:
             raise ParseError(RejectionReason.NO_TEXT, "the HTML page has no text content")
         return ParsedDocument(media_type="text/html", title=title,
-                              sections=sections)
+                              sections=sections, warnings=warnings)
 
 
 @hookimpl

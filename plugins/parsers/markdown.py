@@ -7,6 +7,11 @@ is a ``Section`` of ``kind="heading"`` and each block under it one of ``paragrap
 is stripped: a link becomes its text, emphasis markers and inline HTML tags go, images
 and HTML blocks are dropped, soft line breaks become spaces. YAML (``---``) or TOML
 (``+++``) front matter is skipped; its ``title:``, else the first ``h1``, is the title.
+
+Nesting is bounded: markdown-it stops at its nesting limit (32 levels here; a list
+level counts two) and silently drops the rest of the file. When a document reaches the
+limit (``>`` * 20000, or lists nested 16 deep), it is read again with every line's leading
+blockquote and list markers removed, so all of its text survives, and a warning says so.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import codecs
 import re
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
+
+from ._visible import has_visible_text
 
 __all__ = ["MarkdownParser", "register_parsers"]
 
@@ -27,6 +34,15 @@ _SETEXT = re.compile(r"^[^\s].*\n {0,3}(?:=+|-{2,})[ \t]*$", re.MULTILINE)
 _LINK = re.compile(r"!?\[[^\]\n]+\]\([^)\s]+(?:\s+\"[^\"]*\")?\)|^\[[^\]\n]+\]:\s+\S", re.MULTILINE)
 _FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
 _SPACES = re.compile(r"[ \t]+")
+#: markdown-it's nesting limit ("commonmark" has 20, "default" 100). About two Python
+#: frames per level; a higher limit also slows markdown-it down on runs of "[".
+_MAX_NESTING = 32
+#: tokens whose content markdown-it parses by calling its block parser again
+_CONTAINERS = frozenset({"blockquote_open", "bullet_list_open", "ordered_list_open",
+                         "list_item_open"})
+#: blockquote and list markers (and indentation) at the start of a line
+_CONTAINER_MARKS = re.compile(r"^(?:[ \t]*(?:>|(?:[-+*]|\d{1,9}[.)])(?=[ \t]|$)))*[ \t]*",
+                              re.MULTILINE)
 
 
 def _decode(data: bytes) -> str:
@@ -68,7 +84,7 @@ class _Builder:
         return [title for _, title in self.stack]
 
     def heading(self, level: int, text: str) -> None:
-        if not text:
+        if not has_visible_text(text):
             return
         if level == 1 and self.first_h1 is None:
             self.first_h1 = text
@@ -78,7 +94,7 @@ class _Builder:
         self.sections.append(Section(text=text, heading_path=self.path, kind="heading"))
 
     def block(self, text: str, kind: str) -> None:
-        if text.strip():
+        if has_visible_text(text):
             self.sections.append(Section(text=text.strip("\n"), heading_path=self.path,
                                          kind=kind))
 
@@ -163,12 +179,27 @@ class MarkdownParser:
 
         text = _decode(data).replace("\r\n", "\n").replace("\r", "\n")
         text, title = _strip_front_matter(text)
-        md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
-        out = _build(md.parse(text))
+        md = MarkdownIt("commonmark", {"maxNesting": _MAX_NESTING}).enable(
+            ["table", "strikethrough"])
+        tokens = md.parse(text)
+        warnings: list[str] = []
+        if _hit_nesting_limit(tokens):
+            tokens = md.parse(_CONTAINER_MARKS.sub("", text))
+            warnings.append(
+                f"the Markdown nests blockquotes or lists deeper than {_MAX_NESTING} levels; "
+                "it was read with those markers removed, so its text is kept but not that "
+                "structure")
+        out = _build(tokens)
         if not out.sections:
             raise ParseError(RejectionReason.NO_TEXT, "the Markdown document has no text")
         return ParsedDocument(media_type="text/markdown", title=title or out.first_h1,
-                              sections=out.sections)
+                              sections=out.sections, warnings=warnings)
+
+
+def _hit_nesting_limit(tokens) -> bool:
+    """Whether markdown-it reached its nesting limit, after which it skips the rest."""
+    return any(token.nesting == 1 and token.type in _CONTAINERS
+               and token.level >= _MAX_NESTING - 1 for token in tokens)
 
 
 @hookimpl

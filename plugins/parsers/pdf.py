@@ -13,11 +13,18 @@ Rejections (``ParseError.reason``):
   only an owner password opens without one and is parsed normally.
 - ``corrupt``: neither library can open the file or read any page from it.
 - ``no_text_layer``: the pages hold no extractable text (a scanned PDF); OCR is not enabled.
+  A page that shows an image and has fewer than 32 letters or digits of text (a page
+  number, a scanner's "Scanned with ..." line, stray spaces or invisible characters) is a
+  scanned page. A PDF with no page of real text and at least one scanned page is refused,
+  the detail naming the file and how many pages are scanned; a PDF with both kinds is
+  parsed, with a warning naming the scanned pages (their text, if any, is kept).
 
 Damaged but readable input is accepted with ``ParsedDocument.warnings``: a file without
 ``%%EOF`` near its end is reported as truncated (pdfium rebuilds a truncated file's
 cross-reference table when the cut falls after the last object), a file only pypdf can
-open says so, and every page that could not be read is named. A damaged file with no
+open says so, and every page that could not be read is named (as ranges, "2-9, 12"; after
+256 pages in a row fail to load, as when ``/Count`` claims a million pages over one, the
+rest are counted as lost without trying each). A damaged file with no
 recoverable text at all is ``corrupt``, not ``no_text_layer``.
 
 PDFium is not thread-safe, so calls into it are serialised with a module-level lock.
@@ -27,9 +34,12 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
+
+from ._visible import has_visible_text
 
 __all__ = ["PdfParser", "register_parsers"]
 
@@ -41,6 +51,16 @@ _PDFIUM_LINE_HYPHENS = {"\ufffe": "-\n", "\x02": "-\n"}
 # pdfium error codes (FPDF_ERR_PASSWORD, FPDF_ERR_SECURITY)
 _PDFIUM_PASSWORD_ERRORS = {4, 6}
 _PDFIUM_LOCK = threading.Lock()
+#: a page with an image and fewer letters/digits than this is a scanned page
+_SCAN_MAX_CHARS = 32
+#: form XObjects nested deeper than this are not searched for images
+_MAX_FORM_DEPTH = 8
+#: page objects looked at (per page) when searching for an image
+_MAX_OBJECTS = 20_000
+#: after this many pages in a row fail to load, the rest are not tried
+_MAX_FAILED_RUN = 256
+#: page ranges named in one warning
+_MAX_RANGES = 20
 
 
 @dataclass
@@ -49,6 +69,57 @@ class _Extraction:
     engine: str
     warnings: list[str] = field(default_factory=list)
     title: str | None = None
+    #: 1-based numbers of the pages that show an image but have (almost) no text
+    scanned: list[int] = field(default_factory=list)
+
+
+def _letters(text: str) -> int:
+    return sum(1 for ch in text if ch.isalnum())
+
+
+def _needs_image_check(text: str) -> bool:
+    return _letters(text) < _SCAN_MAX_CHARS
+
+
+def _pdfium_has_image(page) -> bool:
+    """Whether the page draws an image, directly or in (bounded) nested form XObjects."""
+    import pypdfium2.raw as raw
+
+    try:
+        return _pdfium_walk_for_image(raw, page.raw)
+    except Exception:  # no evidence of an image
+        return False
+
+
+def _pdfium_walk_for_image(raw, handle) -> bool:
+    looked = 0
+    stack = [(handle, 0)]
+    while stack:
+        parent, depth = stack.pop()
+        if depth == 0:
+            count, get = raw.FPDFPage_CountObjects(parent), raw.FPDFPage_GetObject
+        else:
+            count, get = raw.FPDFFormObj_CountObjects(parent), raw.FPDFFormObj_GetObject
+        for index in range(max(count, 0)):
+            looked += 1
+            if looked > _MAX_OBJECTS:
+                return False
+            obj = get(parent, index)
+            if not obj:
+                continue
+            kind = raw.FPDFPageObj_GetType(obj)
+            if kind == raw.FPDF_PAGEOBJ_IMAGE:
+                return True
+            if kind == raw.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
+                stack.append((obj, depth + 1))
+    return False
+
+
+def _pypdf_has_image(page) -> bool:
+    try:
+        return len(page.images) > 0
+    except Exception:  # a damaged resource dictionary: no evidence of an image
+        return False
 
 
 class _Unreadable(Exception):
@@ -79,23 +150,36 @@ def _extract_pdfium(data: bytes) -> _Extraction:
         except Exception:  # metadata is optional decoration
             title = ""
         out.title = title.strip() or None
-        failed: list[int] = []
-        for index in range(len(doc)):
+        failed: list[int | range] = []
+        count = len(doc)
+        run = 0  # pages in a row that failed to load
+        for index in range(count):
+            if run >= _MAX_FAILED_RUN:  # a /Count that lies; the rest will fail too
+                failed.append(range(index + 1, count + 1))
+                out.pages += [""] * (count - index)
+                break
             try:
                 page = doc[index]
                 try:
                     textpage = page.get_textpage()
                     try:
-                        out.pages.append(_clean_pdfium_text(textpage.get_text_range()))
+                        text = _clean_pdfium_text(textpage.get_text_range())
                     finally:
                         textpage.close()
+                    scanned = _needs_image_check(text) and _pdfium_has_image(page)
                 finally:
                     page.close()
+                out.pages.append(text)
+                if scanned:
+                    out.scanned.append(index + 1)
+                run = 0
             except pdfium.PdfiumError:
                 failed.append(index + 1)
                 out.pages.append("")
-        if failed and len(failed) == len(out.pages):
-            raise _Unreadable(f"none of its {len(failed)} page(s) could be loaded")
+                run += 1
+        lost = sum(len(f) if isinstance(f, range) else 1 for f in failed)
+        if failed and lost == len(out.pages):
+            raise _Unreadable(f"none of its {lost} page(s) could be loaded")
         if failed:
             out.warnings.append(f"pypdfium2 could not read page(s) {_page_list(failed)}")
         return out
@@ -135,11 +219,15 @@ def _extract_pypdf(data: bytes) -> _Extraction:
     failed: list[int] = []
     for index in range(count):
         try:
-            text = reader.pages[index].extract_text() or ""
+            page = reader.pages[index]
+            text = page.extract_text() or ""
         except Exception:  # a damaged page; keep the others
             failed.append(index + 1)
-            text = ""
+            out.pages.append("")
+            continue
         out.pages.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+        if _needs_image_check(text) and _pypdf_has_image(page):
+            out.scanned.append(index + 1)
     if count and len(failed) == count:
         raise _Unreadable(f"none of its {count} page(s) could be read")
     if failed:
@@ -147,8 +235,22 @@ def _extract_pypdf(data: bytes) -> _Extraction:
     return out
 
 
-def _page_list(pages: list[int]) -> str:
-    return ", ".join(str(p) for p in pages)
+def _page_list(pages: Sequence[int | range]) -> str:
+    """Ascending page numbers (or ranges of them) as "2, 4-5"; at most ``_MAX_RANGES``."""
+    ranges: list[tuple[int, int]] = []
+    for item in pages:
+        first, last = (item.start, item.stop - 1) if isinstance(item, range) else (item, item)
+        if first > last:
+            continue
+        if ranges and first == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], last)
+        else:
+            ranges.append((first, last))
+    named = [str(a) if a == b else f"{a}-{b}" for a, b in ranges[:_MAX_RANGES]]
+    if len(ranges) > _MAX_RANGES:
+        rest = sum(b - a + 1 for a, b in ranges[_MAX_RANGES:])
+        named.append(f"and {rest} more")
+    return ", ".join(named)
 
 
 def _looks_truncated(data: bytes) -> bool:
@@ -195,19 +297,36 @@ class PdfParser:
 
         if not extraction.pages:
             raise ParseError(RejectionReason.CORRUPT, "the PDF has no pages")
-        if not any(text.strip() for text in extraction.pages):
+        scanned = set(extraction.scanned)
+        total = len(extraction.pages)
+        if scanned and not any(has_visible_text(text) for number, text
+                               in enumerate(extraction.pages, start=1)
+                               if number not in scanned):
+            blank = total - len(scanned)
+            raise ParseError(
+                RejectionReason.NO_TEXT_LAYER,
+                f"{filename} has no text layer: {len(scanned)} of {total} page(s) are "
+                "images without text (a scanned PDF?)"
+                + (f", the other {blank} blank or unreadable" if blank else "")
+                + "; OCR is not enabled"
+                + "".join(f"; {warning}" for warning in extraction.warnings))
+        if scanned:
+            extraction.warnings.append(
+                f"page(s) {_page_list(sorted(scanned))} of {total} are images without a "
+                "text layer (scanned?); their text is missing, as OCR is not enabled")
+        if not any(has_visible_text(text) for text in extraction.pages):
             if truncated or extraction.warnings:
                 raise ParseError(RejectionReason.CORRUPT,
                                  "the PDF is damaged and no text could be recovered: "
                                  + "; ".join(extraction.warnings))
             raise ParseError(
                 RejectionReason.NO_TEXT_LAYER,
-                f"none of the {len(extraction.pages)} page(s) has a text layer "
+                f"{filename} has no text layer: none of its {total} page(s) has text "
                 "(a scanned or image-only PDF?); OCR is not enabled")
 
         sections = [Section(text=text, page=number, kind="page")
                     for number, text in enumerate(extraction.pages, start=1)
-                    if text.strip()]
+                    if has_visible_text(text)]
         return ParsedDocument(media_type="application/pdf", title=extraction.title,
                               pages=len(extraction.pages), sections=sections,
                               warnings=extraction.warnings)

@@ -20,6 +20,8 @@ import re
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
 
+from ._visible import has_visible_text
+
 __all__ = ["TextParser", "decode_text", "register_parsers"]
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
@@ -98,9 +100,10 @@ class TextParser:
             "\n".join(line.rstrip() for line in block.strip("\n").split("\n"))
             for block in _BLANK_LINES.split(text)
         ]
-        blocks = [block for block in blocks if block.strip()]
+        blocks = [block for block in blocks if has_visible_text(block)]
         if not blocks:
-            raise ParseError(RejectionReason.NO_TEXT, "the text file holds only whitespace")
+            raise ParseError(RejectionReason.NO_TEXT,
+                             "the text file holds only whitespace or invisible characters")
 
         sections: list[Section] = []
         title: str | None = None

@@ -39,7 +39,7 @@ from ..runtime import (
     Runtime,
 )
 from ._dedup import BUCKET, Deduplicator, VerdictKind
-from ._documents import SNIFF_BYTES, Rejection, check_filename, detect_parser
+from ._documents import SNIFF_BYTES, Rejection, check_filename, detect_parser, sniff_mismatch
 
 __all__ = ["SERVICE", "build_router", "chunk_key", "reject"]
 
@@ -104,11 +104,18 @@ def build_router(rt: Runtime) -> NatsRouter:
             if not data:
                 raise Rejection(RejectionReason.EMPTY, f"{doc.filename} is empty (0 bytes)")
             parser_reg = detect_parser(data[:SNIFF_BYTES], doc.filename, parsers)
+            # the content decides the type; a name that says otherwise is worth a warning
+            mismatch = sniff_mismatch(doc.filename, getattr(parser_reg.obj, "media_types", ()))
+            if mismatch:
+                log.warning("%s: %s", doc.filename, mismatch)
             started = time.perf_counter()
             try:
                 parsed = await rt.to_thread(parser_reg.obj.parse, data, filename=doc.filename)
             except ParseError as exc:
-                raise Rejection(exc.reason, f"{doc.filename}: {exc.detail}") from exc
+                detail = exc.detail if exc.detail.startswith(doc.filename) \
+                    else f"{doc.filename}: {exc.detail}"
+                raise Rejection(exc.reason, detail + (f" ({mismatch})" if mismatch else "")
+                                ) from exc
             except Exception as exc:
                 log.exception("parser %s failed on %s", parser_reg.name, doc.filename)
                 raise Rejection(RejectionReason.CORRUPT,
@@ -195,7 +202,8 @@ def build_router(rt: Runtime) -> NatsRouter:
             media_type=parsed.media_type, parser=parser_ref, chunker=chunker_ref,
             pages=parsed.pages, size_bytes=len(data), chunk_ids=announced,
             chunks_dropped=dict(dropped), parse_seconds=parse_seconds,
-            chunk_seconds=chunk_seconds, warnings=parsed.warnings, run_id=run_id))
+            chunk_seconds=chunk_seconds,
+            warnings=([mismatch] if mismatch else []) + parsed.warnings, run_id=run_id))
         DOCUMENTS.labels(outcome="ingested", reason="").inc()
         log.info("ingested %s: %d chunks, %d dropped", doc.filename, len(announced),
                  sum(dropped.values()))
