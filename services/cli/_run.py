@@ -193,7 +193,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                         report.specs_submitted += 1
                     if res.kind == "spec" and res.outcome != "rejected":
                         spec_ids.append(res.doc_id)
-                    else:
+                    elif res.outcome != "duplicate":
                         report.submitted += 1
                     progress.advance(submit)
                 t_submitted = time.perf_counter()

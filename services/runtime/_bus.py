@@ -367,10 +367,12 @@ async def replay(bus: Bus, subject: str, *, batch: int = 256,
             opt_start_seq=None if after is None else after + 1))
     out: list[Any] = []
     try:
+        if (await sub.consumer_info()).num_pending == 0:
+            return out  # none past ``after``: do not wait for a fetch to time out
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=2.0)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nats-py 2.16 raises either
                 break
             out.extend(msgs)
             if msgs and msgs[-1].metadata.num_pending == 0:
