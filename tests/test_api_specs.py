@@ -275,7 +275,7 @@ def test_invalid_type_names_the_json_path():
     doc = _oas30()
     doc["paths"]["/ping"]["get"]["responses"] = 5
     assert _invalid(doc, "hive-api.json") == (
-        "hive-api.json: paths./ping.get.responses: 5 is not of type 'object'")
+        "hive-api.json: paths./ping.get.responses: the value at this path (an integer) is not of type 'object'")
 
 
 def test_dangling_ref_names_its_path():

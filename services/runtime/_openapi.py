@@ -6,11 +6,30 @@ Shared by two services, so it lives in the runtime: ingest sniffs and validates 
 when it is submitted, the api-annotator (``syllabus.services.api_annotator._specs``, its
 name for this module) loads it into tools.
 
-Accepted: OpenAPI 3.0, 3.1 and Swagger 2.0, in YAML or JSON. Validation uses
-``openapi-spec-validator``; before it runs, every ``$ref`` is checked here, so that a
-reference to another file or URL is refused (nothing is ever fetched while a spec is read)
-and a dangling one is reported with its path. A problem is a ``SpecError`` whose message
-names the file and the JSON path of the problem::
+Accepted: OpenAPI 3.0, 3.1 and Swagger 2.0, in YAML or JSON. A spec is hostile input, and
+reading one opens no file and no socket:
+
+- nesting is bounded (``MAX_DEPTH``) before a parser recurses: JSON text is pre-scanned for
+  bracket depth, the YAML composer counts its depth, and the parsed value, and the value
+  with its ``$ref``s resolved, are checked again (YAML aliases and ``$ref`` chains nest
+  deeper than the text shows); a ``RecursionError`` anywhere becomes a ``SpecError``;
+- every ``$ref`` (and ``$dynamicRef``/``$recursiveRef``) whose value does not start with
+  ``#`` is refused, wherever it stands, also inside literal values such as ``default``,
+  ``example`` or ``enum``: openapi-spec-validator follows a ``$ref`` in a ``default``, and
+  jsonschema-path would fetch it with ``urlopen``;
+- the validator is given resolver handlers that claim every URI scheme and refuse, so
+  even a reference that got past that check (or a base URI changed with ``$id``) cannot
+  reach the disk or the network;
+- a rejection never quotes a value: where a validator's message quotes the value it is
+  about (``'...' is not of type 'object'``), the quote is replaced by "the value at this
+  path (a string)"; every message is capped at ``MAX_MESSAGE`` characters and every JSON
+  path at ``MAX_PATH``.
+
+Local references (``#/...``) are checked here first, so a dangling one is reported with
+its path. Validation uses ``openapi-spec-validator`` with the Python ``jsonschema``
+backend (pinned: with ``jsonschema-rs`` installed the library would switch backends, and
+its messages and error paths differ). A problem is a ``SpecError`` whose message names
+the file and the JSON path of the problem::
 
     hive-api.yaml: paths./hives/{id}.get.parameters[0]: 'in' is a required property
 
@@ -21,10 +40,13 @@ stub that says what it refers to, so the tool's schema stays finite.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate, count
+from operator import sub
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -46,6 +68,15 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 #: resolved nodes a spec may expand to (YAML aliases and $refs multiply); past it, refuse
 MAX_NODES = 500_000
+#: how deeply values may nest (in the text, once parsed, and once $refs are resolved).
+#: Real specs stay far below; the bound keeps every recursive step (the parsers, the
+#: validator at about five frames a level, the resolver) well inside Python's recursion
+#: limit, so a deep spec is a SpecError and never a RecursionError.
+MAX_DEPTH = 128
+#: a SpecError's message (the part after the JSON path) is cut to this many characters,
+#: and its JSON path (a key may be long) loses its middle past MAX_PATH
+MAX_MESSAGE = 300
+MAX_PATH = 500
 SNIFF_BYTES = 8192
 # keys a tool's JSON schema does not need (noise for the model)
 _SCHEMA_NOISE = {"xml", "externalDocs", "discriminator", "deprecated", "readOnly", "writeOnly",
@@ -56,6 +87,11 @@ class SpecError(ValueError):
     """An invalid or unsupported spec: ``<file>: <json path>: <what is wrong>``."""
 
     def __init__(self, filename: str, path: str, message: str) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE - 1] + "\u2026"
+        if len(path) > MAX_PATH:
+            half = (MAX_PATH - 1) // 2
+            path = path[:half] + "\u2026" + path[-half:]
         self.filename = filename
         self.path = path
         self.message = message
@@ -150,15 +186,59 @@ def is_api_spec(head: bytes, filename: str = "") -> bool:
 # --- parsing ---------------------------------------------------------------------------
 
 
+def _too_deep(where: str = "") -> str:
+    return f"nested deeper than {MAX_DEPTH} levels{where}"
+
+
+class _TooDeep(Exception):
+    """The YAML composer went past ``MAX_DEPTH``; carries where."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__()
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
     """Safe YAML without the timestamp type: ``2024-05-01`` stays a string (a date in an
-    example must survive as the JSON the API would see)."""
+    example must survive as the JSON the API would see). The composer, the one recursive
+    stage of PyYAML (scanner and parser are state machines, the constructor defers
+    children), counts its depth and stops past ``MAX_DEPTH``, flow or block alike."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth > MAX_DEPTH:
+            raise _TooDeep(self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+# a JSON string; possessive, and it also takes an unterminated string to the end of the
+# text, so every match attempt succeeds in one pass (no quadratic backtracking on '\\"')
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = str.maketrans({"[": "\x02", "{": "\x02", "]": "\x00", "}": "\x00"})
+
+
+def _json_depth(text: str) -> int:
+    """The deepest bracket nesting of JSON text, outside strings, without recursing: the
+    brackets become bytes 2 (open) and 0 (close), and after k of them the depth is their
+    running sum minus k. All of it runs in C, so a large spec costs milliseconds."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if not brackets:
+        return 0
+    steps = brackets.translate(_BRACKET_STEP).encode("latin-1")
+    return max(map(sub, accumulate(steps), count(1)))
 
 
 def _parse(data: bytes, filename: str) -> Any:
@@ -167,13 +247,27 @@ def _parse(data: bytes, filename: str) -> Any:
     except UnicodeDecodeError as exc:
         raise SpecError(filename, "", f"not UTF-8 text (byte {exc.start})") from None
     if text.lstrip().startswith("{"):
+        if _json_depth(text) > MAX_DEPTH:
+            raise SpecError(filename, "", _too_deep())
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(filename, "", f"invalid JSON at line {exc.lineno}, column "
                             f"{exc.colno}: {exc.msg}") from None
+        except RecursionError:  # not reached after the pre-scan; kept as a backstop
+            raise SpecError(filename, "", _too_deep()) from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _TooDeep as exc:
+        mark = exc.mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(filename, "", _too_deep(where)) from None
+    except RecursionError:  # a backstop: the composer's own bound stops well before
+        raise SpecError(filename, "", _too_deep()) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -184,11 +278,14 @@ def _parse(data: bytes, filename: str) -> Any:
 
 def _normalise(node: Any, filename: str, path: tuple[Any, ...], budget: list[int]) -> Any:
     """Plain JSON values: string keys (YAML allows ``200:``), lists, no sets or bytes.
-    Counts nodes, so an alias bomb is refused rather than expanded."""
+    Counts nodes, so an alias bomb is refused rather than expanded, and bounds the depth,
+    which YAML aliases (and a recursive alias, ``a: &a [*a]``) can take past the text's."""
     budget[0] -= 1
     if budget[0] < 0:
         raise SpecError(filename, json_path(path), f"the spec has more than {MAX_NODES} "
                         "nodes (YAML aliases expanding?)")
+    if len(path) > MAX_DEPTH:
+        raise SpecError(filename, json_path(path[:MAX_DEPTH]), _too_deep())
     if isinstance(node, dict):
         return {str(k): _normalise(v, filename, (*path, str(k)), budget)
                 for k, v in node.items()}
@@ -200,6 +297,46 @@ def _normalise(node: Any, filename: str, path: tuple[Any, ...], budget: list[int
 
 
 # --- $ref ------------------------------------------------------------------------------
+
+#: keywords whose value is a URI reference that a resolver would follow
+_REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _quote(value: str, limit: int = 120) -> str:
+    """``repr`` of a string from the spec, cut to ``limit`` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "\u2026"
+
+
+def _refuse_remote_refs(doc: Any, filename: str) -> None:
+    """Refuse every ``$ref`` (``$dynamicRef``, ``$recursiveRef``) with a string value that
+    does not start with ``#``, anywhere in the document.
+
+    Unlike ``_check_refs`` this does not skip literal values: openapi-spec-validator reads
+    ``default`` (and jsonschema-path resolves any mapping it walks into that has a
+    ``$ref``), so ``default: {$ref: "file:///etc/passwd"}`` would be fetched and its text
+    quoted in the error. So an ``example`` whose data happens to hold a ``$ref`` to a URL
+    is refused too; that is the price of never fetching. Iterative, with the path kept as
+    a linked list and built only for the error."""
+    stack: list[tuple[Any, tuple[Any, ...] | None]] = [(doc, None)]
+    while stack:
+        node, link = stack.pop()
+        if isinstance(node, dict):
+            for key in _REF_KEYS:
+                ref = node.get(key)
+                if isinstance(ref, str) and not ref.startswith("#"):
+                    parts: list[Any] = [key]
+                    while link is not None:
+                        link, part = link
+                        parts.append(part)
+                    what = f"{_quote(ref)} refers to another document" if ref else \
+                        "an empty reference"
+                    raise SpecError(filename, json_path(parts[::-1]), f"{what}; only "
+                                    "references inside the spec ('#/...') are supported "
+                                    "(nothing is fetched while a spec is read)")
+            stack.extend((v, (link, k)) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((v, (link, i)) for i, v in reversed(list(enumerate(node))))
+
 
 # literal data, where a "$ref" key is a value and not a reference
 _LITERAL_KEYS = {"example", "default", "enum", "const"}
@@ -245,22 +382,21 @@ def _pointer(doc: Any, ref: str) -> Any:
 
 
 def _check_refs(doc: dict[str, Any], filename: str) -> None:
+    """The local references where they are references (literal values skipped): each a
+    string, a JSON pointer, and one that resolves. Non-local ones never get here
+    (``_refuse_remote_refs`` runs first)."""
     for path, ref in _walk_refs(doc):
         where = json_path((*path, "$ref"))
         if not isinstance(ref, str):
             raise SpecError(filename, where, f"must be a string, not {type(ref).__name__}")
-        if not ref.startswith("#"):
-            raise SpecError(filename, where, f"{ref!r} refers to another document; only "
-                            "references inside the spec ('#/...') are supported (nothing "
-                            "is fetched while a spec is read)")
         if ref != "#" and not ref.startswith("#/"):
-            raise SpecError(filename, where, f"{ref!r}: anchors are not supported; use a "
-                            "JSON pointer ('#/components/...')")
+            raise SpecError(filename, where, f"{_quote(ref)}: anchors are not supported; "
+                            "use a JSON pointer ('#/components/...')")
         try:
             _pointer(doc, ref)
         except KeyError as exc:
-            raise SpecError(filename, where, f"{ref!r} does not resolve: there is no "
-                            f"{exc.args[0]!r}") from None
+            raise SpecError(filename, where, f"{_quote(ref)} does not resolve: there is no "
+                            f"{_quote(str(exc.args[0]), 60)}") from None
 
 
 class _Resolver:
@@ -269,61 +405,210 @@ class _Resolver:
         self.filename = filename
         self.nodes = 0
 
-    def resolve(self, node: Any, stack: tuple[str, ...] = (), path: tuple[Any, ...] = ()
-                ) -> Any:
+    def _target(self, ref: str, path: tuple[Any, ...]) -> Any:
+        # ``_check_refs`` saw every reference at its own place in the document; a node
+        # reached through a $ref is walked under the referring path, so a reference the
+        # walk took for a name (or for data) can turn up here: refuse it the same way
+        if ref.startswith("#/") or ref == "#":
+            try:
+                return _pointer(self.doc, ref)
+            except KeyError as exc:
+                raise SpecError(self.filename, json_path((*path, "$ref")),
+                                f"{_quote(ref)} does not resolve: there is no "
+                                f"{_quote(str(exc.args[0]), 60)}") from None
+        raise SpecError(self.filename, json_path((*path, "$ref")), f"{_quote(ref)} is not "
+                        "a JSON pointer into the spec ('#/components/...')")
+
+    def resolve(self, node: Any, stack: tuple[str, ...] = (), path: tuple[Any, ...] = (),
+                depth: int = 0) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise SpecError(self.filename, json_path(path), f"resolving $refs expands the "
                             f"spec past {MAX_NODES} nodes")
+        if depth > MAX_DEPTH:
+            raise SpecError(self.filename, json_path(path),
+                            _too_deep(" once its $refs are resolved"))
         if isinstance(node, dict):
             parent = path[-1] if path and isinstance(path[-1], str) else None
             ref = node.get("$ref") if parent not in _NAME_MAPS else None
             if isinstance(ref, str):
                 if ref in stack:
                     name = ref.rsplit("/", 1)[-1]
-                    target = _pointer(self.doc, ref)
+                    target = self._target(ref, path)
                     stub: dict[str, Any] = {"description": f"(recursive: another {name}, "
                                             "as described above)"}
                     if isinstance(target, dict) and isinstance(target.get("type"), str):
                         stub["type"] = target["type"]
                     return stub
-                target = self.resolve(_pointer(self.doc, ref), (*stack, ref), path)
+                # the target takes the place of the reference: the same depth
+                target = self.resolve(self._target(ref, path), (*stack, ref), path, depth)
                 siblings = {k: v for k, v in node.items() if k != "$ref"}
                 if siblings and isinstance(target, dict):
                     # OpenAPI 3.1 / JSON Schema 2020-12: keywords beside $ref apply too
                     merged = dict(target)
-                    merged.update(self.resolve(siblings, stack, path))
+                    merged.update(self.resolve(siblings, stack, path, depth))
                     return merged
                 return target
-            return {k: (v if _literal(parent, k) else self.resolve(v, stack, (*path, k)))
+            return {k: (v if _literal(parent, k) else
+                        self.resolve(v, stack, (*path, k), depth + 1))
                     for k, v in node.items()}
         if isinstance(node, list):
-            return [self.resolve(v, stack, (*path, i)) for i, v in enumerate(node)]
+            return [self.resolve(v, stack, (*path, i), depth + 1) for i, v in enumerate(node)]
         return node
 
 
 # --- validation ------------------------------------------------------------------------
 
 
-def _validate(doc: dict[str, Any], filename: str, version: str) -> None:
+class _FetchRefused(Exception):
+    """Raised by the validator's resolver in place of fetching ``uri``."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"refused to fetch {_quote(str(uri))}")
+        self.uri = str(uri)
+
+
+def _refuse_fetch(uri: str) -> Any:
+    raise _FetchRefused(uri)
+
+
+class _NoFetchHandlers(Mapping[str, Callable[[str], Any]]):
+    """Resolver handlers for jsonschema-path that claim every URI scheme and refuse.
+
+    jsonschema-path's ``SchemaRetriever`` calls the handler for a scheme it finds in its
+    handlers mapping and otherwise falls back to ``urlopen`` (or ``requests``) for *any*
+    URI, so leaving a scheme out is not enough: this mapping contains every scheme, the
+    empty one (a relative reference) included. Nothing is listed, since there is nothing
+    to iterate."""
+
+    def __contains__(self, scheme: object) -> bool:
+        return True
+
+    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
+        return _refuse_fetch
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_FETCH = _NoFetchHandlers()
+
+
+@functools.cache
+def _validator_class(version: str) -> type:
+    """openapi-spec-validator's validator for ``version``, offline, and with the Python
+    ``jsonschema`` backend for the meta-schema, whatever is installed (its messages and
+    its ``context`` of sub-errors, which ``best_match`` needs, are what this module
+    reports)."""
     from openapi_spec_validator import (
         OpenAPIV2SpecValidator,
         OpenAPIV30SpecValidator,
         OpenAPIV31SpecValidator,
     )
+    from openapi_spec_validator.schemas import schema_v2, schema_v30, schema_v31
+    from openapi_spec_validator.schemas.backend.jsonschema import create_validator
 
-    validator = {"2": OpenAPIV2SpecValidator, "3.0": OpenAPIV30SpecValidator,
-                 "3.1": OpenAPIV31SpecValidator}[version]
+    base, meta = {"2": (OpenAPIV2SpecValidator, schema_v2),
+                  "3.0": (OpenAPIV30SpecValidator, schema_v30),
+                  "3.1": (OpenAPIV31SpecValidator, schema_v31)}[version]
+    return type(f"Offline{base.__name__}", (base,), {
+        "resolver_handlers": _NO_FETCH,
+        "schema_validator": create_validator(dict(meta)),
+    })
+
+
+def _refused_fetch(exc: BaseException | None) -> _FetchRefused | None:
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, _FetchRefused):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+_KINDS = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+          dict: "an object", list: "an array", type(None): "null"}
+
+
+def _message(err: Any) -> str:
+    """A validation error's message without the value it is about.
+
+    jsonschema's messages quote the instance (``'text' is not of type 'object'``,
+    ``False schema does not allow 'text'``); had anything been fetched, that would be the
+    fetched text. Every standalone occurrence of ``repr(instance)`` becomes "the value at
+    this path (<its kind>)". Names quoted from the schema (``'in' is a required
+    property``) stay."""
+    lines = [line for line in str(getattr(err, "message", None) or "").splitlines()
+             if line.strip()]
+    message = lines[0] if lines else type(err).__name__
+    instance = getattr(err, "instance", _KINDS)  # _KINDS: a sentinel, "no instance"
+    if instance is _KINDS:
+        return message
+    quoted = repr(instance)
+    phrase = f"the value at this path ({_KINDS.get(type(instance), 'a value')})"
+    out: list[str] = []
+    i = 0
+    while (j := message.find(quoted, i)) >= 0:
+        end = j + len(quoted)
+        before = message[j - 1] if j else " "
+        after = message[end] if end < len(message) else " "
+        if not (before.isalnum() or before in "_'\"") and \
+                not (after.isalnum() or after in "_'\""):
+            out += [message[i:j], phrase]
+            i = end
+        else:
+            out.append(message[i:j + 1])
+            i = j + 1
+    out.append(message[i:])
+    return "".join(out)
+
+
+def _validate(doc: dict[str, Any], filename: str, version: str) -> None:
+    cls = _validator_class(version)
     try:
         # the first error only: the validator can trip over its own follow-up checks on a
         # node it has already found invalid
-        err = next(iter(validator(doc).iter_errors()), None)
+        err = next(iter(cls(doc).iter_errors()), None)
     except SpecError:
         raise
+    except RecursionError:
+        raise SpecError(filename, "", "nests too deeply to validate (count the levels its "
+                        f"$refs lead through too; at most {MAX_DEPTH})") from None
     except Exception as exc:  # the validator failed on a malformed node
-        raise SpecError(filename, "", f"invalid spec ({type(exc).__name__}: {exc})") from None
+        refused = _refused_fetch(exc)
+        if refused is not None:
+            raise SpecError(filename, "", f"{_quote(refused.uri)} is outside the spec; "
+                            "nothing is fetched while a spec is read") from None
+        from referencing.exceptions import NoSuchAnchor, PointerToNowhere, Unresolvable
+
+        if isinstance(exc, Unresolvable):  # a local $ref the validator followed (a default)
+            ref = str(exc.ref)
+            if isinstance(exc, PointerToNowhere):
+                ref = "#" + ref  # it carries the pointer only
+            elif isinstance(exc, NoSuchAnchor):
+                ref = f"{ref}#{exc.anchor}"
+            raise SpecError(filename, "", f"{_quote(ref)} does not resolve "
+                            f"({type(exc).__name__})") from None
+        # not str(exc): an error may print the whole node it failed on
+        raise SpecError(filename, "", f"invalid spec ({type(exc).__name__})") from None
+    finally:
+        # ``SpecValidator.iter_errors`` sits under an unbounded ``lru_cache`` keyed by the
+        # validator, which would keep every spec ever validated alive; nothing here reuses
+        # a validator, and a caller already holds its iterator, so the cache is dropped
+        cached = getattr(cls.iter_errors, "__wrapped__", None)
+        if hasattr(cached, "cache_clear"):
+            cached.cache_clear()
     if err is None:
         return
+    refused = _refused_fetch(getattr(err, "cause", None))
+    if refused is not None:
+        raise SpecError(filename, json_path(list(getattr(err, "absolute_path", None) or [])),
+                        f"{_quote(refused.uri)} is outside the spec; nothing is fetched "
+                        "while a spec is read")
     context = getattr(err, "context", None)
     if context:
         # "not valid under any of the given schemas" (oneOf: a parameter or a $ref): the
@@ -332,8 +617,7 @@ def _validate(doc: dict[str, Any], filename: str, version: str) -> None:
 
         err = best_match(context) or err
     parts = list(getattr(err, "absolute_path", None) or [])
-    message = str(getattr(err, "message", None) or err).splitlines()[0]
-    raise SpecError(filename, json_path(parts), message)
+    raise SpecError(filename, json_path(parts), _message(err))
 
 
 def _version(doc: Any, filename: str) -> tuple[str, str]:
@@ -795,10 +1079,14 @@ def load_spec(data: bytes, *, filename: str, spec_id: str = "",
     spec_id = spec_id or sha256_hex(data)
     raw = _parse(data, filename)
     doc = _normalise(raw, filename, (), [MAX_NODES])
+    _refuse_remote_refs(doc, filename)
     version, full_version = _version(doc, filename)
     _check_refs(doc, filename)
     _validate(doc, filename, version)
-    resolved = _Resolver(doc, filename).resolve(doc)
+    try:
+        resolved = _Resolver(doc, filename).resolve(doc)
+    except RecursionError:  # a backstop: the resolver's depth bound stops well before
+        raise SpecError(filename, "", _too_deep(" once its $refs are resolved")) from None
     if not (resolved.get("paths") or {}):
         raise SpecError(filename, "paths", "the spec has no operations")
     warnings: list[str] = []
