@@ -110,3 +110,47 @@ def test_run_reports_a_missing_path(tmp_path):
     res = _run("run", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert res.returncode != 0
     assert "nope" in res.stderr
+
+
+@pytest.mark.slow
+def test_run_on_a_folder_of_bad_inputs_names_every_file(tmp_path):
+    """Every kind of bad input in one folder: each file is named in the report with its
+    reason (or its warning, when it could be read), and nothing is dead-lettered."""
+    from ._docs import html_bytes, nested_blockquote_md_bytes, write_bad_inputs
+
+    docs = tmp_path / "docs"
+    bad = write_bad_inputs(docs)
+    (docs / "tiny.md").write_text("Bees.\n")  # text, but not one chunk's worth
+    prose = " ".join(["Worker bees fan their wings to evaporate water from the nectar, and "
+                      "cap each cell with wax once the honey is ripe."] * 6)
+    (docs / "report.pdf").write_bytes(html_bytes(f"<h1>Honey</h1><p>{prose}</p>"))
+    (docs / "deep.md").write_bytes(nested_blockquote_md_bytes(20000, prose))
+    (docs / "invoice\u202efdp.txt").write_text(prose)  # a bidi override in the name
+    (docs / "leak.yaml").write_text(
+        "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get:\n"
+        "      responses:\n        '200':\n          description: ok\n          content:\n"
+        "            application/json:\n              schema:\n                type: object\n"
+        "                default: {$ref: 'file:///etc/passwd'}\n")
+    (docs / "deep.json").write_text('{"openapi": "3.0.0", "x": ' + "[" * 100_000)
+    out = tmp_path / "out"
+    res = _run("run", str(docs), "--out", str(out), "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    report = json.loads(res.stdout)
+    assert report["dead_letters"] == []
+    rejected = {item.split(":", 1)[0]: reason for reason, items in report["rejections"].items()
+                for item in items}
+    for name, (_, reason) in bad.items():
+        assert rejected.get(name) == reason.value, (name, rejected)
+    assert rejected["tiny.md"] == "too_short"
+    assert rejected["leak.yaml"] == "invalid_spec"
+    assert rejected["deep.json"] == "invalid_spec"
+    assert "root:" not in res.stdout + res.stderr  # nothing was read from /etc/passwd
+    assert rejected["'invoice\\u202efdp.txt'"] == "unsafe_name"
+    assert "\u202e" not in res.stdout + res.stderr  # shown escaped, never raw
+    warnings = "\n".join(report["warnings"])
+    assert ("report.pdf: the name says application/pdf but the content is text/html"
+            in warnings)
+    assert "deep.md:" in warnings
+    assert report["ingested"] == 2  # report.pdf and deep.md
+    assert report["files"] == len(bad) + 6
