@@ -6,7 +6,18 @@ pulls in NATS, torch or Triton.
 
 from . import _hookspecs as hookspecs
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
-from ._ids import COLLECTION_PATTERN, canonical_json, content_id, normalise_text, sha256_hex
+from ._ids import (
+    COLLECTION_PATTERN,
+    RUN_ID_PATTERN,
+    canonical_json,
+    check_collection,
+    check_run_id,
+    content_id,
+    is_valid_collection,
+    is_valid_run_id,
+    normalise_text,
+    sha256_hex,
+)
 from ._keys import (
     chunk_key,
     document_key,
@@ -32,13 +43,18 @@ __all__ = [
     "COLLECTION_PATTERN",
     "HOOK_KINDS",
     "PROJECT",
+    "RUN_ID_PATTERN",
     "canonical_json",
+    "check_collection",
+    "check_run_id",
     "chunk_key",
     "document_key",
     "content_id",
     "hookimpl",
     "hookspec",
     "hookspecs",
+    "is_valid_collection",
+    "is_valid_run_id",
     "normalise_text",
     "sha256_hex",
     "spec_key",

@@ -298,6 +298,149 @@ def test_bad_requests_and_auth(server_pod, good):
     assert "maximum context length is 4096 tokens" in long.value.message
 
 
+def _hostile(server_pod):
+    """``bad(path, raw, code=, param=, says=)``: POST ``raw`` and expect a 400
+    ``invalid_request_error`` (never a 5xx, always JSON); ``post``: any answer under 500;
+    ``model``: the good model's name as JSON."""
+    auth = {**server_pod.auth, "Content-Type": "application/json"}
+    model = json.dumps(GOOD)
+
+    def post(path: str, raw: bytes | str) -> httpx.Response:
+        r = httpx.post(f"{server_pod.api}/{path}", headers=auth,
+                       content=raw.encode() if isinstance(raw, str) else raw, timeout=60)
+        assert r.status_code < 500, (raw[:120], r.status_code, r.text)
+        assert r.headers["content-type"] == "application/json", r.text
+        return r
+
+    def bad(path: str, raw: bytes | str, *, code: str | None = None,
+            param: str | None = None, says: str = "") -> dict:
+        r = post(path, raw)
+        assert r.status_code == 400, (raw[:120], r.text)
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error", err
+        if code is not None:
+            assert err["code"] == code, err
+        if param is not None:
+            assert err["param"] == param, err
+        assert says in err["message"], err
+        return err
+
+    return bad, post, model
+
+
+def test_deep_json_is_400_not_503(server_pod, good):
+    """Deep nesting was 503 "Triton is unavailable: maximum recursion depth exceeded" (a
+    client error counted as an outage); now a 400 ``invalid_json`` that says so."""
+    bad, post, model = _hostile(server_pod)
+    # nesting past Python's recursion limit (1500 levels fit in the 4 kB body limit)
+    deep = "[" * 1500 + "]" * 1500
+    bad("chat/completions", f'{{"model": {model}, "messages": {deep}}}', code="invalid_json",
+        says="nested deeper than")
+    bad("completions", deep, code="invalid_json", says="nested deeper than")
+    # and past MAX_DEPTH (32) in a field the server otherwise ignores
+    nested = '{"a": ' * 40 + "1" + "}" * 40
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "user": {nested}}}',
+        code="invalid_json", param="user", says="nested deeper than 32 levels")
+
+
+def test_lone_surrogates_are_400_naming_the_field(server_pod, good):
+    """A lone surrogate (``"\\ud800"`` in the JSON) has no UTF-8: it was a 500
+    ``TypeError`` from the tokenizer; now a 400 ``invalid_unicode`` naming the field."""
+    bad, post, model = _hostile(server_pod)
+    # in the content, the prompt, a stop string, the model name, a key
+    err = bad("chat/completions", f'{{"model": {model}, "messages": [{{"role": "user", '
+              '"content": "bees \\ud800 hive"}]}', code="invalid_unicode",
+              param="messages[0].content", says="lone surrogate")
+    assert "\\ud800" in err["message"]
+    bad("chat/completions", f'{{"model": {model}, "messages": [{{"role": "user", '
+        '"content": [{"type": "text", "text": "\\udfff"}]}]}',
+        code="invalid_unicode", param="messages[0].content[0].text")
+    bad("completions", f'{{"model": {model}, "prompt": ["\\ud83d"]}}', code="invalid_unicode",
+        param="prompt[0]")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "stop": ["x", "\\ud800"]}}',
+        param="stop[1]")
+    bad("completions", '{"model": "\\ud800", "prompt": "hi"}', param="model")
+    err = bad("completions", f'{{"model": {model}, "prompt": "hi", "\\ud800": 1}}',
+              code="invalid_unicode")
+    assert "\\ud800" in err["param"]
+    # a surrogate pair is a real character: fine
+    r = post("completions", f'{{"model": {model}, "prompt": "bee \\ud83d\\udc1d", '
+             '"max_tokens": 2}')
+    assert r.status_code == 200, r.text
+
+
+def test_bad_numbers_types_and_bodies_are_400(server_pod, good):
+    """Non-finite and huge numbers, wrong types, bodies that are not a JSON object (or
+    not JSON): each a 400 naming the field where there is one."""
+    bad, post, model = _hostile(server_pod)
+    # numbers: not finite, huge, the wrong type
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "temperature": NaN}}',
+        code="invalid_json", says="NaN")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "top_p": -Infinity}}',
+        code="invalid_json")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "temperature": 1e999}}',
+        code="invalid_json", says="out of range")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "max_tokens": {10**300}}}',
+        param="max_tokens", says="between 1 and 3000")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "seed": {2**64}}}', param="seed")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "max_tokens": 2.5}}',
+        param="max_tokens")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "n": true}}', param="n")
+    bad("completions", f'{{"model": {model}, "prompt": 7}}', param="prompt")
+    bad("chat/completions", f'{{"model": {model}, "messages": {{"role": "user"}}}}',
+        param="messages")
+    bad("chat/completions", f'{{"model": {model}, "messages": [{{"role": "user", '
+        '"content": 5}]}', param="messages[0].content")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "stream": "yes"}}',
+        param="stream")
+    bad("completions", f'{{"model": {model}, "prompt": "hi", "stream": true, '
+        '"stream_options": {"include_usage": "yes"}}', param="stream_options.include_usage")
+    bad("completions", '{"model": ["a"], "prompt": "hi"}', param="model")
+
+    # not a JSON object at all
+    for raw in ("[]", '"text"', "1", "null", "true"):
+        bad("chat/completions", raw, code="invalid_json", says="must be a JSON object")
+    for raw in ("", "   ", "{", '{"model": }', "{'model': 1}", b'{"model": "\xff"}',
+                b"\x00\x01", '{"a": 1} trailing'):
+        bad("completions", raw, code="invalid_json")
+
+    # only a real backend failure is a 503, and /v1/models still answers
+    r = httpx.get(f"{server_pod.api}/models", headers=server_pod.auth)
+    assert r.status_code == 200 and r.json()["data"]
+
+
+def test_extreme_sampling_values_answer_not_502(server_pod, good):
+    """A temperature or top_p that float32 rounds to 0 (schemathesis sent 5e-324): the
+    backend divided the logits by 0, or kept no token, and Triton failed (502). Now a
+    temperature that small is greedy, and a top_p that small keeps the most likely token:
+    both answer what temperature 0 answers. An empty prompt (also a 502) is a 400."""
+    question = QA[0][0]
+    body = {"model": GOOD, "messages": [{"role": "user", "content": question}],
+            "max_tokens": 8}
+
+    def answer(**sampling) -> str:
+        r = httpx.post(f"{server_pod.api}/chat/completions", headers=server_pod.auth,
+                       json={**body, **sampling}, timeout=60)
+        assert r.status_code == 200, (sampling, r.text)
+        return r.json()["choices"][0]["message"]["content"]
+
+    greedy_answer = answer(temperature=0)
+    assert answer(temperature=5e-324) == greedy_answer
+    assert answer(temperature=1e-6, top_p=1.0) == greedy_answer
+    assert answer(temperature=1.0, top_p=5e-324, seed=1) == greedy_answer
+    assert answer(temperature=2.0, top_p=1e-300, seed=2) == greedy_answer
+    # an empty prompt has no tokens for the backend to continue (it was a 502)
+    for prompt in ("", [""]):
+        r = httpx.post(f"{server_pod.api}/completions", headers=server_pod.auth,
+                       json={"model": GOOD, "prompt": prompt, "max_tokens": 2})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "empty_prompt", r.text
+        assert r.json()["error"]["param"] == "prompt"
+    # both max_tokens and max_completion_tokens: both are checked
+    r = httpx.post(f"{server_pod.api}/chat/completions", headers=server_pod.auth,
+                   json={**body, "max_tokens": 100000, "max_completion_tokens": 4})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
+
+
 def test_concurrency_limit(server_pod, good):
     """One slot (server.concurrency = 1): of requests sent at the same time, the ones that
     find the slot taken get 429 with Retry-After; the slot is freed after each."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -13,15 +12,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from syllabus.contracts import COLLECTION_PATTERN
+from syllabus.contracts import check_collection
 
 __all__ = ["main"]
 
 
 def _collection(_ctx, _param, value: str | None) -> str | None:
-    if value is not None and not re.match(COLLECTION_PATTERN, value):
-        raise click.BadParameter(f"{value!r}: use 1-64 lower-case letters, digits, '-' or '_', "
-                                 "starting with a letter or digit")
+    if value is not None:
+        try:
+            check_collection(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
     return value
 
 
@@ -115,6 +116,10 @@ def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
 
     settings = _settings()
     coll = collection or settings.collection
+    try:
+        check_collection(coll)
+    except ValueError as exc:  # the 'collection' setting (SYLLABUS_COLLECTION, the recipe)
+        raise click.ClickException(f"invalid settings: collection: {exc}") from None
 
     async def go() -> int:
         rt = Runtime.create(settings, client_name="syllabus-cli")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 from typing import Any
@@ -13,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from syllabus.contracts import COLLECTION_PATTERN
+from syllabus.contracts import check_collection
 
 from ._common import key_value_pairs
 
@@ -23,9 +22,11 @@ FORMATS = ["openai", "alpaca", "sharegpt", "step-by-step"]
 
 
 def _collection(_ctx, _param, value: str | None) -> str | None:
-    if value is not None and not re.match(COLLECTION_PATTERN, value):
-        raise click.BadParameter(f"{value!r}: use 1-64 lower-case letters, digits, '-' or '_', "
-                                 "starting with a letter or digit")
+    if value is not None:
+        try:
+            check_collection(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
     return value
 
 

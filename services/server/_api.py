@@ -8,16 +8,25 @@ template. Streaming answers are server-sent events (``data: {chunk}``, then
 chunk.
 
 Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400
-(``invalid_request_error``) for a body that is not JSON or a bad field, 404 for an
-unknown model, 413 for a body over ``server.max_request_bytes``, 429 (with
+(``invalid_request_error``) for a body that is not a JSON object or a bad field (naming
+it in ``param``), including what ``json`` parses but nothing downstream can take: nesting
+deeper than ``MAX_DEPTH``, a lone surrogate in a string or key (``invalid_unicode``),
+``NaN``/``Infinity`` or a number out of float range, an empty prompt (``empty_prompt``);
+404 for an unknown model, 413 for a body over ``server.max_request_bytes``, 429 (with
 ``Retry-After``) when ``server.concurrency`` requests are already being served, 503 when
-Triton or the model is unavailable, 502 for another Triton failure, 500 for anything
-unexpected, 404/405 for an unknown path or method under ``/v1``; 401 comes from the
+Triton or the model is unavailable (only then), 502 for another Triton failure, 500 for
+anything unexpected, 404/405 for an unknown path or method under ``/v1``; 401 comes from the
 bearer-token middleware of every service (``http.token``). Limits: ``max_tokens`` up to
 ``server.max_tokens_limit``, at most 4 stop strings, ``n`` = 1, and the prompt: 400
 ``context_length_exceeded`` when it is longer than ``server.max_prompt_tokens`` or it plus
 ``max_tokens`` exceeds the model's ``max_position_embeddings`` (counted with the model's
-tokenizer; a request that names no ``max_tokens`` gets what is left of the context).
+tokenizer; a request that names no ``max_tokens`` gets what is left of the context). A
+temperature under 1e-5 is greedy (as vLLM has it), and a top_p under 1e-8 is taken as
+1e-8 (the most likely token only): smaller ones round to 0 in float32.
+
+``/openapi.json`` (see ``syllabus.services.runtime._http``) describes every operation
+here: the request bodies, the answers (JSON, or server-sent events), the errors, and the
+limits of this server's settings (``max_tokens`` up to ``server.max_tokens_limit``).
 
 A stream answers an error status, not 200, when generation fails before its first piece
 (the first response from Triton is awaited before the answer starts).
@@ -31,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -42,6 +52,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..runtime import Runtime
+from ..runtime._http import ApiRoute, error_responses, json_body
 from ._deploy import ServerState, server_state
 from ._metrics import API_REQUESTS, API_SECONDS, API_TTFT, IN_FLIGHT
 from ._triton import TritonError
@@ -55,6 +66,10 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 413: "invalid_request_error", 429: "rate_limit_exceeded", 499: "client_closed", 500: "server_error", 502: "server_error",
                 503: "server_error", 504: "server_error"}
 _MAX_STOP = 4
+#: a temperature under this is greedy (vLLM's _SAMPLING_EPS)
+_SAMPLING_EPS = 1e-5
+#: the smallest top_p passed on (a most likely token below it needs a 10^8-token vocabulary)
+_MIN_TOP_P = 1e-8
 
 
 class ApiError(Exception):
@@ -76,7 +91,67 @@ def openai_error(status: int, message: str, *, code: str | None = None,
 # --- request parsing ----------------------------------------------------------------------
 
 
+#: the deepest nesting a body may have (OpenAI's bodies need 5: messages[i].content[j].text)
+MAX_DEPTH = 32
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not valid JSON (numbers must be finite)")
+
+
+def _field(path: list[str | int]) -> str:
+    """``messages[0].content``: where in the body (a key that is not valid Unicode is
+    shown escaped)."""
+    out = ""
+    for p in path:
+        if isinstance(p, str):
+            p = p.encode("utf-8", "backslashreplace").decode("utf-8")
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+def _check_tree(body: Any) -> None:
+    """400 for what ``json`` accepts and nothing downstream can take: nesting deeper than
+    ``MAX_DEPTH``, and strings (or keys) with a lone surrogate (``"\\ud800"``), which
+    have no UTF-8. Iterative: a deep body costs no recursion here."""
+    stack: list[tuple[Any, list[str | int]]] = [(body, [])]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise ApiError(400, f"the request body is nested deeper than {MAX_DEPTH} levels "
+                                f"(at {_field(path[:3])}...)", param=_field(path[:1]) or None,
+                           code="invalid_json")
+        if isinstance(value, str):
+            _utf8(value, path)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                _utf8(k, [*path, k])
+                stack.append((v, [*path, k]))
+        elif isinstance(value, list):
+            stack.extend((v, [*path, i]) for i, v in enumerate(value))
+
+
+def _utf8(text: str, path: list[str | int]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = _field(path) or "the body"
+        raise ApiError(400, f"{where}: the string has a lone surrogate "
+                            f"({text[exc.start:exc.end]!a} at character {exc.start}), which "
+                            "is not valid Unicode", param=_field(path) or None,
+                       code="invalid_unicode") from None
+
+
 async def _body(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, read up to ``limit`` bytes (413 past it, while it
+    streams); 400 for anything that is not a JSON object a generation can use."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, f"the request body is {length} bytes; the limit is {limit}",
@@ -90,14 +165,27 @@ async def _body(request: Request, limit: int) -> dict[str, Any]:
                                code="request_too_large")
     except ClientDisconnect as exc:
         raise ApiError(400, "the client disconnected while sending the body") from exc
+    if not data.strip():
+        raise ApiError(400, "the request body is empty; send a JSON object",
+                       code="invalid_json")
     try:
-        body = json.loads(bytes(data) or b"null")
-    except ValueError as exc:
+        body = json.loads(bytes(data), parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise ApiError(400, f"the request body is nested deeper than {MAX_DEPTH} levels",
+                       code="invalid_json") from None
+    except ValueError as exc:  # also UnicodeDecodeError and ints of over 4300 digits
         raise ApiError(400, f"the request body is not valid JSON: {exc}",
-                       code="invalid_json") from exc
+                       code="invalid_json") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+        raise ApiError(400, f"the request body must be a JSON object, not "
+                            f"{_json_type(body)}", code="invalid_json")
+    _check_tree(body)
     return body
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
 def _number(body: dict[str, Any], key: str, lo: float, hi: float, *, integer: bool = False,
@@ -110,7 +198,7 @@ def _number(body: dict[str, Any], key: str, lo: float, hi: float, *, integer: bo
         raise ApiError(400, f"{key} must be {'an integer' if integer else 'a number'}",
                        param=key, code="invalid_value")
     if not lo <= value <= hi:
-        raise ApiError(400, f"{key} must be between {lo:g} and {hi:g}, got {value}",
+        raise ApiError(400, f"{key} must be between {lo:g} and {hi:g}, got {str(value)[:40]}",
                        param=key, code="invalid_value")
     return value
 
@@ -118,19 +206,26 @@ def _number(body: dict[str, Any], key: str, lo: float, hi: float, *, integer: bo
 def _sampling(state: ServerState, body: dict[str, Any]) -> dict[str, Any]:
     cfg = state.cfg
     limit = cfg.max_tokens_limit
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None \
-        else "max_tokens"
-    max_tokens = _number(body, key, 1, limit, integer=True,
-                         default=min(cfg.default_max_tokens, limit))
+    # both are checked; max_completion_tokens (OpenAI's newer name) wins
+    max_tokens = _number(body, "max_completion_tokens", 1, limit, integer=True)
+    older = _number(body, "max_tokens", 1, limit, integer=True)
+    if max_tokens is None:
+        max_tokens = older if older is not None else min(cfg.default_max_tokens, limit)
     sampling: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": _number(body, "temperature", 0, 2, default=1.0),
     }
+    # a temperature too small for float32 (5e-324) divides the logits by 0: as vLLM does,
+    # anything under _SAMPLING_EPS is greedy
+    if sampling["temperature"] < _SAMPLING_EPS:
+        sampling["temperature"] = 0.0
     top_p = _number(body, "top_p", 0, 1)
     if top_p is not None:
         if top_p == 0:
             raise ApiError(400, "top_p must be above 0", param="top_p", code="invalid_value")
-        sampling["top_p"] = top_p
+        # one that float32 rounds to 0 would keep no token at all; _MIN_TOP_P keeps the
+        # most likely one only, as any top_p under its probability does
+        sampling["top_p"] = max(top_p, _MIN_TOP_P)
     seed = _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
     if seed is not None:
         sampling["seed"] = seed % (2**32)
@@ -199,13 +294,21 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _stream_flag(body: dict[str, Any]) -> tuple[bool, bool]:
-    stream = body.get("stream", False)
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
     if not isinstance(stream, bool):
         raise ApiError(400, "stream must be true or false", param="stream")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         raise ApiError(400, "stream_options must be an object", param="stream_options")
-    return stream, bool(options.get("include_usage"))
+    include_usage = options.get("include_usage")
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise ApiError(400, "stream_options.include_usage must be true or false",
+                       param="stream_options.include_usage")
+    return stream, bool(include_usage)
 
 
 def _unsupported(body: dict[str, Any]) -> None:
@@ -260,7 +363,10 @@ def _unexpected(exc: Exception) -> ApiError:
     """An error the endpoints do not expect, as an OpenAI error (never plain text)."""
     if isinstance(exc, TritonError):
         return _status_error(exc)
-    if isinstance(exc, RuntimeError):  # the embedded tritonserver could not start
+    # the embedded tritonserver could not start (a RecursionError or NotImplementedError
+    # is a RuntimeError too, but a bug here, not an unavailable backend)
+    if isinstance(exc, RuntimeError) and \
+            not isinstance(exc, (RecursionError, NotImplementedError)):
         log.error("Triton is unavailable: %s", exc)
         return ApiError(503, f"Triton is unavailable: {str(exc).splitlines()[0]}",
                         code="triton_unavailable")
@@ -300,10 +406,14 @@ async def _race(receive: Receive, aw: Any, timeout: float) -> Any:
 
 async def _check_context(state: ServerState, name: str, prompt: str,
                          sampling: dict[str, Any], *, explicit: bool, param: str) -> None:
-    """400 ``context_length_exceeded`` for a prompt over ``server.max_prompt_tokens``, or
-    prompt + max_tokens over the model's context; a ``max_tokens`` the request did not
-    name is cut to what the context leaves."""
+    """400 ``empty_prompt`` for a prompt of no tokens; 400 ``context_length_exceeded`` for
+    a prompt over ``server.max_prompt_tokens``, or prompt + max_tokens over the model's
+    context; a ``max_tokens`` the request did not name is cut to what the context
+    leaves."""
     n = await state.count_tokens(name, prompt)
+    if n == 0:  # the backend has nothing to continue (it failed with a 502)
+        raise ApiError(400, "the prompt is empty: it has no tokens", param=param,
+                       code="empty_prompt")
     limit = state.cfg.max_prompt_tokens
     if limit and n > limit:
         raise ApiError(400, f"the prompt has {n} tokens; this server takes at most {limit}",
@@ -417,18 +527,174 @@ def api_routes(rt: Runtime) -> list[Route]:
         return openai_error(404, f"no such endpoint: {request.method} {request.url.path}",
                             code="unknown_url")
 
-    return [Route("/v1/chat/completions", guarded(chat_completions, "POST"),
-                  methods=_ALL_METHODS),
-            Route("/v1/completions", guarded(completions, "POST"), methods=_ALL_METHODS),
-            Route("/v1/models", guarded(models, "GET"), methods=_ALL_METHODS),
-            Route("/v1/models/{model:path}", guarded(model, "GET"), methods=_ALL_METHODS),
+    docs = _openapi(rt.settings.server.max_tokens_limit)
+    return [ApiRoute("/v1/chat/completions", guarded(chat_completions, "POST"),
+                     methods=_ALL_METHODS, openapi=docs["chat"], schemas=docs["schemas"]),
+            ApiRoute("/v1/completions", guarded(completions, "POST"), methods=_ALL_METHODS,
+                     openapi=docs["completions"]),
+            ApiRoute("/v1/models", guarded(models, "GET"), methods=_ALL_METHODS,
+                     openapi=docs["models"]),
+            ApiRoute("/v1/models/{model:path}", guarded(model, "GET"), methods=_ALL_METHODS,
+                     openapi=docs["model"]),
             Route("/v1/{path:path}", unknown, methods=_ALL_METHODS)]
+
+
+# --- the OpenAPI description ----------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _openapi(max_tokens: int) -> dict[str, Any]:
+    """The API's operations and schemas, for ``/openapi.json`` (``max_tokens`` up to
+    ``server.max_tokens_limit``)."""
+    nullable = ["null"]
+    sampling = {
+        "model": {"type": "string", "minLength": 1,
+                  "description": "a deployed model's name or model id (GET /v1/models)"},
+        "max_tokens": {"type": ["integer", *nullable], "minimum": 1, "maximum": max_tokens},
+        "max_completion_tokens": {"type": ["integer", *nullable], "minimum": 1,
+                                  "maximum": max_tokens},
+        "temperature": {"type": ["number", *nullable], "minimum": 0, "maximum": 2},
+        "top_p": {"type": ["number", *nullable], "exclusiveMinimum": 0, "maximum": 1},
+        "seed": {"type": ["integer", *nullable], "minimum": -(2**63), "maximum": 2**63 - 1},
+        "stop": {"anyOf": [{"type": "string"},
+                           {"type": "array", "maxItems": _MAX_STOP, "items": {"type": "string"}},
+                           {"type": "null"}]},
+        "n": {"type": ["integer", *nullable], "minimum": 1, "maximum": 1},
+        "stream": {"type": ["boolean", *nullable]},
+        "stream_options": {"type": ["object", *nullable],
+                           "properties": {"include_usage": {"type": ["boolean", *nullable]}}},
+        "ignore_eos": {"type": ["boolean", *nullable],
+                       "description": "vLLM's extension: generate all max_tokens"},
+    }
+    usage = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+             "properties": {k: {"type": "integer", "minimum": 0}
+                            for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+    finish = {"type": ["string", "null"]}
+    head = {"id": {"type": "string"}, "created": {"type": "integer"}, "model": {"type": "string"},
+            "usage": _ref("Usage")}
+    schemas: dict[str, Any] = {
+        "Usage": usage,
+        "ChatMessage": {
+            "type": "object", "required": ["role"],
+            "properties": {
+                "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+                "content": {"anyOf": [
+                    {"type": "string"}, {"type": "null"},
+                    {"type": "array", "items": {
+                        "type": "object", "required": ["type", "text"],
+                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]},
+            }},
+        "ChatCompletionRequest": {
+            "type": "object", "required": ["model", "messages"],
+            "properties": {"messages": {"type": "array", "minItems": 1,
+                                        "items": _ref("ChatMessage")}, **sampling}},
+        "CompletionRequest": {
+            "type": "object", "required": ["model", "prompt"],
+            "properties": {"prompt": {"anyOf": [
+                {"type": "string"},
+                {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string"}}]},
+                **sampling}},
+        "ChatCompletion": {
+            "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+            "properties": {**head, "object": {"const": "chat.completion"}, "choices": {
+                "type": "array", "items": {
+                    "type": "object", "required": ["index", "message", "finish_reason"],
+                    "properties": {"index": {"type": "integer"}, "finish_reason": finish,
+                                   "logprobs": {"type": "null"},
+                                   "message": {"type": "object", "required": ["role", "content"],
+                                               "properties": {
+                                                   "role": {"const": "assistant"},
+                                                   "content": {"type": "string"}}}}}}}},
+        "Completion": {
+            "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+            "properties": {**head, "object": {"const": "text_completion"}, "choices": {
+                "type": "array", "items": {
+                    "type": "object", "required": ["index", "text", "finish_reason"],
+                    "properties": {"index": {"type": "integer"}, "text": {"type": "string"},
+                                   "finish_reason": finish, "logprobs": {"type": "null"}}}}}},
+        "ChatCompletionChunk": {
+            "type": "object", "required": ["id", "object", "created", "model", "choices"],
+            "properties": {**head, "object": {"const": "chat.completion.chunk"}, "choices": {
+                "type": "array", "items": {
+                    "type": "object", "required": ["index", "delta", "finish_reason"],
+                    "properties": {"index": {"type": "integer"}, "finish_reason": finish,
+                                   "logprobs": {"type": "null"},
+                                   "delta": {"type": "object", "properties": {
+                                       "role": {"const": "assistant"},
+                                       "content": {"type": "string"}}}}}}}},
+        "CompletionChunk": {
+            "type": "object", "required": ["id", "object", "created", "model", "choices"],
+            "properties": {**head, "object": {"const": "text_completion"}, "choices": {
+                "type": "array", "items": {
+                    "type": "object", "required": ["index", "text", "finish_reason"],
+                    "properties": {"index": {"type": "integer"}, "text": {"type": "string"},
+                                   "finish_reason": finish, "logprobs": {"type": "null"}}}}}},
+        "Model": {
+            "type": "object", "required": ["id", "object", "created", "owned_by"],
+            "properties": {"id": {"type": "string"}, "object": {"const": "model"},
+                           "created": {"type": "integer"}, "owned_by": {"type": "string"},
+                           "model_id": {"type": "string"}, "dataset": {"type": ["string", "null"]},
+                           "eval_scores": {"type": "object",
+                                           "additionalProperties": {"type": ["number", "null"]}}}},
+        "ModelList": {"type": "object", "required": ["object", "data"],
+                      "properties": {"object": {"const": "list"},
+                                     "data": {"type": "array", "items": _ref("Model")}}},
+    }
+    failures = error_responses(400, 404, 413, 429, 502, 503, 504,
+                               _404="the model does not exist or is not deployed",
+                               _429="server.concurrency requests are in flight (Retry-After)",
+                               _503="Triton or the model is unavailable",
+                               _504="generation took longer than server.request_timeout")
+
+    def events(chunk: str) -> dict[str, Any]:
+        """One server-sent event (as OpenAPI before 3.2 describes a stream: each event):
+        ``data: {chunk}``, an error after the answer started, or ``data: [DONE]``."""
+        return {"type": "object", "required": ["data"], "properties": {
+            "event": {"const": "message"},
+            "data": {"anyOf": [
+                {"const": "[DONE]"},
+                {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"anyOf": [_ref(chunk), _ref("Error")]}}]}}}
+
+    def generation(summary: str, request: str, answer: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref(request)}}},
+            "responses": {
+                "200": {"description": "the answer, or with stream: true server-sent events "
+                                       "(data: {chunk} ... data: [DONE])",
+                        "content": {"application/json": {"schema": _ref(answer)},
+                                    "text/event-stream": {"schema": events(answer + "Chunk")}}},
+                **failures}}}
+
+    model_param = {"name": "model", "in": "path", "required": True,
+                   "schema": {"type": "string", "minLength": 1}}
+    return {
+        "schemas": schemas,
+        "chat": generation("Chat completion (OpenAI-compatible)", "ChatCompletionRequest",
+                           "ChatCompletion"),
+        "completions": generation("Text completion (OpenAI-compatible)", "CompletionRequest",
+                                  "Completion"),
+        "models": {"get": {"summary": "The deployed models",
+                           "responses": {"200": json_body(_ref("ModelList")),
+                                         **error_responses(503)}}},
+        "model": {"get": {"summary": "One deployed model", "parameters": [model_param],
+                          "responses": {"200": json_body(_ref("Model")),
+                                        **error_responses(404, 503)}}},
+    }
 
 
 def _model_card(state: ServerState, ev: Any) -> dict[str, Any]:
     created = (state.records.get(ev.name) or {}).get("recorded_at") or 0
+    # JSON has no NaN (a score over no items): null
+    scores = {k: v if isinstance(v, (int, float)) and math.isfinite(v) else None
+              for k, v in ev.eval_scores.items()}
     return {"id": ev.name, "object": "model", "created": int(created), "owned_by": "syllabus",
-            "model_id": ev.model_id, "dataset": ev.dataset, "eval_scores": ev.eval_scores}
+            "model_id": ev.model_id, "dataset": ev.dataset, "eval_scores": scores}
 
 
 async def _whole(request: Request, state: ServerState, name: str, prompt: str,
