@@ -154,3 +154,23 @@ def test_run_on_a_folder_of_bad_inputs_names_every_file(tmp_path):
     assert "deep.md:" in warnings
     assert report["ingested"] == 2  # report.pdf and deep.md
     assert report["files"] == len(bad) + 6
+
+
+def test_run_with_nothing_usable_says_why_there_is_no_data_set(tmp_path):
+    """No accepted records is a normal outcome: the run says so at once (no retries, no
+    dead letter), and names every file with its reason."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty.md").write_bytes(b"")
+    (docs / "tiny.txt").write_text("Bees.\n")
+    res = _run("run", str(docs), "--out", str(tmp_path / "out"), "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    assert report["dead_letters"] == []
+    assert report["dataset"] == {"failed": "no_accepted_records",
+                                 "detail": "the collection 'default' has no accepted records "
+                                           "on syllabus.records.accepted"}
+    assert any(w.startswith("no data set was built (no_accepted_records)")
+               for w in report["warnings"])
+    assert {r: len(v) for r, v in report["rejections"].items()} == {"empty_file": 1,
+                                                                    "too_short": 1}

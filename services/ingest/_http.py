@@ -37,9 +37,7 @@ from syllabus.contracts import (
 
 from ..runtime import Runtime, error_response
 from ..runtime._http import ApiRoute, error_responses, json_body
-from ._documents import Rejection, check_filename
-from ._service import reject
-from ._submit import SubmitResult, submit_file
+from ._submit import SubmitResult, refuse_on_submit, submit_file
 
 __all__ = ["MAX_FILES", "body_limit", "http_routes"]
 
@@ -240,15 +238,9 @@ async def _refuse_large(rt: Runtime, upload: _CappedUpload, *, collection: str,
                         run_id: str | None) -> SubmitResult:
     """A file larger than ``ingest.max_file_bytes`` (only its start was kept): refused as
     ``submit_file`` would refuse it, with its whole size and hash."""
-    filename, size = upload.filename or "", upload.streamed
-    doc_id, limit = upload.sha.hexdigest(), rt.settings.ingest.max_file_bytes
-    try:
-        check_filename(filename)
-        raise Rejection(RejectionReason.TOO_LARGE, f"{filename} is {size} bytes, over the "
-                        f"{limit}-byte limit (ingest.max_file_bytes)")
-    except Rejection as rej:
-        shown = filename if rej.reason is not RejectionReason.UNSAFE_NAME else repr(filename)
-        await reject(rt, doc_id=doc_id, collection=collection, filename=shown,
-                     reason=rej.reason, detail=rej.detail, run_id=run_id)
-        return SubmitResult(filename=shown, doc_id=doc_id, outcome="rejected",
-                            size_bytes=size, reason=rej.reason.value, detail=rej.detail)
+    refused = await refuse_on_submit(rt, filename=upload.filename or "",
+                                     doc_id=upload.sha.hexdigest(), size=upload.streamed,
+                                     collection=collection, run_id=run_id)
+    if refused is None:  # over the limit, so never: say so rather than accept it
+        raise ValueError(f"{upload.filename!r} is over the size limit but was not refused")
+    return refused

@@ -29,7 +29,8 @@ from ..runtime._openapi import SpecError, is_api_spec, load_spec
 from ._documents import SNIFF_BYTES, Rejection, check_filename, hash_stream
 from ._service import reject
 
-__all__ = ["SubmitResult", "document_key", "iter_files", "submit_file", "submit_path"]
+__all__ = ["SubmitResult", "document_key", "iter_files", "refuse_on_submit", "submit_file",
+           "submit_path"]
 
 
 @dataclass
@@ -60,10 +61,10 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise FileNotFoundError(f"{p}: no such file or folder")
 
 
-async def submit_file(rt: Runtime, fh: IO[bytes], *, filename: str, collection: str,
-                      run_id: str | None = None, media_type: str | None = None) -> SubmitResult:
-    """Store ``fh`` (read in blocks) and announce it. ``fh`` must be seekable."""
-    doc_id, size = await rt.to_thread(hash_stream, fh)
+async def refuse_on_submit(rt: Runtime, *, filename: str, doc_id: str, size: int,
+                           collection: str, run_id: str | None) -> SubmitResult | None:
+    """The checks before a file is stored (its name, empty, over the size limit): a
+    ``DocumentRejected`` and the refused result, or None when it may go on."""
     try:
         check_filename(filename)
         if size == 0:
@@ -79,6 +80,17 @@ async def submit_file(rt: Runtime, fh: IO[bytes], *, filename: str, collection: 
                      reason=rej.reason, detail=rej.detail, run_id=run_id)
         return SubmitResult(filename=shown, doc_id=doc_id, outcome="rejected", size_bytes=size,
                             reason=rej.reason.value, detail=rej.detail)
+    return None
+
+
+async def submit_file(rt: Runtime, fh: IO[bytes], *, filename: str, collection: str,
+                      run_id: str | None = None, media_type: str | None = None) -> SubmitResult:
+    """Store ``fh`` (read in blocks) and announce it. ``fh`` must be seekable."""
+    doc_id, size = await rt.to_thread(hash_stream, fh)
+    refused = await refuse_on_submit(rt, filename=filename, doc_id=doc_id, size=size,
+                                     collection=collection, run_id=run_id)
+    if refused is not None:
+        return refused
 
     fh.seek(0)
     head = await rt.to_thread(fh.read, SNIFF_BYTES)
