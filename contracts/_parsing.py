@@ -44,13 +44,20 @@ def prompt_hash(*templates: str) -> str:
     return sha256_hex("\x1e".join(templates))[:16]
 
 
+def _loads(text: str) -> Any:
+    # strict=False: raw control characters (a newline) inside strings, which a small model
+    # under llama.cpp's JSON grammar writes
+    return json.loads(text, strict=False)
+
+
 def extract_json(text: str) -> Any:
-    """The first JSON object or array in ``text``, tolerating prose and code fences."""
+    """The first JSON object or array in ``text``, tolerating prose, code fences and raw
+    control characters inside strings."""
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     for cand in candidates:
         cand = cand.strip()
         try:
-            return json.loads(cand)
+            return _loads(cand)
         except ValueError:
             pass
         for opener, closer in (("{", "}"), ("[", "]")):
@@ -59,7 +66,7 @@ def extract_json(text: str) -> Any:
                 end = _matching(cand, start, opener, closer)
                 if end is not None:
                     try:
-                        return json.loads(cand[start:end + 1])
+                        return _loads(cand[start:end + 1])
                     except ValueError:
                         pass
                 start = cand.find(opener, start + 1)

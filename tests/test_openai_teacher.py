@@ -180,25 +180,54 @@ async def test_auto_falls_back_to_json_object_and_remembers(openai_server,
     assert first.text == '{"question": "Q?", "answer": "A."}'
     sent = [r.json["response_format"]["type"] for r in openai_server.requests]
     assert sent == ["json_schema", "json_object"]
-    assert teacher.structured_output == "json_object"
+    # llama-cpp-python's own form: json_object with the schema, enforced by a grammar
+    assert openai_server.requests[1].json["response_format"]["schema"] == SCHEMA
+    assert teacher.structured_output == "json_object_schema"
 
     second = await teacher.complete(HELLO, params=params)
     assert second.text == '{"question": "Q2?", "answer": "A2."}'
     assert len(openai_server.requests) == 3
-    assert openai_server.requests[2].json["response_format"] == {"type": "json_object"}
+    assert openai_server.requests[2].json["response_format"] == {"type": "json_object",
+                                                                 "schema": SCHEMA}
 
 
 async def test_auto_steps_down_to_no_response_format(openai_server, make_teacher):
     openai_server.script(error(400, "response_format: unknown variant `json_schema`"),
+                         error(422, "response_format.schema is not allowed"),
                          error(422, "json_object is not supported by this backend"),
                          text('{"question": "Q?", "answer": "A."}'))
     teacher = make_teacher(json_mode="auto")
     done = await teacher.complete(HELLO, params=GenerationParams(json_schema=SCHEMA))
     assert done.text.startswith('{"question"')
     bodies = [r.json for r in openai_server.requests]
-    assert [b.get("response_format", {}).get("type") for b in bodies] == [
-        "json_schema", "json_object", None]
+    assert [(b.get("response_format", {}).get("type"), "schema" in b.get("response_format", {}))
+            for b in bodies] == [("json_schema", False), ("json_object", True),
+                                 ("json_object", False), (None, False)]
     assert teacher.structured_output == "off"
+
+
+async def test_auto_steps_down_on_a_500_that_names_response_format(openai_server,
+                                                                   make_teacher):
+    """llama-cpp-python's server answers a json_schema request with a 500 (its request
+    model allows only 'text' or 'json_object'): that is a refusal of the format, not an
+    outage, so the call steps down at once instead of being retried."""
+    openai_server.script(
+        error(500, "1 validation error: {'type': 'literal_error', 'loc': ('body', "
+                   "'response_format', 'type'), 'msg': \"Input should be 'text' or "
+                   "'json_object'\"}"),
+        json_reply({"question": "Q?", "answer": "A."}))
+    teacher = make_teacher()
+    done = await teacher.complete(HELLO, params=GenerationParams(json_schema=SCHEMA))
+    assert done.text == '{"question": "Q?", "answer": "A."}'
+    assert len(openai_server.requests) == 2
+    assert teacher.structured_output == "json_object_schema"
+
+
+async def test_a_500_that_does_not_name_the_format_is_an_outage(openai_server, make_teacher):
+    openai_server.script(error(500, "CUDA out of memory"))
+    err = await _fails(make_teacher(), GenerationParams(json_schema=SCHEMA))
+    assert err.retryable is True and err.status == 500
+    assert len(openai_server.requests) == 1
 
 
 async def test_explicit_json_schema_does_not_fall_back(openai_server, make_teacher):

@@ -136,6 +136,9 @@ def test_score_parsing():
     assert extract_json('prefix {"a": [1, {"b": "}"}]} suffix') == {"a": [1, {"b": "}"}]}
     with pytest.raises(OutputParseError):
         extract_json("nothing here")
+    # what Gemma 3 270M wrote under llama.cpp's JSON grammar: a raw newline in a string
+    assert extract_json('{ "question": "What do bees\nstore?", "answer": "Nectar." }') == {
+        "question": "What do bees\nstore?", "answer": "Nectar."}
 
 
 def _record(answer: str, question: str = "How many eggs can a queen lay in a day?") -> QARecord:

@@ -29,11 +29,15 @@ Options (the recipe's ``[teacher]`` table; keys not listed are left to the runti
 ``json_mode`` (default ``auto``)
     How to ask for structured output when ``GenerationParams.json_schema`` is set:
     ``json_schema`` sends ``response_format={"type": "json_schema", "json_schema": {...,
-    "strict": false}}``; ``json_object`` sends ``{"type": "json_object"}``; ``off`` sends
-    nothing (the prompt still asks for JSON). ``auto`` starts with ``json_schema``; when
-    the server rejects it (400 or 422 naming ``response_format``, ``json_schema`` or
-    ``json_object``) the same call is resent with ``json_object``, then with nothing, and
-    the teacher remembers the step down for its later calls.
+    "strict": false}}`` (OpenAI, vLLM, llama.cpp's ``llama-server``);
+    ``json_object_schema`` sends ``{"type": "json_object", "schema": {...}}``
+    (llama-cpp-python's server, which enforces the schema with a grammar);
+    ``json_object`` sends ``{"type": "json_object"}`` (valid JSON of any shape); ``off``
+    sends nothing (the prompt still asks for JSON). ``auto`` starts with ``json_schema``;
+    when the server refuses it (any error status, 500 included, whose message names
+    ``response_format``, ``json_schema`` or ``json_object``: llama-cpp-python answers a
+    ``json_schema`` request with a 500 validation error) the same call is resent one step
+    down the list, and the teacher remembers the step for its later calls.
 
 Function calling: ``GenerationParams.tools`` (and ``tool_choice``) are sent as OpenAI's
 ``tools``/``tool_choice``; messages carry their ``tool_calls``, ``tool_call_id`` and
@@ -86,12 +90,12 @@ __all__ = ["JSON_MODES", "OpenAITeacher", "OpenAITeacherFactory", "register_teac
 KIND = "openai"
 _WHO = "openai teacher"
 _MODEL_HINT = 'the model name the server serves, e.g. model = "Qwen/Qwen2.5-7B-Instruct"'
-JSON_MODES = ("auto", "json_schema", "json_object", "off")
+JSON_MODES = ("auto", "json_schema", "json_object_schema", "json_object", "off")
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 16
 # what the "auto" json_mode steps through, most structured first
-_LADDER = ("json_schema", "json_object", "off")
+_LADDER = ("json_schema", "json_object_schema", "json_object", "off")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object")
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -148,7 +152,7 @@ class OpenAITeacher:
 
     @property
     def structured_output(self) -> str:
-        """What a call with a ``json_schema`` sends now: json_schema, json_object or off."""
+        """What a call with a ``json_schema`` sends now: one of ``_LADDER``."""
         if self.json_mode == "auto":
             return _LADDER[self._format_step]
         return self.json_mode
@@ -204,6 +208,8 @@ class OpenAITeacher:
                 body["response_format"] = {"type": "json_schema", "json_schema": {
                     "name": _schema_name(params), "schema": params.json_schema,
                     "strict": False}}
+            elif structured == "json_object_schema":
+                body["response_format"] = {"type": "json_object", "schema": params.json_schema}
             elif structured == "json_object":
                 body["response_format"] = {"type": "json_object"}
         return body
@@ -346,7 +352,10 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def _rejects_format(response: httpx.Response) -> bool:
-    if response.status_code not in (400, 422):
+    """A refusal of the structured-output request itself (not of the call): any error
+    status whose message names it. llama-cpp-python answers 500 for a request body its
+    own model does not allow."""
+    if response.status_code < 400 or response.status_code in (408, 429):
         return False
     message = _error_message(response).lower()
     return any(word in message for word in _FORMAT_WORDS)
