@@ -14,6 +14,8 @@ from rich.table import Table
 
 from syllabus.contracts import check_collection
 
+from ._common import cli_settings
+
 __all__ = ["main"]
 
 
@@ -26,12 +28,6 @@ def _collection(_ctx, _param, value: str | None) -> str | None:
     return value
 
 
-def _settings(**overrides):
-    from ..runtime import load_settings
-    try:
-        return load_settings(**overrides)
-    except Exception as exc:  # a bad recipe or environment variable: say which
-        raise click.ClickException(f"invalid settings: {exc}") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +54,14 @@ def main() -> None:
               default="openai", show_default=True,
               help="Data set format: OpenAI chat JSONL, Alpaca, ShareGPT, or the step-by-step "
                    "predict:/explain: multi-task pairs.")
+@click.option("--teacher", "teacher_kind", default=None, metavar="KIND",
+              help="The teacher kind (overrides teacher.kind): extractive (offline rules, "
+                   "the default), local (a llama.cpp server this run starts, on Gemma 3 "
+                   "270M unless --teacher-model names another GGUF), openai, triton, "
+                   "transformers.")
+@click.option("--teacher-model", default=None, metavar="PATH|KEY",
+              help="The teacher's model (overrides teacher.model): for --teacher local, a "
+                   "GGUF file or the key gemma3-270m.")
 @click.option("--train", is_flag=True,
               help="Then train a tiny model (made on the spot, its tokenizer trained on the "
                    "chunks) on the data set through the trainer service and torchrun (CPU, "
@@ -68,7 +72,8 @@ def main() -> None:
                    "scores and a held-out question answered through /v1/chat/completions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | None,
-        fmt: str, train: bool, serve: bool, as_json: bool) -> None:
+        fmt: str, teacher_kind: str | None, teacher_model: str | None, train: bool,
+        serve: bool, as_json: bool) -> None:
     """Run the whole pipeline on PATHS (files or folders) in one process.
 
     Starts an embedded NATS server and a local store under --out, then ingest ->
@@ -86,12 +91,16 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
         raise click.UsageError("--serve serves the model the run trains: add --train")
     console = Console(stderr=True)
     configure_logging("WARNING", json_lines=False)
-    settings = _settings()
+    settings = cli_settings()
+    if teacher_kind:
+        settings.teacher.kind = teacher_kind
+    if teacher_model:
+        settings.teacher.model = teacher_model
     try:
         report = asyncio.run(run_pipeline(list(paths), collection=collection, out=out,
                                           settings=settings, console=console, fmt=fmt,
                                           timeout=timeout, train=train, serve=serve))
-    except (FileNotFoundError, TimeoutError, ValueError) as exc:
+    except (FileNotFoundError, TimeoutError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -114,7 +123,7 @@ def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
     from ..ingest import iter_files, submit_path
     from ..runtime import Runtime
 
-    settings = _settings()
+    settings = cli_settings()
     coll = collection or settings.collection
     try:
         check_collection(coll)
@@ -170,7 +179,7 @@ def serve(name: str, host: str | None, port: int | None,
     if name not in SERVICES:
         raise click.BadParameter(f"unknown service {name!r}; known: {', '.join(SERVICES)}",
                                  param_hint="NAME")
-    settings = _settings()
+    settings = cli_settings()
     from ..runtime import configure_logging
     configure_logging(settings.log_level)
     app = build_service_app(name, settings)
@@ -191,7 +200,7 @@ def plugins(as_json: bool) -> None:
     from ..runtime import PluginManager
 
     logging.getLogger("syllabus.plugins").setLevel(logging.CRITICAL)
-    settings = _settings()
+    settings = cli_settings()
     pm = PluginManager(allow=settings.plugin_allow_list())
     reg = pm.registry()
     rows = []

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from syllabus.contracts import check_collection
 
-from ._common import key_value_pairs
+from ._common import cli_settings, key_value_pairs
 
 __all__ = ["dataset_group"]
 
@@ -105,12 +105,9 @@ def build_command(collection: str | None, target_size: int | None, fmt: str,
 
     from ..datasets import build
     from ..datasets._service import augment
-    from ..runtime import Runtime, load_settings
+    from ..runtime import Runtime
 
-    try:
-        settings = load_settings()
-    except Exception as exc:  # a bad recipe or environment variable: say which
-        raise click.ClickException(f"invalid settings: {exc}") from exc
+    settings = cli_settings()
     options: dict[str, Any] = dict(extra)
     for key, value in (("near_duplicate_threshold", near_duplicate_threshold),
                        ("semantic_threshold", semantic_threshold)):

@@ -11,15 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ._common import cli_settings
+
 __all__ = ["deploy_command", "models_command"]
 
 
-def _settings():
-    from ..runtime import load_settings
-    try:
-        return load_settings()
-    except Exception as exc:  # a bad recipe or environment variable: say which
-        raise click.ClickException(f"invalid settings: {exc}") from exc
 
 
 def _records(store) -> list[dict]:
@@ -70,7 +66,7 @@ def deploy_command(model_id: str, dataset: str | None, store_prefix: str | None,
         triton_name(model_id)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings = _settings()
+    settings = cli_settings()
     if direct and not settings.server.triton_url:
         raise click.ClickException("--direct needs an external Triton (server.triton_url); "
                                    "an embedded one would stop when this command exits")
@@ -139,7 +135,7 @@ def models_command(as_json: bool) -> None:
     evaluation scores (from the deployment records in the store)."""
     from ..runtime import open_store
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         records = _records(open_store(settings.store))
     except (OSError, ValueError) as exc:

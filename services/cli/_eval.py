@@ -12,6 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ._common import cli_settings
+
 __all__ = ["eval_group", "eval_options", "eval_teacher", "run_eval", "teacher_options"]
 
 _F = Callable[..., Any]
@@ -44,13 +46,10 @@ def eval_teacher(kind: str | None, url: str | None, model: str | None,
     settings with the command's options over them (``KIND:MODEL`` in ``model`` sets the kind
     too, when KIND is an installed teacher kind). A usage error for bad settings or the
     extractive teacher (not a language model)."""
-    from ..runtime import PluginManager, load_settings
+    from ..runtime import PluginManager
 
     logging.getLogger("syllabus.plugins").setLevel(logging.CRITICAL)
-    try:
-        settings = load_settings()
-    except Exception as exc:  # a bad recipe or environment variable: say which
-        raise click.ClickException(f"invalid settings: {exc}") from exc
+    settings = cli_settings()
     pm = PluginManager(allow=settings.plugin_allow_list())
     kinds = {r.obj.kind for r in pm.objects("register_teachers")}
     if model and kind is None and ":" in model and model.split(":", 1)[0] in kinds:

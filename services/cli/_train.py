@@ -165,7 +165,7 @@ def train_command(dataset: str, base_model: str, method: str, gpus: int,
     """
     from ..runtime import Runtime
     from ..trainer import hyperparameters, model_id_for, parse_dataset
-    from . import _settings
+    from ._common import cli_settings
 
     try:
         parse_dataset(dataset)
@@ -181,7 +181,7 @@ def train_command(dataset: str, base_model: str, method: str, gpus: int,
         hyperparameters({}, hp)  # the same check the service makes, before anything is sent
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from None
-    settings = _settings()
+    settings = cli_settings()
     # Departure from DESIGN.md ("every id is content-derived"): without --job-id a job id is
     # new each time, so running the same command twice trains twice (a content-derived id
     # would make the second request a JetStream duplicate, silently ignored). --job-id

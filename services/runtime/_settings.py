@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,7 +39,15 @@ __all__ = [
 ]
 
 
-class NatsSettings(BaseModel):
+class _Section(BaseModel):
+    """A recipe section: a key it does not know is an error that names it (a misspelt or
+    misplaced key, such as ``json_mode`` under ``[teacher]`` instead of
+    ``[teacher.options]``, would otherwise be ignored without a word)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NatsSettings(_Section):
     url: str = "nats://127.0.0.1:4222"
     #: seconds within which JetStream drops a second publish with the same Nats-Msg-Id
     duplicate_window: float = 3600.0
@@ -53,7 +61,7 @@ class NatsSettings(BaseModel):
     creds_file: Path | None = None
 
 
-class BusSettings(BaseModel):
+class BusSettings(_Section):
     #: deliveries before a message goes to the dead-letter subject
     max_deliver: int = Field(default=5, ge=1)
     #: seconds to wait before each redelivery after a failure (the last one repeats)
@@ -66,7 +74,7 @@ class BusSettings(BaseModel):
     concurrency: int = Field(default=4, ge=1)
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(_Section):
     kind: Literal["local", "s3"] = "local"
     #: LocalStore root
     path: Path = Path(".syllabus/store")
@@ -78,14 +86,14 @@ class StoreSettings(BaseModel):
     region: str | None = None
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(_Section):
     host: str = "0.0.0.0"
     port: int = 8080
     #: when set, every endpoint except the health probes needs ``Authorization: Bearer <token>``
     token: SecretStr | None = None
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     chunker: str = "structured"
     max_tokens: int = Field(default=384, ge=16)
@@ -105,7 +113,7 @@ class IngestSettings(BaseModel):
         return v
 
 
-class TeacherSettings(BaseModel):
+class TeacherSettings(_Section):
     """The teacher: ``kind`` picks the plugin (extractive, openai, triton, transformers)."""
 
     kind: str = "extractive"
@@ -126,20 +134,20 @@ class TeacherSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class QuestionGenSettings(BaseModel):
+class QuestionGenSettings(_Section):
     #: question generator plugins to run on every chunk, by name
     techniques: list[str] = Field(default_factory=lambda: ["qa-pairs", "backtranslation"])
     #: per-technique options, e.g. {"qa-pairs": {"pairs_per_chunk": 3}}
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class RationaleSettings(BaseModel):
+class RationaleSettings(_Section):
     #: rationale plugin by name; empty forwards records unchanged
     technique: str | None = "step-by-step"
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class FilterSettings(BaseModel):
+class FilterSettings(_Section):
     #: filter plugins, run in this order on every record
     techniques: list[str] = Field(default_factory=lambda: [
         "heuristic-quality", "sycophancy-detector", "llm-judge"])
@@ -150,7 +158,7 @@ class FilterSettings(BaseModel):
     short_circuit: bool = True
 
 
-class DatasetSettings(BaseModel):
+class DatasetSettings(_Section):
     #: augmenters run on the collection's accepted records before a build; their kept
     #: records join the accepted stream and are mixed in at ``synthetic_ratio``
     augmenters: list[str] = Field(default_factory=lambda: ["anti-sycophancy"])
@@ -162,7 +170,7 @@ class DatasetSettings(BaseModel):
     eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
 
 
-class ApiAnnotatorSettings(BaseModel):
+class ApiAnnotatorSettings(_Section):
     """The api-annotator (ToolLLM): API filtering, instruction generation, DFSDT."""
 
     # --- the guarded HTTP caller and API filtering (every real call goes through it) ---
@@ -220,7 +228,7 @@ class ApiAnnotatorSettings(BaseModel):
     concurrency: int = Field(default=4, ge=1)
 
 
-class TrainerSettings(BaseModel):
+class TrainerSettings(_Section):
     """The trainer: torchrun jobs from data set versions to model artifacts."""
 
     #: where jobs keep their working files (downloaded data, checkpoints before upload)
@@ -255,7 +263,7 @@ class TrainerSettings(BaseModel):
     keep_work_dir: bool = False
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(_Section):
     """The server: Triton behind an OpenAI-compatible API."""
 
     #: an external Triton's HTTP URL (host:port); empty starts the embedded tritonserver (CPU)
@@ -360,12 +368,25 @@ class Settings(BaseSettings):
                                                      file_secret_settings]
         recipe = _recipe_path()
         if recipe is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=recipe))
+            sources.append(_Recipe(settings_cls, toml_file=recipe))
         return tuple(sources)
 
     def plugin_allow_list(self) -> set[str] | None:
         names = {p.strip() for p in self.plugins.split(",") if p.strip()}
         return names or None
+
+
+class _Recipe(TomlConfigSettingsSource):
+    """The recipe file; a top-level key that is no setting is an error naming the key and
+    the file (the sections check their own keys: ``_Section``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
+        super().__init__(settings_cls, toml_file=toml_file)
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
+        if unknown:
+            raise ValueError(f"{toml_file}: unknown setting(s) {', '.join(map(repr, unknown))}"
+                             f"; the recipe's top-level keys are "
+                             f"{', '.join(sorted(settings_cls.model_fields))}")
 
 
 def _recipe_path() -> Path | None:
