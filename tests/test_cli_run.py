@@ -17,8 +17,10 @@ SYLLABUS = str(Path(sys.executable).parent / "syllabus")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _run(*args: str, extra_path: Path | None = None, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+def _run(*args: str, extra_path: Path | None = None, cwd: Path,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")},
+           **(env or {})}
     if extra_path:
         env["PYTHONPATH"] = str(extra_path)
     return subprocess.run([SYLLABUS, *args], env=env, cwd=cwd, capture_output=True, text=True,
@@ -71,6 +73,13 @@ def test_run_on_examples_twice(tmp_path):
         meta = row["metadata"]
         assert meta["doc_id"] and meta["chunk_id"] and meta["teacher"] == "extractive:extractive-v1"
     assert any(m["filename"].endswith(".pdf") and m["pages"] for m in (r["metadata"] for r in rows))
+
+    # the bars count messages, not deliveries: one question-gen message per chunk created
+    bars = {line.split()[0]: line.split()[-2] for line in first.stderr.splitlines()
+            if "━" in line}
+    assert bars["question-gen"] == f"{report['chunks_created']}/{report['chunks_created']}"
+    assert bars["ingest"] == f"{len(docs)}/{len(docs)}"
+    assert "api-annotator" not in bars  # no API spec: nothing for it to do, so no bar
 
     second = _run("run", str(EXAMPLES), "--out", str(out), "--collection", "bees", "--json",
                   cwd=tmp_path)
@@ -174,3 +183,28 @@ def test_run_with_nothing_usable_says_why_there_is_no_data_set(tmp_path):
                for w in report["warnings"])
     assert {r: len(v) for r, v in report["rejections"].items()} == {"empty_file": 1,
                                                                     "too_short": 1}
+
+
+def test_unusable_teacher_output_is_reported_by_reason_with_an_example(tmp_path, openai_server):
+    """A teacher that answers every prompt by echoing it back (no JSON, no score): the
+    report says, per stage, technique and reason, how often and what the output was."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "swarming.md").write_bytes((EXAMPLES / "swarming.md").read_bytes())
+    env = {"SYLLABUS_TEACHER__KIND": "openai", "SYLLABUS_TEACHER__URL": openai_server.url,
+           "SYLLABUS_TEACHER__MODEL": "echo", "SYLLABUS_TEACHER__MAX_RETRIES": "0"}
+    res = _run("run", str(docs), "--out", str(tmp_path / "out"), "--json", cwd=tmp_path,
+               env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    failures = report["failures"]
+    assert any(k.startswith("question-gen qa-pairs: unusable qa-pairs output") for k in failures)
+    for reason, entry in failures.items():
+        assert entry["count"] >= 1
+        assert entry["example"], reason  # what the model wrote, to see why
+    assert sum(e["count"] for e in failures.values()) == \
+        sum(report["stages"].get(s, {}).get("unusable teacher output", 0)
+            for s in report["stages"])
+    ts = report["teacher_stats"]
+    assert ts["calls"] == len(openai_server.requests) and ts["failures"] == 0
+    assert 0 < ts["busy_seconds"] <= report["timings"]["total_seconds"]

@@ -18,10 +18,21 @@ from syllabus.contracts import (
     DatasetFailed,
     DocumentIngested,
     DocumentRejected,
+    GenerationFailed,
     QARecord,
 )
 
-__all__ = ["RunReport"]
+__all__ = ["RunReport", "shorten"]
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, with an ellipsis
+    when it was cut (never mid-word)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1].rsplit(" ", 1)[0] if " " in text[:width - 1] else text[:width - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 @dataclass
@@ -55,6 +66,9 @@ class RunReport:
     resumed: dict[str, int] = field(default_factory=dict)
     #: what the collection held before this run started
     before: dict[str, int] = field(default_factory=dict)
+    #: unusable teacher output by stage, technique and reason: a count and one example
+    #: of the raw output
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejections: dict[str, list[str]] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -100,6 +114,11 @@ class RunReport:
         self.dataset = {"version": built.version, "prefix": built.prefix, "format": built.format,
                         "train_rows": built.train_rows, "eval_rows": built.eval_rows,
                         "counts": dict(built.counts)}
+
+    def add_failure(self, failure: GenerationFailed) -> None:
+        key = shorten(f"{failure.stage} {failure.technique.name}: {failure.reason}", 160)
+        entry = self.failures.setdefault(key, {"count": 0, "example": failure.raw_output[:500]})
+        entry["count"] += 1
 
     def add_dataset_failure(self, failed: DatasetFailed) -> None:
         self.dataset = {"failed": failed.reason, "detail": failed.detail}
@@ -165,7 +184,7 @@ class RunReport:
                       f"train {self.dataset['train_rows']}, eval {self.dataset['eval_rows']}; "
                       f"version {self.dataset['version']}")
         t.add_row("dead letters", str(len(self.dead_letters)),
-                  escape("; ".join(d["reason"][:80] for d in self.dead_letters[:3])))
+                  escape("; ".join(shorten(d["reason"], 100) for d in self.dead_letters[:3])))
         console.print(t)
         if self.rejections:
             r = Table(title="rejections by reason", header_style="bold")
@@ -175,6 +194,15 @@ class RunReport:
                 for item in items:
                     r.add_row(reason, escape(item))  # file names are not markup
             console.print(r)
+        if self.failures:
+            f = Table(title="unusable teacher output, by reason", header_style="bold")
+            f.add_column("stage, technique: reason")
+            f.add_column("count", justify="right")
+            f.add_column("an example of the raw output")
+            for reason, entry in sorted(self.failures.items(), key=lambda kv: -kv[1]["count"]):
+                f.add_row(escape(reason), str(entry["count"]),
+                          escape(shorten(entry["example"], 200) or "(empty)"))
+            console.print(f)
         if self.documents_without_chunks:
             d = Table(title="documents without new chunks", header_style="bold")
             d.add_column("file and reason")
@@ -187,10 +215,11 @@ class RunReport:
         ts = self.teacher_stats
         teacher_line = f"teacher: {self.teacher}"
         if ts:
-            teacher_line += (f"; {ts['calls']} calls, {ts['cache_hits']} cache hits, "
-                             f"{ts['retries']} retries, {ts['prompt_tokens']} prompt + "
-                             f"{ts['completion_tokens']} completion tokens, "
-                             f"{ts['seconds']:.2f}s in calls")
+            teacher_line += (f"; {ts['calls']} calls answered, {ts['failures']} failed, "
+                             f"{ts['cache_hits']} cache hits, {ts['retries']} retries, "
+                             f"{ts['prompt_tokens']} prompt + {ts['completion_tokens']} "
+                             f"completion tokens, busy {ts.get('busy_seconds', 0):.2f}s of "
+                             f"the run ({ts['seconds']:.2f}s summed over concurrent calls)")
         console.print(
             f"{teacher_line}\n"
             f"timings: total {tm.get('total_seconds', 0):.2f}s, "

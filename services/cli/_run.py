@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,7 +64,7 @@ E = TypeVar("E", bound=Event)
 
 async def wait_drained(rt: Runtime, *, poll: float = 0.2, settle: int = 3,
                        timeout: float | None = None,
-                       on_poll: Callable[[list[Any]], None] | None = None) -> None:
+                       on_poll: Callable[[list[Any]], Awaitable[None]] | None = None) -> None:
     """Until every durable consumer of the stream has nothing pending and nothing
     unacknowledged, ``settle`` polls in a row. ``on_poll`` sees each poll's consumer infos."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -72,7 +72,7 @@ async def wait_drained(rt: Runtime, *, poll: float = 0.2, settle: int = 3,
     while quiet < settle:
         infos = [i for i in await rt.bus.js.consumers_info(STREAM_NAME) if i.config.durable_name]
         if on_poll is not None:
-            on_poll(infos)
+            await on_poll(infos)
         busy = [i for i in infos if i.num_pending or i.num_ack_pending]
         quiet = 0 if busy else quiet + 1
         if deadline is not None and time.monotonic() > deadline:
@@ -82,29 +82,49 @@ async def wait_drained(rt: Runtime, *, poll: float = 0.2, settle: int = 3,
         await asyncio.sleep(poll)
 
 
-async def _acked(rt: Runtime) -> dict[str, int]:
-    """Messages each durable consumer has acknowledged so far."""
-    infos = await rt.bus.js.consumers_info(STREAM_NAME)
-    return {i.config.durable_name: i.ack_floor.consumer_seq for i in infos
-            if i.config.durable_name}
+async def _message_counts(rt: Runtime) -> dict[str, int]:
+    """Messages stored per subject."""
+    info = await rt.bus.js.stream_info(STREAM_NAME, subjects_filter=">")
+    return dict(info.state.subjects or {})
 
 
-def _progress_bars(progress: Progress, baseline: dict[str, int]) -> Callable[[list[Any]], None]:
-    """A bar per service that has work in this run: messages it acknowledged this run, out
-    of those plus the ones still waiting for it."""
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or token not in ("*", got[i]):
+            return False
+    return len(got) == len(want)
+
+
+def _count(counts: dict[str, int], pattern: str) -> int:
+    """Messages stored on the subjects ``pattern`` (a consumer's filter) matches."""
+    return sum(n for subject, n in counts.items() if _matches(pattern, subject))
+
+
+def _progress_bars(rt: Runtime, progress: Progress, baseline: dict[str, int]
+                   ) -> Callable[[list[Any]], Awaitable[None]]:
+    """A bar per service that has work in this run: the messages for it stored since the
+    run started, and how many of them it has finished (acknowledged, or dead-lettered).
+    Messages, not deliveries: a retried or redelivered message counts once."""
     tasks: dict[str, Any] = {}
     order = {name: i for i, name in enumerate(SERVICES)}
 
-    def update(infos: list[Any]) -> None:
+    async def update(infos: list[Any]) -> None:
+        counts = await _message_counts(rt)
         for info in sorted(infos, key=lambda i: order.get(i.config.durable_name, 99)):
             name = info.config.durable_name
-            done = info.ack_floor.consumer_seq - baseline.get(name, 0)
+            subject = info.config.filter_subject or ">"
+            total = max(0, _count(counts, subject) - _count(baseline, subject))
             waiting = info.num_pending + info.num_ack_pending
             if name not in tasks:
-                if done + waiting == 0:
+                if total == 0 and waiting == 0:
                     continue  # nothing for it in this run (no API spec: no api-annotator bar)
                 tasks[name] = progress.add_task(name, total=None)
-            progress.update(tasks[name], completed=done, total=done + waiting)
+            total = max(total, waiting)
+            progress.update(tasks[name], completed=total - waiting, total=total)
 
     return update
 
@@ -166,6 +186,12 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
         settings.collection = collection
         settings.nats.url = nats.url
         settings.store = StoreSettings(kind="local", path=out / "store")
+        if settings.teacher.kind == "local":
+            # the llama.cpp server's log beside the run's other output; it serves one
+            # request at a time, so two in flight keep it busy without long queues
+            settings.teacher.options.setdefault("log_dir", str(out))
+            if "concurrency" not in settings.teacher.model_fields_set:
+                settings.teacher.concurrency = 2
         if serve:  # the embedded Triton's files under --out
             from ._run_serve import prepare_settings
             prepare_settings(settings, out)
@@ -182,7 +208,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             with Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                           transient=False) as progress:
-                baseline = await _acked(rt)
+                baseline = await _message_counts(rt)
                 submit = progress.add_task("submitting", total=len(files))
                 spec_ids: list[str] = []
                 for path in files:
@@ -198,7 +224,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     progress.advance(submit)
                 t_submitted = time.perf_counter()
                 report.timings["submit_seconds"] = t_submitted - t0
-                bars = _progress_bars(progress, baseline)
+                bars = _progress_bars(rt, progress, baseline)
                 await wait_drained(rt, poll=0.25, timeout=timeout, on_poll=bars)
                 # then the data set version: augmenters, selection, export
                 ds = rt.settings.datasets
@@ -247,6 +273,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     report.count("sycophancy-filter", "records")
                     report.count("sycophancy-filter", "rejected")
             for fail in await _run_events(rt, GENERATION_FAILED, GenerationFailed, **since):
+                report.add_failure(fail)
                 report.count(fail.stage, "unusable teacher output")
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
                     report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1

@@ -41,13 +41,18 @@ log = logging.getLogger("syllabus.teacher")
 
 @dataclass
 class TeacherStats:
+    #: calls the teacher answered (cache hits not included)
     calls: int = 0
     cache_hits: int = 0
     retries: int = 0
+    #: calls that failed for good (after their retries)
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: the answered calls' durations, summed (over concurrency: more than the wall time)
     seconds: float = 0.0
+    #: wall time with at least one call in flight
+    busy_seconds: float = 0.0
 
 
 class ManagedTeacher:
@@ -60,6 +65,8 @@ class ManagedTeacher:
         self.store = store if settings.cache else None
         self.stats = TeacherStats()
         self._sem = asyncio.Semaphore(settings.concurrency)
+        self._in_flight = 0
+        self._busy_since = 0.0
 
     @property
     def ref(self) -> TeacherRef:
@@ -93,8 +100,12 @@ class ManagedTeacher:
             try:
                 async with self._sem:
                     started = time.perf_counter()
-                    result = await asyncio.wait_for(self.inner.complete(messages, params=params),
-                                                    timeout=s.timeout)
+                    self._enter()
+                    try:
+                        result = await asyncio.wait_for(
+                            self.inner.complete(messages, params=params), timeout=s.timeout)
+                    finally:
+                        self._leave()
             except (TeacherError, TimeoutError, ConnectionError, OSError) as exc:
                 retryable = getattr(exc, "retryable", True)
                 TEACHER_CALLS.labels(**labels, outcome="error").inc()
@@ -130,6 +141,16 @@ class ManagedTeacher:
                                     result.model_dump_json().encode(),
                                     content_type="application/json")
         return result
+
+    def _enter(self) -> None:
+        if self._in_flight == 0:
+            self._busy_since = time.perf_counter()
+        self._in_flight += 1
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self.stats.busy_seconds += time.perf_counter() - self._busy_since
 
     async def aclose(self) -> None:
         closer = getattr(self.inner, "aclose", None)
