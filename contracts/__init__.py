@@ -30,6 +30,7 @@ from ._messages import *  # noqa: F403
 from ._messages import __all__ as _messages_all
 from ._parsing import *  # noqa: F403
 from ._parsing import __all__ as _parsing_all
+from ._process import parent_death_signal
 from ._protocols import *  # noqa: F403
 from ._protocols import __all__ as _protocols_all
 from ._subjects import *  # noqa: F403
@@ -56,6 +57,7 @@ __all__ = [
     "is_valid_collection",
     "is_valid_run_id",
     "normalise_text",
+    "parent_death_signal",
     "sha256_hex",
     "spec_key",
     "teacher_cache_key",

@@ -192,6 +192,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             settings.teacher.options.setdefault("log_dir", str(out))
             if "concurrency" not in settings.teacher.model_fields_set:
                 settings.teacher.concurrency = 2
+            if "timeout" not in settings.teacher.model_fields_set:
+                settings.teacher.timeout = 600.0  # a call may wait behind another one
         if serve:  # the embedded Triton's files under --out
             from ._run_serve import prepare_settings
             prepare_settings(settings, out)
@@ -289,7 +291,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.teacher = (f"{teacher.kind} ({teacher.model})" + (
                     " — offline heuristics, no LLM was used" if teacher.kind == "extractive"
                     else ""))
-                report.teacher_stats = asdict(teacher.stats)
+                report.teacher_stats = asdict(teacher.snapshot())
             chunks_path = out / "chunks.jsonl"
             report.chunks_in_collection = await write_chunks(rt, collection, chunks_path)
             report.outputs["chunks"] = str(chunks_path)

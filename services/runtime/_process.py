@@ -5,34 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from syllabus.contracts import parent_death_signal
 
 __all__ = ["DirectoryInUse", "DirectoryLock", "parent_death_signal"]
-
-
-def parent_death_signal(parent: int, sig: int = signal.SIGKILL) -> Any:
-    """A ``preexec_fn`` that has Linux send the child ``sig`` when its parent dies
-    (``prctl(PR_SET_PDEATHSIG)``), so a SIGKILLed parent leaves no server behind.
-
-    The kernel ties the signal to the *thread* that forked, so start children from a
-    thread that lives as long as the parent (the main thread, or a worker thread of an
-    executor that lives as long as the event loop). Elsewhere than Linux: None."""
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def preexec() -> None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 class DirectoryInUse(RuntimeError):

