@@ -30,7 +30,7 @@ from ._messages import *  # noqa: F403
 from ._messages import __all__ as _messages_all
 from ._parsing import *  # noqa: F403
 from ._parsing import __all__ as _parsing_all
-from ._process import parent_death_signal
+from ._process import parent_death_signal, stop_process
 from ._protocols import *  # noqa: F403
 from ._protocols import __all__ as _protocols_all
 from ._subjects import *  # noqa: F403
@@ -60,6 +60,7 @@ __all__ = [
     "parent_death_signal",
     "sha256_hex",
     "spec_key",
+    "stop_process",
     "teacher_cache_key",
     "tool_eval_key",
     "tool_filter_key",

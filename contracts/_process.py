@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from typing import Any
 
-__all__ = ["parent_death_signal"]
+__all__ = ["parent_death_signal", "stop_process"]
 
 
 def parent_death_signal(parent: int, sig: int = signal.SIGKILL) -> Any:
@@ -30,3 +31,17 @@ def parent_death_signal(parent: int, sig: int = signal.SIGKILL) -> Any:
             os._exit(1)
 
     return preexec
+
+
+def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, *,
+                 timeout: float = 10.0) -> None:
+    """Ask a child server to stop with ``sig``; SIGKILL it if it has not stopped after
+    ``timeout`` seconds. Nothing when it is None or already gone."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)

@@ -53,7 +53,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from syllabus.contracts import hookimpl, parent_death_signal
+from syllabus.contracts import hookimpl, parent_death_signal, stop_process
 
 from ._common import positive
 from .openai import OpenAITeacher
@@ -193,14 +193,7 @@ class LocalServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process, signal.SIGTERM, timeout=timeout)
 
 
 class LocalTeacher(OpenAITeacher):

@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from ._process import DirectoryLock, parent_death_signal
+from syllabus.contracts import parent_death_signal, stop_process
+
+from ._process import DirectoryLock
 
 __all__ = ["EmbeddedNats", "find_binary", "free_port"]
 
@@ -91,13 +93,7 @@ class EmbeddedNats:
         raise TimeoutError(f"nats-server did not start on port {self.port} in {timeout}s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, timeout=10)
         self.proc = None
         if self._lock is not None:
             self._lock.release()

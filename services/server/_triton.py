@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syllabus.contracts import parent_death_signal, stop_process
+
 from ..runtime import free_port
-from ..runtime._process import parent_death_signal
 
 __all__ = ["EmbeddedTriton", "GenerateChunk", "TritonClient", "TritonError", "find_tritonserver"]
 
@@ -226,13 +227,7 @@ class EmbeddedTriton:
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
         if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            stop_process(process, signal.SIGINT, timeout=timeout)
             # whatever of its group is left (Python-backend stubs)
             with contextlib.suppress(OSError):
                 os.killpg(process.pid, signal.SIGKILL)
