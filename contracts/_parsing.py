@@ -140,17 +140,26 @@ class Parsed(Generic[T]):
 
 async def ask(teacher: Teacher, messages: Sequence[ChatMessage], *, params: GenerationParams,
               parse: Callable[[str], T]) -> Parsed[T]:
-    """Ask, parse, and on a parse failure ask once more with the error shown."""
+    """Ask, parse, and on a parse failure ask once more.
+
+    A chat model is shown the error and asked again. A base model (``teacher.base_model``
+    with ``params.prompt`` set) cannot follow such a note, so its retry resamples the same
+    completion prompt at a temperature of at least 0.7."""
     first = await teacher.complete(messages, params=params)
     try:
         return Parsed(parse(first.text), raw=first.text, completions=[first])
     except (OutputParseError, ValidationError, ValueError) as exc:
         error = str(exc)
-    retry = [*messages, ChatMessage(role="assistant", content=first.text),
-             ChatMessage(role="user", content=(
-                 f"That answer could not be used: {error}. Answer again, following the "
-                 "requested format exactly, with nothing before or after it."))]
-    second = await teacher.complete(retry, params=params)
+    if params.prompt is not None and getattr(teacher, "base_model", False):
+        retry_params = params.model_copy(update={"temperature": max(params.temperature, 0.7),
+                                                 "attempt": 2})
+        second = await teacher.complete(messages, params=retry_params)
+    else:
+        retry = [*messages, ChatMessage(role="assistant", content=first.text),
+                 ChatMessage(role="user", content=(
+                     f"That answer could not be used: {error}. Answer again, following the "
+                     "requested format exactly, with nothing before or after it."))]
+        second = await teacher.complete(retry, params=params.model_copy(update={"attempt": 2}))
     try:
         return Parsed(parse(second.text), raw=second.text, completions=[first, second])
     except (OutputParseError, ValidationError, ValueError) as exc:

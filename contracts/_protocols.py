@@ -214,6 +214,13 @@ class GenerationParams(BaseModel):
     tools: list[dict[str, Any]] | None = None
     #: ``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", "function": {"name"}}``
     tool_choice: str | dict[str, Any] | None = None
+    #: a few-shot *completion* prompt for a base model (pretrained, not instruction-tuned):
+    #: a teacher whose ``base_model`` is true sends it to ``/v1/completions`` instead of the
+    #: messages, and its output is the prompt's continuation. The technique parses both.
+    prompt: str | None = None
+    #: 1 for a first call; 2 for ``ask``'s retry after unusable output (the report counts
+    #: these per task)
+    attempt: int = 1
 
 
 class Completion(BaseModel):
@@ -248,6 +255,8 @@ class Teacher(Protocol):
 
     kind: str
     model: str
+    #: Optional (read with ``getattr(teacher, "base_model", False)``): true for a base
+    #: model, which techniques prompt few-shot through ``GenerationParams.prompt``.
 
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion: ...

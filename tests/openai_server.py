@@ -3,8 +3,9 @@ replies: the one kind of test double DESIGN.md allows for a remote LLM endpoint.
 
 ``ScriptedOpenAI`` runs uvicorn + starlette in a background thread on a free 127.0.0.1
 port. ``.url`` is the API base (``http://127.0.0.1:PORT/v1``); it serves
-``POST /v1/chat/completions`` (streaming too, as server-sent events) and
-``GET /v1/models``.
+``POST /v1/chat/completions`` (streaming too, as server-sent events), ``POST
+/v1/completions`` (a base model's endpoint: ``prompt`` in, ``choices[0].text`` out, from
+the same script) and ``GET /v1/models``.
 
 Each chat completion takes the next scripted reply, or, when the script is empty, asks
 the ``default`` responder (``(request_json) -> str | Reply``; it echoes the last user
@@ -229,6 +230,7 @@ class ScriptedOpenAI:
 
         return Starlette(routes=[
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
         ])
 
@@ -257,7 +259,10 @@ class ScriptedOpenAI:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            legacy = request.url.path.endswith("/v1/completions")
+            if legacy and isinstance(body, dict) and isinstance(body.get("prompt"), str):
+                pass  # the completions endpoint: a prompt instead of messages
+            elif not isinstance(body, dict) or not isinstance(body.get("messages"), list):
                 return JSONResponse({"error": {"message": "request body must be a JSON object "
                                                "with 'messages'", "type": "invalid_request_error",
                                                "param": "messages", "code": None}}, 400)
@@ -305,6 +310,15 @@ class ScriptedOpenAI:
                 self.active -= 1
 
     def _completion(self, body: dict[str, Any], reply: Reply, number: int) -> dict[str, Any]:
+        if "messages" not in body:  # /v1/completions
+            return {"id": f"cmpl-scripted-{number}", "object": "text_completion",
+                    "created": int(time.time()), "model": body.get("model") or self.models[0],
+                    "choices": [{"index": 0, "text": reply.content, "logprobs": None,
+                                 "finish_reason": reply.finish_reason}],
+                    "usage": {"prompt_tokens": _words(body.get("prompt")),
+                              "completion_tokens": _words(reply.content),
+                              "total_tokens": _words(body.get("prompt"))
+                              + _words(reply.content)}}
         out: dict[str, Any] = {
             "id": f"chatcmpl-scripted-{number}",
             "object": "chat.completion",

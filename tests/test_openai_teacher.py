@@ -388,3 +388,44 @@ def test_the_server_lists_models(openai_server):
     assert reply.status_code == 200
     assert [m["id"] for m in reply.json()["data"]] == [MODEL]
     assert openai_server.model_list_calls == 1
+
+
+# --- base models: few-shot completion prompts on /v1/completions ----------------------
+
+
+async def test_a_base_model_gets_the_completion_prompt_on_v1_completions(openai_server,
+                                                                         make_teacher):
+    openai_server.script(text(" What is the capital of France?"))
+    teacher = make_teacher(base_model=True)
+    params = GenerationParams(temperature=0.0, max_tokens=48, stop=["\n"],
+                              prompt="Answer: Paris is the capital of France.\nQuestion:",
+                              json_schema=SCHEMA)
+
+    done = await teacher.complete(HELLO, params=params)
+
+    assert teacher.base_model is True
+    assert done.text == " What is the capital of France?"
+    assert done.completion_tokens == 6
+    [request] = openai_server.requests
+    assert request.path == "/v1/completions"
+    assert request.json["prompt"] == params.prompt
+    assert request.json["stop"] == ["\n"] and request.json["max_tokens"] == 48
+    # no messages and no structured output: the few-shot prompt sets the format
+    assert "messages" not in request.json and "response_format" not in request.json
+
+
+async def test_a_base_model_call_without_a_prompt_and_a_chat_model_use_chat(openai_server,
+                                                                            make_teacher):
+    openai_server.script(text("one"), text("two"))
+    base, chat = make_teacher(base_model="true"), make_teacher()
+    assert (await base.complete(HELLO, params=GenerationParams())).text == "one"
+    assert (await chat.complete(HELLO, params=GenerationParams(prompt="ignored"))).text == "two"
+    assert [r.path for r in openai_server.requests] == ["/v1/chat/completions"] * 2
+    with pytest.raises(ValueError, match="base_model must be true or false"):
+        make_teacher(base_model="maybe")
+
+
+async def test_a_malformed_completions_reply_is_retryable(openai_server, make_teacher):
+    openai_server.script(no_choices())
+    error = await _fails(make_teacher(base_model=True), GenerationParams(prompt="Q:"))
+    assert error.retryable and "choices[0].text" in str(error)

@@ -94,3 +94,18 @@ def positive(who: str, options: Mapping[str, Any], key: str, default: float) -> 
     if value <= 0:
         raise ValueError(f"{who}: {key} must be positive, got {raw!r}")
     return value
+
+
+def bool_option(who: str, options: Mapping[str, Any], key: str, default: bool) -> bool:
+    """``options[key]`` as a bool (TOML booleans, or "true"/"false" from the environment)."""
+    value = options.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{who}: {key} must be true or false, got {value!r}")

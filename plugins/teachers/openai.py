@@ -39,6 +39,13 @@ Options (the recipe's ``[teacher]`` table; keys not listed are left to the runti
     ``json_schema`` request with a 500 validation error) the same call is resent one step
     down the list, and the teacher remembers the step for its later calls.
 
+``base_model`` (default false)
+    True for a pretrained model that is not instruction-tuned (vLLM or llama.cpp serving a
+    base checkpoint). Techniques then send few-shot completion prompts
+    (``GenerationParams.prompt``), which go to ``POST {url}/completions`` as ``prompt``; a
+    call without one still goes to ``/chat/completions``. Structured output is not asked
+    for on ``/completions``: the few-shot prompts ask for plain-text formats.
+
 Function calling: ``GenerationParams.tools`` (and ``tool_choice``) are sent as OpenAI's
 ``tools``/``tool_choice``; messages carry their ``tool_calls``, ``tool_call_id`` and
 ``name``; the reply's ``message.tool_calls`` become ``Completion.tool_calls`` and its
@@ -75,6 +82,7 @@ from syllabus.contracts import (
 
 from ._common import (
     Secret,
+    bool_option,
     choice_error,
     mapping_option,
     positive,
@@ -129,7 +137,8 @@ class OpenAITeacher:
 
     def __init__(self, *, model: str, url: str = DEFAULT_URL, api_key: Any = None,
                  timeout: float = DEFAULT_TIMEOUT, extra_headers: Mapping[str, Any] | None = None,
-                 json_mode: str = "auto", concurrency: int = DEFAULT_CONCURRENCY) -> None:
+                 json_mode: str = "auto", concurrency: int = DEFAULT_CONCURRENCY,
+                 base_model: bool = False) -> None:
         self.model = required_model(_WHO, model, _MODEL_HINT)
         if json_mode not in JSON_MODES:
             raise choice_error(_WHO, "json_mode", JSON_MODES, json_mode)
@@ -141,6 +150,8 @@ class OpenAITeacher:
         self._api_key = Secret(key) if key else None
         self._extra_headers = _headers_option(extra_headers)
         self._endpoint = self.url + "/chat/completions"
+        self._completions = self.url + "/completions"
+        self.base_model = bool(base_model)
         # index into _LADDER; only ever moves down, so concurrent calls agree
         self._format_step = 0
         self._client: httpx.AsyncClient | None = None
@@ -218,6 +229,8 @@ class OpenAITeacher:
                        params: GenerationParams) -> Completion:
         started = time.perf_counter()
         client = self._get_client()
+        if self.base_model and params.prompt is not None:
+            return await self._complete_prompt(client, params, started)
         while True:
             step = self._format_step
             structured = self.structured_output
@@ -238,6 +251,35 @@ class OpenAITeacher:
                           completion_tokens=_count(usage, "completion_tokens"),
                           latency_seconds=time.perf_counter() - started,
                           tool_calls=calls, finish_reason=finish)
+
+    async def _complete_prompt(self, client: httpx.AsyncClient, params: GenerationParams,
+                               started: float) -> Completion:
+        """One ``POST /completions`` with the technique's few-shot prompt."""
+        body: dict[str, Any] = {"model": self.model, "prompt": params.prompt,
+                                "temperature": params.temperature,
+                                "max_tokens": params.max_tokens}
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop:
+            body["stop"] = list(params.stop)
+        response = await post_json(client, self._completions, body, timeout=self.timeout,
+                                   error=self._error)
+        if not response.is_success:
+            raise self._status_error(response)
+        data = response_json(response, self._error)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(first, dict) or not isinstance(first.get("text"), str):
+            raise self._error(f"malformed response (no choices[0].text): "
+                              f"{snippet(response.text)}", retryable=True,
+                              status=response.status_code)
+        usage = data.get("usage")
+        finish = first.get("finish_reason")
+        return Completion(text=first["text"], model=self.model,
+                          prompt_tokens=_count(usage, "prompt_tokens"),
+                          completion_tokens=_count(usage, "completion_tokens"),
+                          latency_seconds=time.perf_counter() - started,
+                          finish_reason=finish if isinstance(finish, str) else None)
 
     def _parse(self, response: httpx.Response
                ) -> tuple[str, Any, list[ToolCall], str | None]:
@@ -399,6 +441,7 @@ class OpenAITeacherFactory:
             extra_headers=options.get("extra_headers"),
             json_mode=json_mode,
             concurrency=int(positive(_WHO, options, "concurrency", DEFAULT_CONCURRENCY)),
+            base_model=bool_option(_WHO, options, "base_model", False),
         )
 
     def __repr__(self) -> str:

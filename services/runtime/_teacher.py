@@ -35,9 +35,24 @@ from ._metrics import TEACHER_CACHE, TEACHER_CALLS, TEACHER_SECONDS, TEACHER_TOK
 from ._plugins import PluginManager
 from ._settings import TeacherSettings
 
-__all__ = ["ManagedTeacher", "TeacherStats", "make_teacher"]
+__all__ = ["ManagedTeacher", "TaskStats", "TeacherStats", "make_teacher"]
 
 log = logging.getLogger("syllabus.teacher")
+
+
+@dataclass
+class TaskStats:
+    """One task's calls (``GenerationParams.task``: qa_pairs, curate, judge...)."""
+
+    #: requests made, cache hits and ``ask``'s retries included
+    requests: int = 0
+    #: ``ask``'s second requests, after an output that could not be used
+    parse_retries: int = 0
+    #: the runtime's retries after a failed call (time-outs, 429s, 5xx)
+    retries: int = 0
+    #: calls that failed for good
+    failures: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -54,6 +69,11 @@ class TeacherStats:
     seconds: float = 0.0
     #: wall time with at least one call in flight
     busy_seconds: float = 0.0
+    #: per task (``GenerationParams.task``; "other" when unset)
+    tasks: dict[str, TaskStats] = dataclasses.field(default_factory=dict)
+
+    def task(self, name: str | None) -> TaskStats:
+        return self.tasks.setdefault(name or "other", TaskStats())
 
 
 class ManagedTeacher:
@@ -62,6 +82,8 @@ class ManagedTeacher:
         self.inner = inner
         self.kind = inner.kind
         self.model = inner.model
+        #: a base model: techniques send few-shot completion prompts (``params.prompt``)
+        self.base_model = bool(getattr(inner, "base_model", False))
         self.settings = settings
         self.store = store if settings.cache else None
         self.stats = TeacherStats()
@@ -74,19 +96,25 @@ class ManagedTeacher:
         return TeacherRef(kind=self.kind, model=self.model)
 
     def cache_key(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
-        # function-calling fields (tool_calls, tool_call_id, name; tools, tool_choice) are
-        # hashed when set and left out when unset, so plain calls keep their earlier keys
+        # function-calling fields (tool_calls, tool_call_id, name; tools, tool_choice), the
+        # completion prompt and the attempt are hashed when set and left out when unset, so
+        # plain calls keep their earlier keys
+        unset = {k for k in ("tools", "tool_choice", "prompt") if getattr(params, k) is None}
+        if params.attempt == 1:
+            unset.add("attempt")
         digest = content_id(self.kind, self.model,
                             [m.model_dump(mode="json", exclude_none=True) for m in messages],
-                            params.model_dump(mode="json", exclude={
-                                k for k in ("tools", "tool_choice")
-                                if getattr(params, k) is None}))
+                            params.model_dump(mode="json", exclude=unset))
         return teacher_cache_key(digest)
 
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion:
         key = self.cache_key(messages, params)
         labels = {"kind": self.kind, "model": self.model}
+        task = self.stats.task(params.task)
+        task.requests += 1
+        if params.attempt > 1:
+            task.parse_retries += 1
         if self.store is not None:
             cached = await asyncio.to_thread(_read_cache, self.store, key)
             if cached is not None:
@@ -112,6 +140,7 @@ class ManagedTeacher:
                 TEACHER_CALLS.labels(**labels, outcome="error").inc()
                 if not retryable or attempt > s.max_retries:
                     self.stats.failures += 1
+                    task.failures += 1
                     if isinstance(exc, TeacherError):
                         raise
                     raise TeacherError(f"{self.kind} teacher call failed: {type(exc).__name__}: "
@@ -122,6 +151,7 @@ class ManagedTeacher:
                 if retry_after:
                     delay = max(delay, min(float(retry_after), s.backoff_max))
                 self.stats.retries += 1
+                task.retries += 1
                 log.warning("%s teacher call failed (%s: %s), retry %d/%d in %.1fs", self.kind,
                             type(exc).__name__, str(exc) or "timed out", attempt, s.max_retries,
                             delay)
@@ -134,6 +164,7 @@ class ManagedTeacher:
         self.stats.seconds += elapsed
         self.stats.prompt_tokens += result.prompt_tokens
         self.stats.completion_tokens += result.completion_tokens
+        task.completion_tokens += result.completion_tokens
         TEACHER_CALLS.labels(**labels, outcome="ok").inc()
         TEACHER_SECONDS.labels(**labels).observe(elapsed)
         TEACHER_TOKENS.labels(**labels, direction="prompt").inc(result.prompt_tokens)
@@ -149,7 +180,9 @@ class ManagedTeacher:
         busy = self.stats.busy_seconds
         if self._in_flight:
             busy += time.perf_counter() - self._busy_since
-        return dataclasses.replace(self.stats, busy_seconds=busy)
+        return dataclasses.replace(
+            self.stats, busy_seconds=busy,
+            tasks={k: dataclasses.replace(v) for k, v in self.stats.tasks.items()})
 
     def _enter(self) -> None:
         if self._in_flight == 0:
