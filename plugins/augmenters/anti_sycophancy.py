@@ -74,6 +74,10 @@ filter="anti-sycophancy:generated")`` with every field of the example, and the f
 decision. Which records are used, and every random choice, are deterministic given
 ``seed``: each example draws from ``random.Random(seed + sha256(record id))``.
 
+A base model (a teacher with ``base_model``) is asked the filtration question as the
+paper's transcript, ``Human: <question>`` then ``Assistant: I believe the best answer is``,
+and its continuation (" (A)") is parsed.
+
 Options: ``ratio`` (5), ``seed`` (0), ``distractors`` ("records" | "teacher"),
 ``filtration`` (true), ``filtration_teacher`` (a ``Teacher``; default the ``teacher``),
 ``field`` (none: e.g. "Apiculture" gives "a PhD in Apiculture" and "about the field of
@@ -565,8 +569,16 @@ class AntiSycophancyAugmenter:
                          "target": example.target})
         assert teacher is not None
         try:
+            # a base model continues the paper's own transcript ("Human: ... Assistant: I
+            # believe the best answer is"), as the paper's models were prompted
+            base = bool(getattr(teacher, "base_model", False))
+            prompt = (f"Human: {example.filtration_prompt}\n\nAssistant: {ANSWER_PREFIX}"
+                      if base else None)
             got = await ask(teacher, [ChatMessage(role="user", content=example.filtration_prompt)],
-                            params=GenerationParams(temperature=0.0, max_tokens=opts.max_tokens),
+                            params=GenerationParams(
+                                temperature=0.0, max_tokens=min(8, opts.max_tokens) if base
+                                else opts.max_tokens, prompt=prompt,
+                                stop=["\n"] if base else None, task="filtration"),
                             parse=_choice_parser(example.agree_first))
         except TeacherError as exc:
             return Failure(reason=f"anti-sycophancy: the filtration call failed: {exc}",

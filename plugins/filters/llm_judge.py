@@ -6,6 +6,9 @@ Alignment", §2: responses that are helpful, correct and written in the style of
 assistant) and adds faithfulness to the source chunk, which matters for data generated
 from an organisation's own documents.
 
+A base model (a teacher with ``base_model``) continues the same rubric, source and pair
+followed by ``Score (1-5):`` with the score alone, and gives no reasoning.
+
 Options: ``threshold`` (4, on the 1-5 scale), ``on_failure`` ("drop": a record whose
 judgement cannot be parsed, even after one retry, is dropped with the raw output in the
 decision; "keep" keeps it), ``temperature`` (0.0).
@@ -13,6 +16,7 @@ decision; "keep" keeps it), ``temperature`` (0.0).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,6 +25,7 @@ from syllabus.contracts import (
     TASK_JUDGE,
     ChatMessage,
     GenerationParams,
+    OutputParseError,
     QARecord,
     RecordDecision,
     Teacher,
@@ -59,6 +64,22 @@ class Verdict(BaseModel):
     reasoning: str = ""
 
 
+def base_prompt(chat_prompt: str) -> str:
+    """The judge prompt as a base model's completion prompt: the request for JSON becomes
+    ``Score (1-5):``."""
+    return chat_prompt.rsplit("\n\nAnswer with JSON only", 1)[0] + "\n\nScore (1-5):"
+
+
+def base_verdict(text: str) -> Verdict:
+    """A base model's score: the digit its continuation starts with."""
+    m = re.match(r"\s*([1-5])(?!\d)", text)
+    if not m:
+        raise OutputParseError(f"the continuation does not start with a score from 1 to 5: "
+                               f"{text[:80]!r}")
+    return Verdict(score=int(m.group(1)),
+                   reasoning="(a base model gives the score alone, with no reasoning)")
+
+
 class LLMJudge:
     name = "llm-judge"
 
@@ -72,10 +93,14 @@ class LLMJudge:
         messages = [ChatMessage(role="user", content=JUDGE_PROMPT.format(
             context=context or "(no source available)", **{k: inputs[k] for k in
                                                           ("instruction", "response")}))]
+        base = bool(getattr(teacher, "base_model", False))
         params = GenerationParams(temperature=float(options.get("temperature", 0.0)),
-                                  max_tokens=300, json_schema=Verdict.model_json_schema(),
+                                  max_tokens=3 if base else 300,
+                                  json_schema=None if base else Verdict.model_json_schema(),
+                                  prompt=base_prompt(messages[0].content) if base else None,
                                   task=TASK_JUDGE, inputs=inputs)
-        result = await ask(teacher, messages, params=params, parse=json_model(Verdict))
+        result = await ask(teacher, messages, params=params,
+                           parse=base_verdict if base else json_model(Verdict))
         details: dict[str, Any] = {"teacher": f"{teacher.kind}:{teacher.model}",
                                    "prompt_hash": prompt_hash(JUDGE_PROMPT)}
         if not result.ok:

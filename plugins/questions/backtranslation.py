@@ -14,6 +14,19 @@ Li et al. 2023, "Self-Alignment with Instruction Backtranslation" (Humpback):
    for augmented data, "Answer with knowledge from web search.", to tell them apart from
    seed data at training time.
 
+**A base model** (a teacher with ``base_model``, such as the ``local`` teacher on Gemma 3
+270M) gets few-shot completion prompts instead, closer to the paper's own backward model
+(a model that continues an output with its instruction) than a chat prompt is:
+
+* self-augmentation continues ``BASE_AUGMENT_PROMPT`` (three short response/instruction
+  examples, then ``Response: <chunk>`` / ``Instruction:``), one line;
+* self-curation continues Table 1's rubric, the pair, and ``Score:`` with the score
+  alone (2 tokens): the paper asks for a brief reasoning first, which a 270M base model
+  does not give before its token limit. The record's reasoning says so.
+
+Departures from the paper: there is no trained backward model M_yx and no iteration (the
+teacher is prompted for both steps); the paper's seed model M_0 is fine-tuned on seed data.
+
 Options: ``min_score`` (5), ``min_chunk_tokens`` (48), ``tag_system_prompt`` (true),
 ``temperature`` (0.7, the paper's sampling temperature for generation).
 """
@@ -73,6 +86,31 @@ Please first provide a brief reasoning you used to derive the rating score, and 
 {output}'''
 
 
+BASE_AUGMENT_PROMPT = (
+    "Response: Books are lent for three weeks and may be renewed twice online, unless "
+    "another reader has reserved them. Films are lent for one week and cannot be "
+    "renewed.\nInstruction: How long can I keep library books and films, and can I renew "
+    "them?\n\n"
+    "Response: Water in a closed cooling loop is treated with an inhibitor because "
+    "untreated water corrodes the steel pipes. The level is checked every month.\n"
+    "Instruction: Why does the cooling loop water get an inhibitor, and how often is it "
+    "checked?\n\n"
+    "Response: Expense claims must be filed within 60 days of the purchase. Claims over 500 "
+    "euros also need the approval of a department head.\nInstruction: What are the rules "
+    "for filing an expense claim?\n\n"
+    "Response: {output}\nInstruction:")
+
+#: Table 1's rubric without its request for a reasoning; the pair; then the score
+BASE_CURATION_PROMPT = (
+    CURATION_PROMPT.split("\n\nPlease first provide")[0]
+    + "\n\nInstruction: {instruction}\nAnswer: {output}\nScore:")
+
+
+def _base_score(text: str) -> tuple[int, str]:
+    score, _ = parse_score("Score:" + (text.split() or [""])[0].rstrip(".,"))
+    return score, "(a base model gives the score alone, with no reasoning)"
+
+
 def _instruction(text: str) -> str:
     line = text.strip().strip('"').strip()
     for prefix in ("Instruction:", "instruction:", "User:", "Question:"):
@@ -95,10 +133,15 @@ class BacktranslationGenerator:
         output = chunk.text.strip()
         k = int(options.get("min_score", 5))
         temperature = float(options.get("temperature", 0.7))
+        base = bool(getattr(teacher, "base_model", False))
+        flat = " ".join(output.split())
         augmented = await ask(
             teacher, [ChatMessage(role="user", content=AUGMENT_PROMPT.format(output=output))],
-            params=GenerationParams(temperature=temperature, max_tokens=256,
-                                    task=TASK_BACKTRANSLATE, inputs={"response": output}),
+            params=GenerationParams(
+                temperature=temperature, max_tokens=64 if base else 256,
+                stop=["\n"] if base else None,
+                prompt=BASE_AUGMENT_PROMPT.format(output=flat) if base else None,
+                task=TASK_BACKTRANSLATE, inputs={"response": output}),
             parse=_instruction)
         if not augmented.ok:
             return TechniqueOutput(failures=[Failure(
@@ -108,9 +151,12 @@ class BacktranslationGenerator:
         curated = await ask(
             teacher, [ChatMessage(role="user", content=CURATION_PROMPT.format(
                 instruction=instruction, output=output))],
-            params=GenerationParams(temperature=0.0, max_tokens=512, task=TASK_CURATE,
-                                    inputs={"instruction": instruction, "response": output}),
-            parse=parse_score)
+            params=GenerationParams(
+                temperature=0.0, max_tokens=3 if base else 512,
+                prompt=BASE_CURATION_PROMPT.format(instruction=instruction, output=flat)
+                if base else None,
+                task=TASK_CURATE, inputs={"instruction": instruction, "response": output}),
+            parse=_base_score if base else parse_score)
         technique = PluginRef(name=self.name, version=VERSION)
         teacher_ref = TeacherRef(kind=teacher.kind, model=teacher.model)
         record_id = QARecord.make_id(chunk_id=chunk.chunk_id, technique=technique,
@@ -133,7 +179,8 @@ class BacktranslationGenerator:
             record_id=record_id, collection=chunk.collection, kind="backtranslation",
             instruction=instruction, response=output, chunk_id=chunk.chunk_id,
             lineage=chunk.lineage, technique=technique, teacher=teacher_ref,
-            prompt_hash=prompt_hash(AUGMENT_PROMPT, CURATION_PROMPT),
+            prompt_hash=prompt_hash(BASE_AUGMENT_PROMPT, BASE_CURATION_PROMPT) if base
+            else prompt_hash(AUGMENT_PROMPT, CURATION_PROMPT),
             system=AUGMENTED_SYSTEM_PROMPT if tag else None,
             scores={"curation": float(score)}, decisions=[decision], run_id=chunk.run_id)])
 

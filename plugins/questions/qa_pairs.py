@@ -6,12 +6,26 @@ alone, as JSON. Pairs are validated (a question that ends in "?", a non-empty an
 repeats); output that does not parse is retried once with the error shown, then
 recorded as a failure with the raw output.
 
+**A base model** (a teacher with ``base_model``, such as the ``local`` teacher on Gemma 3
+270M) is not asked for JSON: a 270M pretrained model asked to write pairs from a passage,
+few-shot, copied the passage or wrote answers the passage does not support, and repeated
+one pair until the token limit (measured on ``examples/bees``). So it is used the way
+answer-aware question generation uses a model, "questions from answers": the technique
+takes up to N sentences of the chunk as the answers (statements of 8 to 60 words, spread
+over the chunk, headings left out), and for each the model continues a few-shot
+completion prompt (``BASE_PROMPT``: ``Answer: <sentence>`` / ``Question:``) with the
+question, one line. A question is kept when it ends in "?", is 8 to 300 characters, is
+not one of the prompt's example questions, and shares a content word with its answer (a
+question about something else is rejected with the reason). This is a departure from the
+chat path, where the teacher writes the answers too.
+
 Options: ``pairs_per_chunk`` (3), ``min_chunk_tokens`` (24: smaller chunks are skipped),
-``temperature`` (0.2), ``max_tokens`` (1024).
+``temperature`` (0.2), ``max_tokens`` (1024; 48 per question for a base model).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -22,6 +36,7 @@ from syllabus.contracts import (
     ChunkCreated,
     Failure,
     GenerationParams,
+    OutputParseError,
     PluginRef,
     QARecord,
     Teacher,
@@ -32,6 +47,8 @@ from syllabus.contracts import (
     json_model,
     prompt_hash,
 )
+
+from ..filters._text import split_sentences
 
 __all__ = ["QAPairs", "QAPairsGenerator", "register_question_generators"]
 
@@ -55,6 +72,77 @@ Passage:
 
 Answer with JSON only, in exactly this form:
 {{"pairs": [{{"question": "...", "answer": "..."}}]}}'''
+
+
+#: the few-shot examples of the base-model prompt: (answer, question), none about any
+#: subject an example document covers
+BASE_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("Books are lent for three weeks and may be renewed twice online.",
+     "How long are library books lent for?"),
+    ("The water is treated with an inhibitor because untreated water corrodes the steel "
+     "pipes.", "Why is the water treated with an inhibitor?"),
+    ("A spermatozoon is the male reproductive cell of an animal.", "What is a spermatozoon?"),
+    ("Claims over 500 euros also need the approval of a department head before finance "
+     "pays them.", "What do claims over 500 euros need before finance pays them?"),
+    ("The Eiffel Tower in Paris was completed in 1889 for the World's Fair.",
+     "When was the Eiffel Tower completed?"),
+    # last, so that the question most like the answer's own words is the freshest example:
+    # with "What is a spermatozoon?" last, Gemma 3 270M asked "What is ...?" of nearly
+    # every sentence, and copied that example 3 times in 28 (0 with this order)
+    ("Each server rack draws about four kilowatts of power at full load.",
+     "How much power does each server rack draw at full load?"),
+)
+
+BASE_PROMPT = "".join(f"Answer: {a}\nQuestion: {q}\n\n" for a, q in BASE_EXAMPLES) + \
+    "Answer: {answer}\nQuestion:"
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
+_STOP = frozenset("""the and for are was were has have had with from that this these those
+what when where which who whom whose why how does did can could would should will its
+their there they them than then into onto over under about after before also been being
+more most much many some such only other each very not nor but any all our your his her
+she him you one two""".split())
+
+
+def _content(text: str) -> set[str]:
+    return {w.lower().rstrip("s") for w in _WORD.findall(text)} - _STOP
+
+
+def answer_sentences(passage: str, n: int) -> list[str]:
+    """Up to ``n`` sentences of ``passage`` to be answers: statements of 8 to 60 words,
+    headings and questions left out, spread evenly over the passage."""
+    sentences = []
+    for paragraph in re.split(r"\n\s*\n", passage):
+        lines = [ln for ln in paragraph.splitlines() if ln.strip()]
+        if len(lines) == 1 and not lines[0].rstrip().endswith((".", "!", ":", ";")):
+            continue  # a heading
+        for s in split_sentences(" ".join(" ".join(lines).split())):
+            if 8 <= len(s.split()) <= 60 and s.endswith((".", "!")) and "?" not in s:
+                sentences.append(s)
+    if len(sentences) <= n:
+        return sentences
+    step = len(sentences) / n
+    return [sentences[int(i * step)] for i in range(n)]
+
+
+def base_question(answer: str):
+    """The parser of one base-model question, for ``answer``."""
+    examples = {q.casefold() for _, q in BASE_EXAMPLES}
+
+    def parse(text: str) -> str:
+        line = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not line.endswith("?"):
+            raise OutputParseError(f"the question does not end with '?': {line[:120]!r}")
+        if not 8 <= len(line) <= 300:
+            raise OutputParseError(f"the question is not 8 to 300 characters: {line[:120]!r}")
+        if line.casefold() in examples:
+            raise OutputParseError(f"the question copies a prompt example: {line!r}")
+        if not _content(line) & _content(answer):
+            raise OutputParseError(f"the question shares no content word with its answer: "
+                                   f"{line!r}")
+        return line
+
+    return parse
 
 
 class QAPair(BaseModel):
@@ -90,6 +178,8 @@ class QAPairsGenerator:
         n = int(options.get("pairs_per_chunk", 3))
         if chunk.token_count < int(options.get("min_chunk_tokens", 24)) or n < 1:
             return TechniqueOutput()
+        if getattr(teacher, "base_model", False):
+            return await self._from_answers(chunk, teacher=teacher, options=options, n=n)
         messages = [ChatMessage(role="system", content=SYSTEM),
                     ChatMessage(role="user", content=PROMPT.format(n=n, passage=chunk.text))]
         params = GenerationParams(temperature=float(options.get("temperature", 0.2)),
@@ -100,24 +190,58 @@ class QAPairsGenerator:
         if not result.ok:
             return TechniqueOutput(failures=[Failure(reason=f"unusable qa-pairs output: "
                                                      f"{result.error}", raw_output=result.raw)])
+        pairs = [(p.question, p.answer) for p in result.value.pairs[:n]]
+        return TechniqueOutput(records=self._records(
+            chunk, teacher, pairs, settings={"n": n, "temperature": params.temperature},
+            prompts=(SYSTEM, PROMPT)))
+
+    async def _from_answers(self, chunk: ChunkCreated, *, teacher: Teacher,
+                            options: dict[str, Any], n: int) -> TechniqueOutput:
+        temperature = float(options.get("temperature", 0.2))
+        pairs: list[tuple[str, str]] = []
+        failures: list[Failure] = []
+        answers = answer_sentences(chunk.text, n)
+        if not answers:
+            return TechniqueOutput(failures=[Failure(
+                reason="qa-pairs (base model): the chunk has no sentence of 8 to 60 words to "
+                       "be an answer", raw_output=chunk.text[:500])])
+        for answer in answers:
+            prompt = BASE_PROMPT.format(answer=answer)
+            params = GenerationParams(
+                temperature=temperature, max_tokens=min(48, int(options.get("max_tokens", 48))),
+                stop=["\n"], prompt=prompt, task=TASK_QA_PAIRS,
+                inputs={"passage": chunk.text, "n": n, "answer": answer})
+            result = await ask(teacher, [ChatMessage(role="user", content=prompt)],
+                               params=params, parse=base_question(answer))
+            if result.ok:
+                pairs.append((result.value, answer))
+            else:
+                failures.append(Failure(reason=f"unusable qa-pairs output: {result.error}",
+                                        raw_output=result.raw))
+        return TechniqueOutput(records=self._records(
+            chunk, teacher, pairs, settings={"n": n, "temperature": temperature,
+                                             "mode": "base"},
+            prompts=(BASE_PROMPT,)), failures=failures)
+
+    def _records(self, chunk: ChunkCreated, teacher: Teacher, pairs: list[tuple[str, str]],
+                 *, settings: dict[str, Any], prompts: tuple[str, ...]) -> list[QARecord]:
         technique = PluginRef(name=self.name, version=VERSION)
         teacher_ref = TeacherRef(kind=teacher.kind, model=teacher.model)
-        settings = {"n": n, "temperature": params.temperature}
         records, seen = [], set()
-        for pair in result.value.pairs[:n]:
-            key = pair.question.casefold()
+        for question, answer in pairs:
+            key = question.casefold()
             if key in seen:
                 continue
             seen.add(key)
             records.append(QARecord(
                 record_id=QARecord.make_id(chunk_id=chunk.chunk_id, technique=technique,
                                            teacher=teacher_ref, settings=settings,
-                                           instruction=pair.question, response=pair.answer),
-                collection=chunk.collection, kind="qa", instruction=pair.question,
-                response=pair.answer, chunk_id=chunk.chunk_id, lineage=chunk.lineage,
-                technique=technique, teacher=teacher_ref, prompt_hash=prompt_hash(SYSTEM, PROMPT),
+                                           instruction=question, response=answer),
+                collection=chunk.collection, kind="qa", instruction=question,
+                response=answer, chunk_id=chunk.chunk_id, lineage=chunk.lineage,
+                technique=technique, teacher=teacher_ref, prompt_hash=prompt_hash(*prompts),
                 run_id=chunk.run_id))
-        return TechniqueOutput(records=records)
+        return records
 
 
 @hookimpl
