@@ -63,9 +63,14 @@ def main() -> None:
               help="The teacher's model (overrides teacher.model): for --teacher local, a "
                    "GGUF file or the key gemma3-270m.")
 @click.option("--train", is_flag=True,
-              help="Then train a tiny model (made on the spot, its tokenizer trained on the "
-                   "chunks) on the data set through the trainer service and torchrun (CPU, "
-                   "gloo); the report gives its loss curve and the model's store prefix.")
+              help="Then train a model on the data set through the trainer service and "
+                   "torchrun (CPU, gloo): a tiny one made on the spot (its tokenizer trained "
+                   "on the chunks) unless --base-model names one; the report gives its loss "
+                   "curve and the model's store prefix.")
+@click.option("--base-model", default=None, metavar="PATH|KEY",
+              help="With --train: the model to fine-tune (LoRA): a GGUF file or the key "
+                   "gemma3-270m (converted once, cached in the store under base-models/), "
+                   "a model folder, or a store prefix.")
 @click.option("--serve", is_flag=True,
               help="With --train: then serve the model through Triton (embedded, CPU) behind "
                    "the OpenAI-compatible API, after the evaluation gate; the report gives the "
@@ -73,7 +78,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | None,
         fmt: str, teacher_kind: str | None, teacher_model: str | None, train: bool,
-        serve: bool, as_json: bool) -> None:
+        base_model: str | None, serve: bool, as_json: bool) -> None:
     """Run the whole pipeline on PATHS (files or folders) in one process.
 
     Starts an embedded NATS server and a local store under --out, then ingest ->
@@ -89,6 +94,17 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
 
     if serve and not train:
         raise click.UsageError("--serve serves the model the run trains: add --train")
+    if base_model and not train:
+        raise click.UsageError("--base-model is the model --train fine-tunes: add --train")
+    if base_model:  # a missing or broken GGUF file is named now, not after the pipeline
+        from ._base_model import is_gguf_ref
+
+        if is_gguf_ref(base_model):
+            from syllabus.plugins.teachers.local import resolve_model
+            try:
+                resolve_model(base_model)
+            except (ValueError, OSError) as exc:
+                raise click.BadParameter(str(exc), param_hint="--base-model") from None
     console = Console(stderr=True)
     configure_logging("WARNING", json_lines=False)
     settings = cli_settings()
@@ -99,7 +115,8 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
     try:
         report = asyncio.run(run_pipeline(list(paths), collection=collection, out=out,
                                           settings=settings, console=console, fmt=fmt,
-                                          timeout=timeout, train=train, serve=serve))
+                                          timeout=timeout, train=train, serve=serve,
+                                          base_model=base_model))
     except (FileNotFoundError, TimeoutError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -70,6 +70,9 @@ class RunReport:
     #: of the raw output
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejections: dict[str, list[str]] = field(default_factory=dict)
+    #: per technique and filter: records made ("made"), decisions ("kept", "rejected"),
+    #: and unusable teacher outputs ("unusable")
+    techniques: dict[str, dict[str, int]] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -102,6 +105,14 @@ class RunReport:
         self.stages.setdefault(stage, {})
         self.stages[stage][what] = self.stages[stage].get(what, 0) + n
 
+    def tally(self, technique: str, what: str, n: int = 1) -> None:
+        entry = self.techniques.setdefault(technique, {})
+        entry[what] = entry.get(what, 0) + n
+
+    def add_decisions(self, record: QARecord) -> None:
+        for d in record.decisions:
+            self.tally(d.filter, "kept" if d.kept else "rejected")
+
     def add_record_rejection(self, record: QARecord) -> None:
         decision = next(d for d in record.decisions if not d.kept)
         reason = decision.filter
@@ -119,6 +130,7 @@ class RunReport:
         key = shorten(f"{failure.stage} {failure.technique.name}: {failure.reason}", 160)
         entry = self.failures.setdefault(key, {"count": 0, "example": failure.raw_output[:500]})
         entry["count"] += 1
+        self.tally(failure.technique.name, "unusable")
 
     def add_dataset_failure(self, failed: DatasetFailed) -> None:
         self.dataset = {"failed": failed.reason, "detail": failed.detail}
@@ -203,6 +215,25 @@ class RunReport:
                 f.add_row(escape(reason), str(entry["count"]),
                           escape(shorten(entry["example"], 200) or "(empty)"))
             console.print(f)
+        if self.techniques:
+            k = Table(title="by technique and filter", header_style="bold")
+            for col in ("technique or filter", "records made", "kept", "rejected",
+                        "unusable outputs"):
+                k.add_column(col, justify="left" if col.startswith("tech") else "right")
+            for name, c in sorted(self.techniques.items()):
+                k.add_row(escape(name), *(str(c.get(w, 0)) for w in
+                                          ("made", "kept", "rejected", "unusable")))
+            console.print(k)
+        tasks = self.teacher_stats.get("tasks") if self.teacher_stats else None
+        if tasks:
+            q = Table(title="teacher requests by task", header_style="bold")
+            for col in ("task", "requests", "retries after unusable output", "call retries",
+                        "failed calls", "completion tokens"):
+                q.add_column(col, justify="left" if col == "task" else "right")
+            for name, c in sorted(tasks.items()):
+                q.add_row(escape(name), *(str(c.get(w, 0)) for w in (
+                    "requests", "parse_retries", "retries", "failures", "completion_tokens")))
+            console.print(q)
         if self.documents_without_chunks:
             d = Table(title="documents without new chunks", header_style="bold")
             d.add_column("file and reason")

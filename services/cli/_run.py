@@ -172,7 +172,7 @@ async def _already_there(rt: Runtime, report: RunReport, *, collection: str,
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                        settings: Settings, console: Console, fmt: str = "openai",
                        timeout: float | None = None, train: bool = False,
-                       serve: bool = False) -> RunReport:
+                       serve: bool = False, base_model: str | None = None) -> RunReport:
     from ..ingest import iter_files, submit_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -187,11 +187,14 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
         settings.nats.url = nats.url
         settings.store = StoreSettings(kind="local", path=out / "store")
         if settings.teacher.kind == "local":
-            # the llama.cpp server's log beside the run's other output; it serves one
-            # request at a time, so two in flight keep it busy without long queues
+            # the llama.cpp server's log beside the run's other output; as many requests
+            # in flight as the engine serves at once (its slots; two for llama-cpp-python,
+            # which serves one at a time), so it stays busy without long queues
+            from syllabus.plugins.teachers.local import engine_for
+
             settings.teacher.options.setdefault("log_dir", str(out))
             if "concurrency" not in settings.teacher.model_fields_set:
-                settings.teacher.concurrency = 2
+                settings.teacher.concurrency = engine_for(settings.teacher.options)[1]
             if "timeout" not in settings.teacher.model_fields_set:
                 settings.teacher.timeout = 600.0  # a call may wait behind another one
         if serve:  # the embedded Triton's files under --out
@@ -256,18 +259,27 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             for rec in await _run_events(rt, QA_GENERATED, QARecord, **since):
                 report.count("question-gen", "records")
                 report.count("question-gen", f"by {rec.technique.name}")
+                report.tally(rec.technique.name, "made")
             for rec in await _run_events(rt, QA_RATIONALIZED, QARecord, **since):
                 report.count("rationale", "records")
                 report.count("rationale", "with a rationale" if rec.rationale else
                              "without a rationale")
+                if rec.rationale:
+                    report.tally(rt.settings.rationale.technique or "rationale", "made")
             accepted = await _run_events(rt, RECORDS_ACCEPTED, QARecord, **since)
             synthetic = [r for r in accepted if r.kind == "anti_sycophancy"]
+
             report.count("sycophancy-filter", "records", len(accepted) - len(synthetic))
             report.count("sycophancy-filter", "accepted", len(accepted) - len(synthetic))
             if synthetic:
                 report.count("augmenters", "records", len(synthetic))
                 report.count("augmenters", "anti-sycophancy", len(synthetic))
-            for rec in await _run_events(rt, RECORDS_REJECTED, QARecord, **since):
+            rejected = await _run_events(rt, RECORDS_REJECTED, QARecord, **since)
+            for rec in [*accepted, *rejected]:
+                report.add_decisions(rec)
+                if rec.kind == "anti_sycophancy":
+                    report.tally(rec.technique.name, "made")
+            for rec in rejected:
                 report.add_record_rejection(rec)
                 if rec.kind != "anti_sycophancy" and any(
                         d.filter in rt.settings.filters.techniques for d in rec.decisions
@@ -277,6 +289,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             for fail in await _run_events(rt, GENERATION_FAILED, GenerationFailed, **since):
                 report.add_failure(fail)
                 report.count(fail.stage, "unusable teacher output")
+                if fail.stage == "rationale":
+                    continue  # the record goes on without a rationale: not a rejection
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
                     report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1
             await _already_there(rt, report, **since)
@@ -304,7 +318,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     from ._run_train import train_after_run
                     report.training = await train_after_run(rt, built[-1], out=out,
                                                             run_id=run_id, console=console,
-                                                            timeout=timeout)
+                                                            timeout=timeout,
+                                                            base_model=base_model)
                     if serve:  # the server deploys it; then a question through the API
                         from ._run_serve import serve_step
                         await serve_step(rt, report, dataset=f"{built[-1].collection}/"

@@ -1,4 +1,5 @@
-"""``syllabus run --train``: after the data set is built, train a tiny model on it.
+"""``syllabus run --train``: after the data set is built, train a model on it: a tiny one,
+or the ``--base-model`` (LoRA, with ``BASE_MODEL_HYPERPARAMETERS``).
 
 The real trainer path, embedded: the trainer service's router is mounted on the run's
 broker; a tiny Llama-style model is made on the spot (its BPE tokenizer trained on the
@@ -22,7 +23,8 @@ from syllabus.contracts import DatasetBuilt, TrainingCompleted, TrainingRequeste
 from ..runtime import Runtime
 from ._train import ProgressBar, follow_job, progress_columns, upload_base_model
 
-__all__ = ["RUN_HYPERPARAMETERS", "render_training", "train_after_run"]
+__all__ = ["BASE_MODEL_HYPERPARAMETERS", "RUN_HYPERPARAMETERS", "render_training",
+           "train_after_run"]
 
 #: the embedded run's defaults for a tiny model on CPUs (trainer.hyperparameters and then
 #: the request win over them): a few epochs, full fine-tuning, a high learning rate
@@ -31,6 +33,32 @@ RUN_HYPERPARAMETERS: dict[str, Any] = {
     "warmup_ratio": 0.1, "cpu_processes": 2, "checkpoint_every": 50, "eval_every": 0,
     "log_every": 5,
 }
+
+
+#: the embedded run's defaults for a real base model (``--base-model``, e.g. Gemma 3 270M)
+#: on CPUs: LoRA on every linear layer, one epoch, short sequences
+BASE_MODEL_HYPERPARAMETERS: dict[str, Any] = {
+    "epochs": 1, "batch_size": 4, "max_seq_len": 256, "learning_rate": 2e-4,
+    "warmup_ratio": 0.1, "cpu_processes": 2, "checkpoint_every": 50, "eval_every": 0,
+    "log_every": 5,
+}
+
+
+async def _base_model_prefix(rt: Runtime, ref: str) -> str:
+    """The store prefix of ``--base-model``: a GGUF file or key (converted once), a local
+    folder (uploaded), or a prefix already in the store."""
+    from ._base_model import gguf_base_model, is_gguf_ref
+
+    if is_gguf_ref(ref):
+        return await rt.to_thread(gguf_base_model, rt.store, ref)
+    local = Path(ref).expanduser()
+    if local.is_dir():
+        return await rt.to_thread(upload_base_model, rt.store, local)
+    prefix = ref if ref.endswith("/") else ref + "/"
+    if not await rt.to_thread(rt.store.exists, prefix + "config.json"):
+        raise ValueError(f"--base-model {ref!r} is not a GGUF file, a known key, a model "
+                         "folder or a store prefix holding config.json")
+    return prefix
 
 
 def _corpus(chunks_path: Path) -> list[str]:
@@ -45,17 +73,26 @@ def _corpus(chunks_path: Path) -> list[str]:
 
 
 async def train_after_run(rt: Runtime, built: DatasetBuilt, *, out: Path, run_id: str,
-                          console: Console, timeout: float | None = None) -> dict[str, Any]:
-    """Make the tiny model, request training on ``built``, wait; the report's section."""
+                          console: Console, timeout: float | None = None,
+                          base_model: str | None = None) -> dict[str, Any]:
+    """Make the tiny model (or find ``base_model``), request training on ``built``, wait;
+    the report's section."""
     from ..runtime._tiny_model import init_tiny_model
 
-    model_dir = out / "tiny-model"
-    texts = await rt.to_thread(_corpus, out / "chunks.jsonl")
-    await rt.to_thread(init_tiny_model, model_dir, corpus=texts)
-    base = await rt.to_thread(upload_base_model, rt.store, model_dir)
-    hp = {**RUN_HYPERPARAMETERS, **rt.settings.trainer.hyperparameters}
+    if base_model:
+        console.print(f"base model {base_model}: preparing it for the trainer")
+        base = await _base_model_prefix(rt, base_model)
+        hp = {**BASE_MODEL_HYPERPARAMETERS, **rt.settings.trainer.hyperparameters}
+        method = "lora"
+    else:
+        model_dir = out / "tiny-model"
+        texts = await rt.to_thread(_corpus, out / "chunks.jsonl")
+        await rt.to_thread(init_tiny_model, model_dir, corpus=texts)
+        base = await rt.to_thread(upload_base_model, rt.store, model_dir)
+        hp = {**RUN_HYPERPARAMETERS, **rt.settings.trainer.hyperparameters}
+        method = "full"
     request = TrainingRequested(job_id=f"run-{run_id}", dataset=f"{built.collection}/"
-                                f"{built.version}", base_model=base, method="full", gpus=0,
+                                f"{built.version}", base_model=base, method=method, gpus=0,
                                 hyperparameters=hp)
     await rt.bus.publish(request)
     with Progress(*progress_columns(), console=console) as progress:

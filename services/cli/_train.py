@@ -33,7 +33,7 @@ from syllabus.contracts import (
 
 from ._common import key_value_pairs
 
-__all__ = ["follow_job", "train_command", "upload_base_model"]
+__all__ = ["follow_job", "train_command", "upload_base_model", "upload_files"]
 
 _SUBJECTS = {TRAINING_PROGRESS: TrainingProgress, TRAINING_COMPLETED: TrainingCompleted,
              TRAINING_FAILED: TrainingFailed}
@@ -48,6 +48,14 @@ def upload_base_model(store, folder: Path) -> str:
     digest = sha256_hex("".join(f"{p.relative_to(folder).as_posix()}:"
                                 f"{sha256_hex(p.read_bytes())}\n" for p in files))
     prefix = f"base-models/{folder.name[:40] or 'model'}-{digest[:16]}/"
+    return upload_files(store, folder, prefix, last="config.json")
+
+
+def upload_files(store, folder: Path, prefix: str, *, last: str | None = None) -> str:
+    """Put every file of ``folder`` under ``prefix`` (``last``, a relative name, after the
+    others); files already there are not written again."""
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")),
+                   key=lambda p: (p.relative_to(folder).as_posix() == last, str(p)))
     for p in files:
         key = prefix + p.relative_to(folder).as_posix()
         if not store.exists(key):
@@ -119,8 +127,10 @@ def progress_columns() -> list:
 @click.option("--dataset", "-d", required=True, metavar="COLLECTION/VERSION",
               help="The data set version to train on (syllabus dataset build prints it).")
 @click.option("--base-model", "-m", required=True, metavar="PATH|KEY",
-              help="A local model folder (uploaded to the store first) or a store prefix "
-                   "holding one (e.g. base-models/tiny-0123abcd/).")
+              help="A local model folder (uploaded to the store first), a store prefix "
+                   "holding one (e.g. base-models/tiny-0123abcd/), or a GGUF file or the "
+                   "key gemma3-270m (converted to a transformers model once and cached "
+                   "in the store under base-models/).")
 @click.option("--method", type=click.Choice(["full", "lora"]), default="lora",
               show_default=True, help="Full fine-tuning or LoRA (peft).")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,
@@ -165,6 +175,7 @@ def train_command(dataset: str, base_model: str, method: str, gpus: int,
     """
     from ..runtime import Runtime
     from ..trainer import hyperparameters, model_id_for, parse_dataset
+    from ._base_model import gguf_base_model, is_gguf_ref
     from ._common import cli_settings
 
     try:
@@ -196,7 +207,15 @@ def train_command(dataset: str, base_model: str, method: str, gpus: int,
         try:
             base = base_model
             local = Path(base_model).expanduser()
-            if local.is_dir():
+            if is_gguf_ref(base_model):
+                console.print(f"base model {base_model}: converting the GGUF file to a "
+                              "transformers model (once; cached in the store)")
+                try:
+                    base = await rt.to_thread(gguf_base_model, rt.store, base_model)
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--base-model") from None
+                console.print(f"base model {base_model} is {base} in the store")
+            elif local.is_dir():
                 base = await rt.to_thread(upload_base_model, rt.store, local)
                 console.print(f"base model {local} uploaded to the store as {base}")
             request = TrainingRequested(job_id=job, dataset=dataset, base_model=base,

@@ -1,0 +1,109 @@
+"""The real model through the whole bus: ``syllabus run --teacher local`` starts llama.cpp
+on Gemma 3 270M (a base model, so the techniques send few-shot completion prompts), and
+qa-pairs and step-by-step run on a short document the pipeline did not write. The
+questions and rationales are the model's own text; they are checked against the chunk."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syllabus.plugins.questions.qa_pairs import answer_sentences
+
+SYLLABUS = str(Path(sys.executable).parent / "syllabus")
+
+DOCUMENT = """# Overwintering honey bee colonies
+
+A honey bee colony survives the winter as a tight cluster of workers around the queen. The
+bees in the centre of the cluster shiver their flight muscles to produce heat, and the
+outer layer of bees insulates the cluster. A strong colony needs about twenty kilograms of
+stored honey to last until spring. Beekeepers fit mouse guards to the hive entrances in
+autumn, because mice look for warm places to nest. Colonies with too little honey are fed
+thick sugar syrup before the weather turns cold.
+"""
+
+RECIPE = """
+[question_gen]
+techniques = ["qa-pairs"]
+[question_gen.options."qa-pairs"]
+pairs_per_chunk = 6
+temperature = 0.0
+[rationale]
+technique = "step-by-step"
+[filters]
+techniques = ["heuristic-quality"]
+[datasets]
+augmenters = []
+"""
+
+_WORD = re.compile(r"[a-z][a-z'-]{2,}")
+_STOP = set("the and for are was were with from that this what when where which who why "
+            "how does did can its their they them than into about after before also been "
+            "not but all you your is".split())
+
+
+def _content(text: str) -> set[str]:
+    return {w.rstrip("s") for w in _WORD.findall(text.lower())} - _STOP
+
+
+@pytest.mark.slow
+def test_qa_pairs_and_step_by_step_with_gemma_through_the_bus(tmp_path: Path):
+    doc = tmp_path / "overwintering.md"
+    doc.write_text(DOCUMENT)
+    (tmp_path / "syllabus.toml").write_text(RECIPE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+    out = tmp_path / "out"
+    done = subprocess.run([SYLLABUS, "run", str(doc), "--out", str(out), "--teacher", "local",
+                           "--format", "step-by-step"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"].startswith("local (gemma3-270m)")
+    assert (out / "llama-server.log").stat().st_size > 0
+
+    chunks = [json.loads(line)["text"] for line in
+              (out / "chunks.jsonl").read_text().splitlines()]
+    chunk_words = set().union(*(_content(c) for c in chunks))
+    rows = [json.loads(line) for name in ("train.jsonl", "eval.jsonl")
+            for line in (out / "dataset" / name).read_text().splitlines()]
+    predict = [r for r in rows if r["task"] == "predict"]
+    explain = [r for r in rows if r["task"] == "explain"]
+    # the model wrote questions for sentences of the chunk; every answer is grounded in
+    # the chunk, and every question asks about what the chunk says
+    assert predict, report
+    for row in predict:
+        question = row["input"].removeprefix("predict: ")
+        assert question.endswith("?")
+        assert any(row["output"] in " ".join(c.split()) for c in chunks), row
+        assert _content(question) & chunk_words, question
+    # step-by-step: Gemma's rationales are kept only when its answer agrees with the
+    # record's, and what they say comes from the chunk
+    assert explain, report["failures"]
+    for row in explain:
+        words = _content(row["output"])
+        assert len(words & chunk_words) >= 0.5 * len(words), row["output"]
+
+    # the report counts every request and every unusable output, per technique and task
+    tasks = report["teacher_stats"]["tasks"]
+    techniques = report["techniques"]
+    made = techniques["qa-pairs"].get("made", 0)
+    assert made == report["stages"]["question-gen"]["by qa-pairs"] == len(predict)
+    unusable = techniques["qa-pairs"].get("unusable", 0)
+    asked = sum(len(answer_sentences(c, 6)) for c in chunks)  # one question per sentence
+    assert asked >= 5 and made + unusable == asked
+    assert tasks["qa_pairs"]["requests"] == asked + tasks["qa_pairs"]["parse_retries"]
+    assert tasks["qa_pairs"]["parse_retries"] >= unusable
+    failures = sum(e["count"] for k, e in report["failures"].items()
+                   if k.startswith("question-gen qa-pairs"))
+    assert failures == unusable
+    sbs = techniques["step-by-step"]
+    assert sbs.get("kept", 0) + sbs.get("rejected", 0) == made
+    assert sbs.get("made", 0) == len(explain) == \
+        report["stages"]["rationale"].get("with a rationale", 0)
+    assert tasks["rationale"]["requests"] >= made
