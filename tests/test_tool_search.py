@@ -354,11 +354,12 @@ def test_teacher_cache_key_covers_tools_and_keeps_plain_keys(tmp_path):
                              store=LocalStore(tmp_path))
     plain = [ChatMessage(role="user", content="hi")]
     params = GenerationParams(task="qa_pairs")
-    # the key of a call without function calling is what it was before tools existed
+    # the key of a call without function calling (or a completion prompt, or a retry) is
+    # what it was before those fields existed
     assert teacher.cache_key(plain, params) == teacher_cache_key(content_id(
         "extractive", "extractive-v1", [{"role": "user", "content": "hi"}],
         {k: v for k, v in params.model_dump(mode="json").items()
-         if k not in ("tools", "tool_choice")}))
+         if k not in ("tools", "tool_choice", "prompt", "attempt")}))
     fn = {"type": "function", "function": {"name": "f"}}
     keys = {teacher.cache_key(plain, params),
             teacher.cache_key(plain, params.model_copy(update={"tools": [fn]})),
@@ -366,5 +367,7 @@ def test_teacher_cache_key_covers_tools_and_keeps_plain_keys(tmp_path):
                                                                 "tool_choice": "required"})),
             teacher.cache_key([ChatMessage(role="assistant", content="hi", tool_calls=[
                 ToolCall(id="1", name="f")])], params),
-            teacher.cache_key([ChatMessage(role="user", content="hi", name="x")], params)}
-    assert len(keys) == 5
+            teacher.cache_key([ChatMessage(role="user", content="hi", name="x")], params),
+            teacher.cache_key(plain, params.model_copy(update={"prompt": "Q:"})),
+            teacher.cache_key(plain, params.model_copy(update={"attempt": 2}))}
+    assert len(keys) == 7
