@@ -48,7 +48,7 @@ from syllabus.contracts import (
     prompt_hash,
 )
 
-from ..filters._text import split_sentences
+from ..filters._text import content_keys, split_sentences
 
 __all__ = ["QAPairs", "QAPairsGenerator", "register_question_generators"]
 
@@ -96,18 +96,6 @@ BASE_EXAMPLES: tuple[tuple[str, str], ...] = (
 BASE_PROMPT = "".join(f"Answer: {a}\nQuestion: {q}\n\n" for a, q in BASE_EXAMPLES) + \
     "Answer: {answer}\nQuestion:"
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
-_STOP = frozenset("""the and for are was were has have had with from that this these those
-what when where which who whom whose why how does did can could would should will its
-their there they them than then into onto over under about after before also been being
-more most much many some such only other each very not nor but any all our your his her
-she him you one two""".split())
-
-
-def _content(text: str) -> set[str]:
-    return {w.lower().rstrip("s") for w in _WORD.findall(text)} - _STOP
-
-
 def answer_sentences(passage: str, n: int) -> list[str]:
     """Up to ``n`` sentences of ``passage`` to be answers: statements of 8 to 60 words,
     headings and questions left out, spread evenly over the passage."""
@@ -137,7 +125,7 @@ def base_question(answer: str):
             raise OutputParseError(f"the question is not 8 to 300 characters: {line[:120]!r}")
         if line.casefold() in examples:
             raise OutputParseError(f"the question copies a prompt example: {line!r}")
-        if not _content(line) & _content(answer):
+        if not content_keys(line) & content_keys(answer):
             raise OutputParseError(f"the question shares no content word with its answer: "
                                    f"{line!r}")
         return line

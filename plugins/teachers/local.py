@@ -72,11 +72,11 @@ from typing import Any
 
 from syllabus.contracts import hookimpl, parent_death_signal, stop_process
 
-from ._common import bool_option, positive
+from ._common import bool_option, choice_error, positive
 from .openai import OpenAITeacher
 
-__all__ = ["DEFAULT_MODEL", "ENGINES", "LocalServer", "engine_for", "find_llama_server", "LocalTeacher", "LocalTeacherFactory",
-           "register_teachers", "resolve_model"]
+__all__ = ["DEFAULT_MODEL", "ENGINES", "LocalServer", "LocalTeacher", "LocalTeacherFactory",
+           "engine_for", "find_llama_server", "register_teachers", "resolve_model"]
 
 KIND = "local"
 _WHO = "local teacher"
@@ -142,12 +142,12 @@ ENGINES = ("llama-cpp-python", "llama-server")
 
 def find_llama_server(binary: str | None = None) -> Path:
     """The native ``llama-server``: ``binary``, else ``$SYLLABUS_LLAMA_SERVER``, else on
-    ``PATH``; ``ValueError`` naming where it looked."""
+    ``PATH``, else beside the interpreter (``.venv/bin``); ``ValueError`` naming where it
+    looked."""
     import shutil
 
     candidate = (binary or os.environ.get("SYLLABUS_LLAMA_SERVER")
                  or shutil.which("llama-server")
-                 # the install command links it beside the interpreter, in .venv/bin
                  or str(Path(sys.executable).parent / "llama-server"))
     if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
         return Path(candidate)
@@ -185,8 +185,7 @@ class LocalServer:
                  engine: str = "llama-cpp-python", binary: Path | None = None,
                  parallel: int = 1, prompt_cache: bool = False) -> None:
         if engine not in ENGINES:
-            raise ValueError(f"{_WHO}: engine must be one of {', '.join(ENGINES)}, got "
-                             f"{engine!r}")
+            raise choice_error(_WHO, "engine", ENGINES, engine)
         self.engine = engine
         self.binary = binary
         self.parallel = parallel
@@ -206,9 +205,7 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def command(self) -> list[str]:
-        if self.engine == "llama-server":
-            if self.binary is None:
-                self.binary = find_llama_server()
+        if self.engine == "llama-server":  # start() found the binary
             # the context is shared by the slots: n_ctx each
             return [str(self.binary), "--model", str(self.path), "--alias", self.name,
                     "--host", "127.0.0.1", "--port", str(self.port),

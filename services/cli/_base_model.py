@@ -13,7 +13,6 @@ any other base model.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -31,14 +30,6 @@ def is_gguf_ref(ref: str) -> bool:
     from syllabus.plugins.teachers.local import MODELS
 
     return ref.strip() in MODELS or ref.strip().lower().endswith(".gguf")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert_gguf(path: Path, folder: Path) -> Path:
@@ -73,10 +64,13 @@ def gguf_base_model(store, ref: str) -> str:
     converting and uploading it first when the store does not hold it yet."""
     from syllabus.plugins.teachers.local import resolve_model
 
+    from ..ingest._documents import hash_stream
     from ._train import upload_files
 
     name, path = resolve_model(ref)
-    prefix = f"base-models/{name[:40]}-{_file_sha256(path)[:16]}/"
+    with path.open("rb") as fh:
+        digest, _ = hash_stream(fh)
+    prefix = f"base-models/{name[:40]}-{digest[:16]}/"
     if store.exists(prefix + _DONE):
         return prefix
     log.info("converting %s to a transformers model (once; cached at %s)", path, prefix)
