@@ -108,6 +108,11 @@ def test_qa_pairs_and_step_by_step_with_gemma_through_the_bus(tmp_path: Path):
     reasons = [d["reason"] for r in predict for d in r["metadata"]["decisions"]
                if d["filter"] == "step-by-step"]
     assert len(reasons) == made and all(x.startswith("rationale ") for x in reasons)
+    # every record without a rationale is counted by why, and none at all is a warning
+    ra = report["stages"]["rationale"]
+    assert sum(n for k, n in ra.items() if k.startswith("dropped: ")) == made - len(explain)
+    assert (not explain) == any(w.startswith("no record got a rationale (")
+                                for w in report["warnings"])
     assert sbs.get("made", 0) == len(explain) == \
         report["stages"]["rationale"].get("with a rationale", 0)
     assert tasks["rationale"]["requests"] >= made

@@ -249,7 +249,8 @@ class StepByStep:
         if not result.ok:
             decision = RecordDecision(
                 filter=name, kept=not require, reason=f"rationale dropped: unusable teacher "
-                f"output ({result.error})", details={"raw_output": result.raw[:4000]})
+                f"output ({result.error})", details={"raw_output": result.raw[:4000],
+                                                    "dropped": "unusable output"})
             out = record.model_copy(update={"decisions": [*record.decisions, decision]})
             return TechniqueOutput(records=[out], failures=[Failure(
                 reason=f"unusable step-by-step output: {result.error}", raw_output=result.raw,
@@ -267,7 +268,11 @@ class StepByStep:
                     f"rationale dropped: the teacher's answer {answer!r} disagrees with the "
                     f"record's (F1 {score:.2f} < {threshold})"),
             details={"teacher_answer": answer, "technique_version": VERSION,
-                     "prompt_hash": prompt_hash(SYSTEM, shots)})
+                     "prompt_hash": prompt_hash(SYSTEM, shots),
+                     # why, in a word the run report counts by
+                     **({} if agrees else {"dropped": "quotes what the context does not say"
+                                           if made_up is not None else
+                                           "answer disagrees"})})
         update: dict[str, Any] = {
             "decisions": [*record.decisions, decision],
             "scores": {**record.scores, "rationale_agreement": round(score, 4)},

@@ -266,6 +266,9 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                              "without a rationale")
                 if rec.rationale:
                     report.tally(rt.settings.rationale.technique or "rationale", "made")
+                for d in rec.decisions:  # why a record has no rationale, by kind
+                    if d.filter == rt.settings.rationale.technique and d.details.get("dropped"):
+                        report.count("rationale", f"dropped: {d.details['dropped']}")
             accepted = await _run_events(rt, RECORDS_ACCEPTED, QARecord, **since)
             synthetic = [r for r in accepted if r.kind == "anti_sycophancy"]
 
@@ -293,6 +296,11 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     continue  # the record goes on without a rationale: not a rejection
                 report.record_rejections[f"{fail.stage}: unusable teacher output"] = \
                     report.record_rejections.get(f"{fail.stage}: unusable teacher output", 0) + 1
+            ra = report.stages.get("rationale", {})
+            if ra.get("records") and not ra.get("with a rationale"):
+                why = ", ".join(f"{n} {k.removeprefix('dropped: ')}" for k, n in
+                                sorted(ra.items()) if k.startswith("dropped: "))
+                report.warnings.append(f"no record got a rationale ({why or 'no reason given'})")
             await _already_there(rt, report, **since)
             for spec_id in spec_ids:
                 await _add_api_filtering(rt, report, spec_id)
