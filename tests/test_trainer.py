@@ -51,7 +51,12 @@ from syllabus.services.trainer import (
     torchrun_command,
     worker_env,
 )
-from syllabus.services.trainer._data import answer_counts, plain_chat_template, step_loss
+from syllabus.services.trainer._data import (
+    answer_counts,
+    answer_mask,
+    plain_chat_template,
+    step_loss,
+)
 from syllabus.services.trainer._launch import parse_event
 
 FACTS = [
@@ -245,6 +250,17 @@ def test_step_by_step_multitask_loss_weights(tiny, tokenizer):
     with torch.no_grad():
         whole = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
     assert plain.item() == pytest.approx(whole.item(), rel=1e-5) and tokens > 0
+    # the worker's path: logits only where an answer token is predicted, the same losses
+    kept = answer_mask(batch["labels"])
+    with torch.no_grad():
+        few = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    logits_to_keep=kept).logits
+    assert few.shape == (int(kept.sum()), logits.shape[-1]) < (logits.numel(),)
+    for alpha, multitask, expected in ((0.1, True, tenth), (0.5, False, plain)):
+        loss, part = multitask_loss(few, batch["labels"], batch["task"], alpha=alpha,
+                                    multitask=multitask, kept=kept)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        assert part["tok_explain"] == sums["tok_explain"]
 
 
 def test_hyperparameters_and_launch_command(tmp_path, monkeypatch):

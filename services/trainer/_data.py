@@ -443,7 +443,17 @@ def token_losses(logits, labels):
     return ce, shift_labels != IGNORE_INDEX
 
 
-def multitask_loss(logits, labels, task, *, alpha: float, multitask: bool):
+def answer_mask(labels):
+    """``(batch, seq)`` booleans: the positions whose *next* token is an answer token, the
+    only logits the loss needs (passed as ``logits_to_keep``)."""
+    import torch
+
+    kept = torch.zeros_like(labels, dtype=torch.bool)
+    kept[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return kept
+
+
+def multitask_loss(logits, labels, task, *, alpha: float, multitask: bool, kept=None):
     """The batch loss and its parts.
 
     Plain SFT: the mean cross-entropy over the batch's answer tokens. Step-by-step
@@ -452,12 +462,20 @@ def multitask_loss(logits, labels, task, *, alpha: float, multitask: bool):
 
     Returns ``(loss, sums)`` where ``sums`` holds float tensors ``ce_predict``,
     ``tok_predict``, ``ce_explain``, ``tok_explain`` (sums, for exact averages across
-    batches and processes).
+    batches and processes). With ``kept`` (``answer_mask``), ``logits`` holds only the
+    marked positions' rows, flattened, as the model returns them for that mask.
     """
-    ce, answer = token_losses(logits, labels)
-    is_explain = (task == TASKS["explain"]).view(-1, 1).expand_as(answer)
-    m_p = answer & ~is_explain
-    m_e = answer & is_explain
+    if kept is None:
+        ce, answer = token_losses(logits, labels)
+        is_explain = (task == TASKS["explain"]).view(-1, 1).expand_as(answer)
+        m_p = answer & ~is_explain
+        m_e = answer & is_explain
+    else:  # logits (n, vocab): the positions ``kept`` marks, in order, all answer positions
+        import torch.nn.functional as F
+
+        ce = F.cross_entropy(logits.float(), labels[:, 1:][kept[:, :-1]], reduction="none")
+        m_e = (task == TASKS["explain"]).view(-1, 1).expand_as(kept)[kept]
+        m_p = ~m_e
     sums = {"ce_predict": (ce * m_p).sum(), "tok_predict": m_p.sum().float(),
             "ce_explain": (ce * m_e).sum(), "tok_explain": m_e.sum().float()}
     if not multitask:
