@@ -6,6 +6,8 @@ real model's run is in ``test_local_pipeline.py``."""
 
 from __future__ import annotations
 
+import pytest
+
 from syllabus.contracts import (
     ChunkCreated,
     ChunkLineage,
@@ -148,6 +150,22 @@ async def test_step_by_step_and_the_judge_continue_their_prompts(openai_server):
     assert shot["prompt"].count('The context says "') == 4  # three examples and the primer
     assert shot["stop"] == ["\n"]
     assert judge["prompt"].endswith("Score (1-5):") and "JSON" not in judge["prompt"]
+
+
+async def test_a_base_models_judge_score_is_recorded_not_enforced_unless_asked(openai_server):
+    openai_server.script(text(" 1"), text(" 1"))
+    teacher = _teacher(openai_server)
+    recorded = await LLMJudge().judge(_record(), context=PASSAGE, teacher=teacher, options={})
+    enforced = await LLMJudge().judge(_record(), context=PASSAGE, teacher=teacher,
+                                      options={"base_model_scores": "enforce"})
+    with pytest.raises(ValueError, match="base_model_scores must be one of record, enforce"):
+        await LLMJudge().judge(_record(), context=PASSAGE, teacher=teacher,
+                               options={"base_model_scores": "ignore"})
+    await teacher.aclose()
+    assert recorded.kept and recorded.score == 1.0 and recorded.details["enforced"] is False
+    assert "recorded, not enforced" in recorded.reason
+    assert not enforced.kept and enforced.score == 1.0 and "enforced" not in enforced.details
+    assert len(openai_server.requests) == 2  # a bad option is refused before any call
 
 
 async def test_step_by_step_extracts_the_answer_when_the_rationale_has_none(openai_server):

@@ -7,11 +7,20 @@ assistant) and adds faithfulness to the source chunk, which matters for data gen
 from an organisation's own documents.
 
 A base model (a teacher with ``base_model``) continues the same rubric, source and pair
-followed by ``Score (1-5):`` with the score alone, and gives no reasoning.
+followed by ``Score (1-5):`` with the score alone, and gives no reasoning. Its score is
+**recorded, not enforced** by default (``base_model_scores = "record"``): the decision
+keeps the record, with the score and ``details["enforced"] = False``, and the run report
+gives the scores' spread in a warning. Measured on ``examples/bees`` with Gemma 3 270M,
+the base model scored 155 of 156 records 1 and one 5: it continues with the last number
+of the rubric it has just read, whatever the pair, so enforcing its scores kept one record
+of 156 and built a one-row data set. ``base_model_scores = "enforce"`` enforces them
+anyway (for a larger base model that can judge). A departure from LIMA's quality gate,
+made because a judge that cannot tell pairs apart is no gate.
 
 Options: ``threshold`` (4, on the 1-5 scale), ``on_failure`` ("drop": a record whose
 judgement cannot be parsed, even after one retry, is dropped with the raw output in the
-decision; "keep" keeps it), ``temperature`` (0.0).
+decision; "keep" keeps it), ``temperature`` (0.0), ``base_model_scores`` ("record" or
+"enforce", above).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from syllabus.contracts import (
     json_model,
     prompt_hash,
 )
+from syllabus.plugins.teachers._common import choice_error
 
 __all__ = ["JUDGE_PROMPT", "LLMJudge", "Verdict", "register_filters"]
 
@@ -57,6 +67,10 @@ Response:
 {response}
 
 Answer with JSON only: {{"score": <1-5>, "reasoning": "<one or two sentences>"}}'''
+
+
+#: what ``base_model_scores`` may be
+BASE_MODEL_SCORES = ("record", "enforce")
 
 
 class Verdict(BaseModel):
@@ -88,6 +102,9 @@ class LLMJudge:
         if teacher is None:
             raise ValueError("the llm-judge filter needs a teacher")
         threshold = float(options.get("threshold", 4))
+        mode = str(options.get("base_model_scores", "record"))
+        if mode not in BASE_MODEL_SCORES:
+            raise choice_error(self.name, "base_model_scores", BASE_MODEL_SCORES, mode)
         inputs = {"instruction": record.instruction, "response": record.response,
                   "context": context or ""}
         messages = [ChatMessage(role="user", content=JUDGE_PROMPT.format(
@@ -112,6 +129,12 @@ class LLMJudge:
                 details={**details, "raw_output": result.raw[:4000]})
         verdict: Verdict = result.value
         kept = verdict.score >= threshold
+        if base and mode == "record":
+            return RecordDecision(
+                filter=self.name, kept=True, score=float(verdict.score), threshold=threshold,
+                reason=(f"judge score {verdict.score} (a base model's score: recorded, not "
+                        f"enforced; base_model_scores = \"enforce\" enforces it)"),
+                details={**details, "reasoning": verdict.reasoning, "enforced": False})
         return RecordDecision(
             filter=self.name, kept=kept, score=float(verdict.score), threshold=threshold,
             reason=(f"judge score {verdict.score} {'>=' if kept else '<'} {threshold:g}: "
