@@ -116,3 +116,11 @@ def test_qa_pairs_and_step_by_step_with_gemma_through_the_bus(tmp_path: Path):
     assert sbs.get("made", 0) == len(explain) == \
         report["stages"]["rationale"].get("with a rationale", 0)
     assert tasks["rationale"]["requests"] >= made
+    # the engine's pace over the run, next to the engine alone's on a sample of its prompts
+    engine = report["teacher_stats"]["engine"]
+    assert 0 < engine["alone"]["requests"] <= 8
+    assert engine["alone"]["completion_tokens"] > 0 and engine["run_tokens_per_s"] > 0
+    assert engine["vs_engine_alone"] == pytest.approx(
+        engine["run_tokens_per_s"] / engine["alone"]["tokens_per_s"])
+    printed = " ".join(done.stdout.split())  # the console wraps long lines
+    assert "local engine:" in printed and "the engine alone" in printed

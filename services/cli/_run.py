@@ -169,6 +169,26 @@ async def _already_there(rt: Runtime, report: RunReport, *, collection: str,
     report.before = {k: len(v) for k, v in before.items() if v}
 
 
+async def _engine_check(rt: Runtime, teacher: Any, report: RunReport) -> None:
+    """For the ``local`` teacher: its pace over the run (tokens over the busy time of its
+    calls) next to the engine alone's on a sample of the same prompts, in the report."""
+    check = getattr(getattr(teacher, "inner", None), "engine_check", None)
+    ts = report.teacher_stats
+    if check is None or not ts.get("busy_seconds"):
+        return
+    try:
+        alone = await rt.to_thread(check)
+    except Exception as exc:  # noqa: BLE001 - a figure for the report, never a failed run
+        report.warnings.append(f"the engine check of the local teacher failed: {exc}")
+        return
+    if not alone:
+        return
+    run_tps = (ts["prompt_tokens"] + ts["completion_tokens"]) / ts["busy_seconds"]
+    ts["engine"] = {"run_tokens_per_s": run_tps, "alone": alone,
+                    "vs_engine_alone": run_tps / alone["tokens_per_s"]
+                    if alone["tokens_per_s"] else None}
+
+
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                        settings: Settings, console: Console, fmt: str = "openai",
                        timeout: float | None = None, train: bool = False,
@@ -282,6 +302,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.add_decisions(rec)
                 if rec.kind == "anti_sycophancy":
                     report.tally(rec.technique.name, "made")
+            report.warn_unenforced()
             for rec in rejected:
                 report.add_record_rejection(rec)
                 if rec.kind != "anti_sycophancy" and any(
@@ -314,6 +335,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     " — offline heuristics, no LLM was used" if teacher.kind == "extractive"
                     else ""))
                 report.teacher_stats = asdict(teacher.snapshot())
+                await _engine_check(rt, teacher, report)
             chunks_path = out / "chunks.jsonl"
             report.chunks_in_collection = await write_chunks(rt, collection, chunks_path)
             report.outputs["chunks"] = str(chunks_path)
