@@ -1,5 +1,5 @@
-"""The ``local`` teacher: a real llama.cpp server (llama-cpp-python) on the real Gemma 3
-270M from its PyPI package, started and stopped by Syllabus; bad models are named at
+"""The ``local`` teacher: a real llama.cpp server (``llama-server``, which the install
+builds, and llama-cpp-python's) on the real Gemma 3 270M from its PyPI package, started and stopped by Syllabus; bad models are named at
 start-up, before anything is submitted."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import pytest
 from syllabus.contracts import ChatMessage, GenerationParams, extract_json
 from syllabus.plugins.teachers.local import LocalTeacherFactory, resolve_model
 
-QA = {"type": "object", "properties": {"question": {"type": "string"},
-                                       "answer": {"type": "string"}},
+# maxLength too: the grammar must close the strings (the base model rambles otherwise)
+QA = {"type": "object", "properties": {"question": {"type": "string", "maxLength": 100},
+                                       "answer": {"type": "string", "maxLength": 100}},
       "required": ["question", "answer"]}
 
 CHILD = """
@@ -38,19 +39,22 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-async def test_gemma_answers_with_the_schema_and_the_server_stops(tmp_path: Path):
-    teacher = LocalTeacherFactory().create({"log_dir": str(tmp_path)})
+@pytest.mark.parametrize("engine", ["llama-server", "llama-cpp-python"])
+async def test_gemma_answers_with_the_schema_and_the_server_stops(tmp_path: Path, engine: str):
+    teacher = LocalTeacherFactory().create({"log_dir": str(tmp_path), "engine": engine})
+    assert teacher.server.engine == engine
     pid = teacher.server.process.pid
     try:
         done = await teacher.complete(
             [ChatMessage(role="user", content="Passage: Honey bees store nectar in wax cells "
                          "and fan it with their wings until it becomes honey.\nWrite one "
                          "question about the passage and its answer, as JSON.")],
-            params=GenerationParams(max_tokens=64, temperature=0.0, json_schema=QA))
+            params=GenerationParams(max_tokens=160, temperature=0.0, json_schema=QA))
         # the grammar holds the model to the schema (a raw newline may sit in a string,
         # which the lenient parser takes)
         pair = extract_json(done.text)
         assert set(pair) >= {"question", "answer"}
+        assert all(0 < len(pair[k]) <= 100 for k in ("question", "answer")), pair
         assert done.prompt_tokens > 20 and done.completion_tokens > 0
         assert teacher.structured_output == "json_object_schema"
     finally:
