@@ -15,6 +15,7 @@ from .conftest import EXAMPLES
 
 SYLLABUS = str(Path(sys.executable).parent / "syllabus")
 FIXTURES = Path(__file__).parent / "fixtures"
+HELDOUT = EXAMPLES.parent / "bees-heldout-qa.jsonl"
 
 
 def _run(*args: str, extra_path: Path | None = None, cwd: Path,
@@ -25,6 +26,31 @@ def _run(*args: str, extra_path: Path | None = None, cwd: Path,
         env["PYTHONPATH"] = str(extra_path)
     return subprocess.run([SYLLABUS, *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=600)
+
+
+def _check_heldout_questions(rows: list[dict], chunk_lines: list[str]) -> None:
+    """bench_loop's held-out questions: at least 40, each answer stated in the chunks of
+    the documents it names, and none of the questions among the data set's rows."""
+    from syllabus.services.evals import normalize_answer
+
+    held = [json.loads(x) for x in HELDOUT.read_text().splitlines() if x.strip()]
+    assert len(held) >= 40
+    texts: dict[str, str] = {}
+    for line in chunk_lines:
+        chunk = json.loads(line)
+        name = Path(chunk["lineage"]["filename"]).name
+        texts[name] = texts.get(name, "") + " " + normalize_answer(chunk["text"])
+    asked = {normalize_answer(m["content"]) for r in rows for m in r["messages"]
+             if m["role"] == "user"}
+    for item in held:
+        question, answer = (m["content"] for m in item["messages"])
+        # in its own document's chunks, or, for the repost (whose near-duplicate chunks are
+        # dropped), in those of the page it copies
+        assert item["source"] in texts, item["source"]
+        assert normalize_answer(answer) in texts[item["source"]] or (
+            item["source"] == "waggle-dance-repost.md"
+            and normalize_answer(answer) in texts["foragers-waggle-dance.html"]), item
+        assert normalize_answer(question) not in asked, question
 
 
 @pytest.mark.slow
@@ -73,6 +99,7 @@ def test_run_on_examples_twice(tmp_path):
         meta = row["metadata"]
         assert meta["doc_id"] and meta["chunk_id"] and meta["teacher"] == "extractive:extractive-v1"
     assert any(m["filename"].endswith(".pdf") and m["pages"] for m in (r["metadata"] for r in rows))
+    _check_heldout_questions(rows, lines)
 
     # the bars count messages, not deliveries: one question-gen message per chunk created
     bars = {line.split()[0]: line.split()[-2] for line in first.stderr.splitlines()

@@ -133,9 +133,9 @@ def parse_eval_rows(data: bytes | str, *, source: str = "eval.jsonl") -> list[QA
 
 async def run_qa_eval(teacher: Teacher, items: list[QAItem], *, limit: int | None = None,
                       concurrency: int = 8, max_tokens: int = 64,
-                      source: str = "eval.jsonl") -> dict[str, Any]:
+                      source: str = "eval.jsonl", examples: int = _KEEP) -> dict[str, Any]:
     """Ask every item (the first ``limit``) and score the answers: the mean exact match
-    and token F1, the counts, and a few examples. Raises ``TeacherError`` when every call
+    and token F1, the counts, and the first ``examples`` answers. Raises ``TeacherError`` when every call
     failed (a score of 0 would be a lie)."""
     if limit is not None:
         items = items[:max(0, int(limit))]
@@ -175,5 +175,5 @@ async def run_qa_eval(teacher: Teacher, items: list[QAItem], *, limit: int | Non
         "examples": [{"line": it.line, "question": it.messages[-1].content[:300],
                       "reference": it.reference[:300], "answer": ans[:300],
                       "exact_match": em, "token_f1": round(f1, 4)}
-                     for it, ans, em, f1 in scored[:_KEEP]],
+                     for it, ans, em, f1 in scored[:examples]],
     }
