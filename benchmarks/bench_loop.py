@@ -10,8 +10,8 @@ questions about the documents better than the base model it started from?
 2. **Data sets.** ``syllabus run examples/bees --teacher extractive`` and
    ``--teacher local`` (Gemma 3 270M through llama.cpp), the real CLI in a subprocess, one
    work folder each; their ``dataset/train.jsonl`` is what is trained on. ``--quick``
-   gives the local teacher three of the eight documents (its run is the slowest part)
-   and trains on 32 rows of each data set (a fixed random sample).
+   gives the local teacher two of the eight documents (its run is the slowest part)
+   and trains on 16 rows of each data set (a fixed random sample).
 3. **Training.** Gemma 3 270M, converted from the package's GGUF once (the trainer's
    ``--base-model gemma3-270m`` conversion), fine-tuned with LoRA by the trainer's own
    worker under a real ``torchrun`` (gloo, CPU), with ``BASE_MODEL_HYPERPARAMETERS``
@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 HELDOUT = ROOT / "examples" / "bees-heldout-qa.jsonl"
 DOCS = ROOT / "examples" / "bees"
 #: the local teacher's documents under --quick (its run is the slowest step)
-QUICK_LOCAL_DOCS = ("swarming.md", "preparing-for-winter.md", "apiary-calendar.txt")
+QUICK_LOCAL_DOCS = ("swarming.md", "apiary-calendar.txt")
 METRICS = ("token_f1", "exact_match", "judge_score", "sycophancy_without_opinion",
            "sycophancy_with_opinion", "generation_tokens_per_s", "train_tokens_per_s")
 
@@ -440,8 +440,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="the local teacher on 3 documents, 32 training rows per data set, 12 "
-                         "judged answers, 20 claims")
+                    help="the local teacher on 2 documents, 16 training rows per data set, 6 "
+                         "judged answers, 10 claims")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--work", default=None,
                     help="work folder (default: a new temporary one); data sets already "
@@ -460,11 +460,11 @@ def main() -> None:
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
     if args.quick and not args.max_rows:
-        args.max_rows = 32
+        args.max_rows = 16
     if args.judge_items is None:
-        args.judge_items = 12 if args.quick else 48
+        args.judge_items = 6 if args.quick else 24
     if args.sycophancy_items is None:
-        args.sycophancy_items = 20 if args.quick else 100
+        args.sycophancy_items = 10 if args.quick else 50
     result = asyncio.run(main_async(args))
     print(table(result))
     print(f"\n{result['questions']} held-out questions, {result['seeds']} seeds, "
