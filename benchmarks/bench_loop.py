@@ -209,14 +209,15 @@ class HFModel:
         self.pending.append((text, int(params.max_tokens or 32), fut))
         if not self.running:
             self.running = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
         return await fut
 
     async def _drain(self) -> None:
         from syllabus.contracts import Completion
 
-        await asyncio.sleep(0.05)  # let the rest of a gather queue up
+        batch: list[tuple[str, int, asyncio.Future]] = []
         try:
+            await asyncio.sleep(0.05)  # let the rest of a gather queue up
             while self.pending:
                 self.pending.sort(key=lambda p: len(p[0]))
                 batch, self.pending = self.pending[:self.batch], self.pending[self.batch:]
@@ -382,14 +383,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         log(f"{teacher}: {len(rows)} training rows ({dropped} dropped as held-out "
             f"questions, {d['anti_sycophancy_rows']} anti-sycophancy)")
 
-    judge_srv = LocalServer(gguf, name=name, n_ctx=4096, threads=len(os.sched_getaffinity(0)),
-                            chat_format=None, log_dir=work, start_timeout=180).start() \
-        if args.judge_items else None
-    judge = OpenAITeacher(model=name, url=judge_srv.url, base_model=True, timeout=600) \
-        if judge_srv else None
     hp = {"epochs": args.epochs} if args.epochs else {}
     per_seed: dict[str, list[dict[str, Any]]] = {"base": [], "extractive": [], "local": []}
+    judge_srv = judge = None
     try:
+        if args.judge_items:
+            judge_srv = LocalServer(gguf, name=name, n_ctx=4096,
+                                    threads=len(os.sched_getaffinity(0)), chat_format=None,
+                                    log_dir=work, start_timeout=180).start()
+            judge = OpenAITeacher(model=name, url=judge_srv.url, base_model=True, timeout=600)
         ask = {"max_tokens": args.max_tokens, "judge": judge, "judge_items": args.judge_items,
                "sycophancy_items": args.sycophancy_items}
         log("base: evaluating")

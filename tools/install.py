@@ -83,11 +83,13 @@ def build_llama_server(pip: list[str], python: str, build: list[str], key: str,
         run([*pip, "install", "cmake", "ninja"])
         tools = Path(python).parent
         with tempfile.TemporaryDirectory(prefix="syllabus-llama-server-") as tmp:
-            run([*pip, "download", "--no-deps", "--no-binary", ":all:", "-d", tmp,
+            run([*pip, "download", "--no-deps", "--no-binary", LLAMA, "-d", tmp,
                  f"{LLAMA}=={LLAMA_VERSION}"])
             [sdist] = Path(tmp).glob("llama_cpp_python-*.tar.gz")
             with tarfile.open(sdist) as tar:
-                tar.extractall(tmp, filter="data")
+                # the "data" filter (no absolute paths, links out or devices) from 3.11.4
+                tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter")
+                                       else {}))
             [src] = Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp")
             out = Path(tmp) / "build"
             run([str(tools / "cmake"), "-S", str(src), "-B", str(out), "-G", "Ninja",
@@ -96,11 +98,21 @@ def build_llama_server(pip: list[str], python: str, build: list[str], key: str,
                  "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
                  "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF",
                  "-DLLAMA_USE_PREBUILT_UI=OFF", *build])
+            jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+                else os.cpu_count() or 1
             run([str(tools / "cmake"), "--build", str(out), "--target", "llama-server",
-                 "-j", str(len(os.sched_getaffinity(0)))])
+                 "-j", str(jobs)])
             cache.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(out / "bin" / "llama-server", binary)
-    shutil.copy2(binary, venv / "bin" / "llama-server")
+            _replace(out / "bin" / "llama-server", binary)
+    _replace(binary, venv / "bin" / "llama-server")
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Copy ``src`` over ``dst`` atomically: an interrupted copy leaves no half binary
+    behind, and a running ``dst`` is replaced, not written into."""
+    part = dst.with_name(dst.name + ".part")
+    shutil.copy2(src, part)
+    os.replace(part, dst)
 
 
 def run(cmd: list[str], **kw: object) -> None:

@@ -10,7 +10,8 @@ A base model (a teacher with ``base_model``) continues the same rubric, source a
 followed by ``Score (1-5):`` with the score alone, and gives no reasoning. Its score is
 **recorded, not enforced** by default (``base_model_scores = "record"``): the decision
 keeps the record, with the score and ``details["enforced"] = False``, and the run report
-gives the scores' spread in a warning. Measured on ``examples/bees`` with Gemma 3 270M,
+gives the scores' spread in a warning. An output with no score still follows
+``on_failure``. Measured on ``examples/bees`` with Gemma 3 270M,
 the base model scored 155 of 156 records 1 and one 5: it continues with the last number
 of the rubric it has just read, whatever the pair, so enforcing its scores kept one record
 of 156 and built a one-row data set. ``base_model_scores = "enforce"`` enforces them
