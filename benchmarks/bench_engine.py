@@ -119,19 +119,10 @@ async def replay(url: str, model: str, requests: list[dict[str, Any]],
 
 
 def engine_alone(path: Path, requests: list[dict[str, Any]], threads: int) -> dict[str, Any]:
-    from llama_cpp import Llama
+    from syllabus.plugins.teachers.local import engine_alone as alone
 
-    llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False)
-    totals = {"prompt_tokens": 0, "completion_tokens": 0}
-    started = time.perf_counter()
-    for r in requests:
-        out = llm(r["prompt"], max_tokens=r["max_tokens"], stop=r["stop"] or None,
-                  temperature=0.0)
-        for k in totals:
-            totals[k] += out["usage"][k]
-    seconds = time.perf_counter() - started
-    llm.close()
-    return {"seconds": seconds, **totals}
+    return alone(path, [(r["prompt"], r["max_tokens"], tuple(r["stop"] or ())) for r in requests],
+                 n_ctx=4096, threads=threads)
 
 
 def main() -> None:

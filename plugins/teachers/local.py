@@ -77,7 +77,7 @@ from ._common import bool_option, choice_error, positive
 from .openai import OpenAITeacher
 
 __all__ = ["DEFAULT_MODEL", "ENGINES", "LocalServer", "LocalTeacher", "LocalTeacherFactory",
-           "engine_for", "find_llama_server", "register_teachers", "resolve_model"]
+           "engine_alone", "engine_for", "find_llama_server", "register_teachers", "resolve_model"]
 
 KIND = "local"
 _WHO = "local teacher"
@@ -142,14 +142,15 @@ ENGINES = ("llama-cpp-python", "llama-server")
 
 
 def find_llama_server(binary: str | None = None) -> Path:
-    """The native ``llama-server``: ``binary``, else ``$SYLLABUS_LLAMA_SERVER``, else on
-    ``PATH``, else beside the interpreter (``.venv/bin``); ``ValueError`` naming where it
-    looked."""
+    """The native ``llama-server``: ``binary``, else ``$SYLLABUS_LLAMA_SERVER``, else
+    beside the interpreter (``.venv/bin``, where the install command puts the one it built
+    for this CPU), else on ``PATH``; ``ValueError`` naming where it looked."""
     import shutil
 
+    beside = Path(sys.executable).parent / "llama-server"
     candidate = (binary or os.environ.get("SYLLABUS_LLAMA_SERVER")
-                 or shutil.which("llama-server")
-                 or str(Path(sys.executable).parent / "llama-server"))
+                 or (str(beside) if beside.is_file() else None)
+                 or shutil.which("llama-server") or str(beside))
     if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
         return Path(candidate)
     raise ValueError(f"{_WHO}: engine llama-server needs the llama-server binary (llama.cpp); "
@@ -273,6 +274,28 @@ class LocalServer:
         stop_process(process, signal.SIGTERM, timeout=timeout)
 
 
+def engine_alone(path: Path, requests: list[tuple[str, int, tuple[str, ...]]], *,
+                 n_ctx: int, threads: int) -> dict[str, Any]:
+    """``(prompt, max_tokens, stop)`` requests, greedy, one after another through
+    ``llama_cpp.Llama`` in this process (no server, no HTTP): tokens, seconds and tokens/s.
+    """
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
+    tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+    started = time.perf_counter()
+    try:
+        for prompt, max_tokens, stop in requests:
+            out = llm(prompt, max_tokens=max_tokens, stop=list(stop) or None, temperature=0.0)
+            for k in tokens:
+                tokens[k] += int(out["usage"][k])
+    finally:
+        seconds = time.perf_counter() - started
+        llm.close()
+    return {**tokens, "seconds": seconds,
+            "tokens_per_s": sum(tokens.values()) / seconds if seconds else 0.0}
+
+
 class LocalTeacher(OpenAITeacher):
     """The ``openai`` teacher's client, talking to a server it started and stops."""
 
@@ -296,8 +319,8 @@ class LocalTeacher(OpenAITeacher):
     async def complete(self, messages, *, params):
         done = await super().complete(messages, params=params)
         if self.base_model and params.prompt is not None:
-            # a reservoir sample (seeded: the same run samples the same requests) of the
-            # completion requests, for engine_check
+            # a reservoir sample of the completion requests, for engine_check (seeded, but
+            # which requests finish first varies with concurrent slots)
             self._seen += 1
             request = (params.prompt, int(params.max_tokens or 16), tuple(params.stop or ()))
             if len(self._sample) < self.SAMPLE:
@@ -314,26 +337,11 @@ class LocalTeacher(OpenAITeacher):
         server, no HTTP), while the server is idle. Its tokens per second are what the run's
         own pace (tokens over the busy time of its calls) is compared with. ``None`` when no
         completion request was made."""
-        sample = list(self._sample)
-        if not sample:
+        if not self._sample:
             return None
-        from llama_cpp import Llama
-
-        llm = Llama(model_path=str(self.server.path), n_ctx=self.server.n_ctx,
-                    n_threads=self.server.threads, verbose=False)
-        tokens = {"prompt_tokens": 0, "completion_tokens": 0}
-        started = time.perf_counter()
-        try:
-            for prompt, max_tokens, stop in sample:
-                out = llm(prompt, max_tokens=max_tokens, stop=list(stop) or None,
-                          temperature=0.0)
-                for k in tokens:
-                    tokens[k] += int(out["usage"][k])
-        finally:
-            seconds = time.perf_counter() - started
-            llm.close()
-        return {"requests": len(sample), **tokens, "seconds": seconds,
-                "tokens_per_s": sum(tokens.values()) / seconds if seconds else 0.0}
+        alone = engine_alone(self.server.path, self._sample, n_ctx=self.server.n_ctx,
+                             threads=self.server.threads)
+        return {"requests": len(self._sample), **alone}
 
     async def aclose(self) -> None:
         await super().aclose()
