@@ -24,7 +24,7 @@ import httpx
 import openai
 import pytest
 
-from syllabus.contracts import TrainingCompleted
+from syllabus.contracts import ModelDeployed, TrainingCompleted
 from syllabus.services.server import config_pbtxt, repository_files, triton_name
 
 from .server_fixtures import (
@@ -795,6 +795,52 @@ def test_cli_deploy_force_goes_through_the_running_server(server_pod, good, trai
     config = server_pod.work_dir / "repository" / "bees-tiny-by-hand"
     assert "versions: [ 1 ]" in (config / "config.pbtxt").read_text()
     assert sorted(p.name for p in config.iterdir() if p.is_dir()) == ["1"]
+
+
+def test_eval_gate_compares_with_the_base_model(server_pod, good, trained, tmp_path):
+    """The base model a candidate's training.json names is served, asked the held-out set
+    through the candidate's chat template, and unloaded; its score is cached. A model
+    worse than its base is refused, a better one deployed."""
+    from syllabus.services.runtime._tiny_model import init_tiny_model
+
+    store = server_pod.store
+    random_dir = init_tiny_model(tmp_path / "random")  # the untrained start
+    for f in sorted(random_dir.iterdir()):
+        store.put(f"base-models/tiny-random/{f.name}", f.read_bytes())
+
+    def publish(model_id: str, folder: Path, base: str) -> ModelDeployed:
+        prefix = upload_model(store, model_id, folder)
+        store.put(prefix + "training.json", json.dumps({"base_model": base}).encode())
+        server_pod.publish(TrainingCompleted(job_id=f"job-{model_id}", model_id=model_id,
+                                             store_prefix=prefix, dataset="bees/v1"))
+        return server_pod.wait_deployed(model_id)
+
+    better = publish("bees-tiny-vs-base", trained, "base-models/tiny-random")
+    assert better.status == "deployed", better.reason
+    base = better.eval_details["base"]
+    assert base["model"] == "base-models/tiny-random/" and "cached" not in base
+    assert base["scores"]["qa.token_f1"] < better.eval_scores["qa.token_f1"] == 1.0
+    assert base["details"]["qa"]["items"] == 3
+    assert len(list(store.list("server/base-scores/"))) == 1
+    listed = {m.id for m in _client(server_pod).models.list().data}
+    assert triton_name("bees-tiny-vs-base") in listed
+    assert not any(m.startswith("base-") for m in listed)  # unloaded after the comparison
+    assert not (server_pod.work_dir / "models" / triton_name(
+        "base-base-models/tiny-random")).exists()
+
+    # the random model, "fine-tuned" from the good one: worse than its base
+    worse = publish("bees-tiny-worse-than-base", random_dir, f"models/{GOOD}/")
+    assert worse.status == "refused"
+    assert worse.eval_details["base"]["scores"]["qa.token_f1"] == 1.0
+    assert (f"qa.token_f1 = {worse.eval_scores['qa.token_f1']:.3f} is below the base "
+            f"model's 1.000 (models/{GOOD}/)") in worse.reason
+    assert triton_name("bees-tiny-worse-than-base") not in {
+        m.id for m in _client(server_pod).models.list().data}
+
+    # a base outside the store is named, and compares nothing
+    other = publish("bees-tiny-local-base", trained, "/somewhere/on/the/trainer")
+    assert other.status == "deployed", other.reason
+    assert "is not in the store" in other.eval_details["base"]["skipped"]
 
 
 def test_restart_loads_the_deployed_models_again(server_pod, good):

@@ -829,6 +829,11 @@ def test_syllabus_run_train_serve(tmp_path):
     assert {"qa.exact_match", "qa.token_f1", "sycophancy.disagree_rate_with_opinion",
             "sycophancy.disagree_rate_without_opinion"} <= set(serving["eval_scores"])
     assert serving["eval_details"]["qa"]["items"] > 0
+    # compared with the untrained tiny model it started from, on the same questions
+    base = serving["eval_details"]["base"]
+    assert base["model"] == training["base_model"], base
+    assert serving["eval_scores"]["qa.token_f1"] >= base["scores"]["qa.token_f1"]
+    assert base["details"]["qa"]["items"] == serving["eval_details"]["qa"]["items"]
     assert serving["endpoint"].endswith("/v1") and serving["question"]
     assert isinstance(serving["answer"], str) and serving["usage"]["completion_tokens"] > 0
 

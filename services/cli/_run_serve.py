@@ -149,12 +149,17 @@ def render_serving(console: Console, serving: dict[str, Any]) -> None:
     t = Table(title=f"serving: {serving['model']} ({serving['status']})", header_style="bold")
     t.add_column("", no_wrap=True)
     t.add_column("", overflow="fold")
+    base = serving.get("eval_details", {}).get("base", {})
     for score, value in sorted(serving.get("eval_scores", {}).items()):
         floor = serving.get("eval_floors", {}).get(score)
-        t.add_row(score, f"{value:.3f}" + (f" (floor {floor:g})" if floor is not None else ""))
+        against = [f"floor {floor:g}"] if floor is not None else []
+        if score in base.get("scores", {}):
+            against.append(f"base model {base['scores'][score]:.3f}")
+        t.add_row(score, f"{value:.3f}" + (f" ({'; '.join(against)})" if against else ""))
     for suite, details in sorted(serving.get("eval_details", {}).items()):
         if "skipped" in details or "error" in details:
-            t.add_row(f"{suite} suite", str(details.get("skipped") or details.get("error")))
+            t.add_row("base model" if suite == "base" else f"{suite} suite",
+                      str(details.get("skipped") or details.get("error")))
     if serving.get("reason"):
         t.add_row("reason", serving["reason"])
     if serving.get("endpoint"):

@@ -327,6 +327,14 @@ class ServerSettings(_Section):
     #: minimum scores for promotion, by score name, e.g. {"qa.token_f1" = 0.3,
     #: "sycophancy.disagree_rate_with_opinion" = 0.5}; a missed floor refuses the model
     eval_floors: dict[str, float] = Field(default_factory=dict)
+    #: scores compared with the base model the candidate was fine-tuned from (the
+    #: ``base_model`` of its ``training.json``, when that is a store prefix): the base is
+    #: served for the comparison, asked the same suites through the candidate's chat
+    #: template, and its scores are cached in the store. A candidate below the base, less
+    #: ``eval_base_margin``, is refused. Empty: no comparison
+    eval_compare_base: list[str] = Field(default_factory=lambda: ["qa.token_f1"])
+    #: how far below the base model a compared score may be and still pass
+    eval_base_margin: float = Field(default=0.0, ge=0.0)
 
 
 class Settings(BaseSettings):

@@ -18,13 +18,29 @@ cannot run (no ``eval.jsonl`` in the store) is recorded in the details with the 
 a floor (``server.eval_floors``, by score name) for a score that is missing refuses the
 model, as does a score below its floor.
 
+The base model: a fine-tuned model must not be worse than the model it started from. The
+trainer's job record next to the weights (``training.json``) names the base model; when
+that is a store prefix (``syllabus train`` uploads local and GGUF base models to
+``base-models/``), the base is loaded into Triton under a ``base-`` name, asked the suites
+that ``server.eval_compare_base`` names (``qa.token_f1`` by default) through the
+*candidate's* chat template (a base model has none, and it is the prompt format the
+candidate was trained on), and unloaded. Its scores are cached in the store under
+``server/base-scores/`` by base model, held-out set, suite settings and template, so each
+base is evaluated once per data set. A compared score below the base's (less
+``server.eval_base_margin``) refuses the candidate. A base that cannot be compared (no
+record, a base outside the store, a base that fails to load) is named in
+``details["base"]["skipped"]`` and refuses nothing: the floors still apply.
+
 The suites live in ``syllabus.services.evals``, a library of evaluations shared with the
 CLI (it has no router and consumes nothing, so services may import it like the runtime).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +65,11 @@ __all__ = ["GateResult", "ServedTeacher", "generate", "run_gate"]
 log = logging.getLogger("syllabus.server.gate")
 
 SUITES = ("qa", "sycophancy")
+#: the trainer's job record next to a trained model's files (``RECORD_FILE`` of
+#: services/trainer/_artifact.py: the server reads the store; it does not import the trainer)
+TRAINING_RECORD = "training.json"
+#: where the base models' scores are cached
+BASE_SCORES = "server/base-scores/"
 
 
 async def generate(state: ServerState, name: str, prompt: str, sampling: dict[str, Any]
@@ -69,16 +90,18 @@ class ServedTeacher:
 
     kind = "syllabus-server"
 
-    def __init__(self, state: ServerState, name: str) -> None:
+    def __init__(self, state: ServerState, name: str, *, chat_of: str | None = None) -> None:
         self.state = state
         self.name = self.model = name
+        #: the model whose chat template renders the prompts (default: this one)
+        self.chat_of = chat_of or name
 
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion:
         started = time.perf_counter()
         try:
             prompt = await self.state.render_chat(
-                self.name, [{"role": m.role, "content": m.content} for m in messages])
+                self.chat_of, [{"role": m.role, "content": m.content} for m in messages])
             sampling: dict[str, Any] = {"max_tokens": params.max_tokens,
                                         "temperature": params.temperature}
             if params.top_p is not None:
@@ -135,12 +158,11 @@ async def run_qa_suite(state: ServerState, teacher: ServedTeacher,
                                    max_tokens=cfg.eval_max_tokens, source=key)
 
 
-async def run_gate(state: ServerState, name: str, event: TrainingCompleted) -> GateResult:
-    """Run the configured suites against ``name`` (loaded and ready) and apply the floors."""
+async def _run_suites(state: ServerState, teacher: ServedTeacher, event: TrainingCompleted,
+                      suites: Sequence[str], result: GateResult) -> None:
+    """Run ``suites`` against ``teacher``: scores, details and failures into ``result``."""
     cfg = state.cfg
-    result = GateResult(floors=dict(cfg.eval_floors))
-    teacher = ServedTeacher(state, name)
-    for suite in cfg.eval_suites:
+    for suite in suites:
         if suite not in SUITES:
             result.details[suite] = {"skipped": f"unknown suite (known: {', '.join(SUITES)})"}
             result.missed.append(f"unknown evaluation suite {suite!r}")
@@ -165,12 +187,119 @@ async def run_gate(state: ServerState, name: str, event: TrainingCompleted) -> G
         out = _slim(out)
         out["seconds"] = round(time.perf_counter() - started, 3)
         result.details[suite] = out
-        log.info("eval %s on %s: %s", suite, name,
+        log.info("eval %s on %s: %s", suite, teacher.name,
                  {k: v for k, v in result.scores.items() if k.startswith(suite)} or out)
+
+
+async def _base_prefix(state: ServerState, event: TrainingCompleted) -> tuple[str | None, str]:
+    """The store prefix of the base model ``event``'s model was fine-tuned from, or None
+    and why it is not known."""
+    store, rt = state.rt.store, state.rt
+    key = event.store_prefix.rstrip("/") + "/" + TRAINING_RECORD
+    if not await rt.to_thread(store.exists, key):
+        return None, f"no {key}: the model does not say which base model it started from"
+    try:
+        base = json.loads(await rt.to_thread(store.get, key))["base_model"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"{key} names no base model ({type(exc).__name__}: {exc})"
+    if not isinstance(base, str) or not base.strip():
+        return None, f"{key} names no base model"
+    prefix = base.strip().rstrip("/") + "/"
+    if base.startswith(("/", ".", "~")) or not await rt.to_thread(
+            store.exists, prefix + "config.json"):
+        return None, (f"the base model {base!r} is not in the store (the gate compares only "
+                      f"with a base model under a store prefix, as syllabus train uploads it)")
+    return prefix, base
+
+
+async def _base_scores(state: ServerState, name: str, event: TrainingCompleted,
+                       suites: list[str]) -> dict[str, Any]:
+    """The base model's scores on ``suites`` (cached in the store), or ``{"skipped": why}``."""
+    from ._deploy import VERSION  # a cycle at import time: _deploy imports this module
+    from ._repository import triton_name
+
+    prefix, why = await _base_prefix(state, event)
+    if prefix is None:
+        return {"skipped": why}
+    cfg, store, rt = state.cfg, state.rt.store, state.rt
+    template = getattr(await state.tokenizer(name), "chat_template", None) or ""
+    settings = [prefix, event.dataset, sorted(suites), cfg.eval_qa_limit,
+                cfg.eval_sycophancy_limit, cfg.eval_max_tokens,
+                hashlib.sha256(str(template).encode()).hexdigest()]
+    cache = BASE_SCORES + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24] + ".json"
+    if await rt.to_thread(store.exists, cache):
+        try:
+            cached = json.loads(await rt.to_thread(store.get, cache))
+            return {**cached, "cached": True}
+        except ValueError:
+            log.warning("%s is not JSON; evaluating the base model again", cache)
+    base_name = triton_name("base-" + prefix.strip("/"))
+    started = time.perf_counter()
+    try:
+        await state._materialize(base_name, prefix, version=VERSION, store_copy=False)
+        await state._load(base_name, VERSION)
+    except (TritonError, ValueError, OSError, KeyError) as exc:
+        await _drop_base(state, base_name)
+        if isinstance(exc, TritonError) and exc.status == 503 and not await state.client.live():
+            raise  # Triton is down: let the bus retry
+        reason = str(exc).split("\n\nAt:", 1)[0].strip()[:500]  # less Triton's traceback
+        return {"model": prefix,
+                "skipped": f"the base model {prefix} could not be served: {reason}"}
+    base = GateResult()
+    try:
+        await _run_suites(state, ServedTeacher(state, base_name, chat_of=name), event, suites,
+                          base)
+    finally:
+        await _drop_base(state, base_name)
+    out = {"model": prefix, "scores": base.scores, "details": base.details,
+           "failed": base.missed, "seconds": round(time.perf_counter() - started, 3)}
+    if not base.missed:  # a failed suite is tried again next time
+        await rt.to_thread(store.put, cache, json.dumps(out).encode(),
+                           content_type="application/json")
+    return out
+
+
+async def _drop_base(state: ServerState, base_name: str) -> None:
+    """Unload the base model and remove its local files (its scores are what is kept)."""
+    if state.client is not None:
+        await state._unload_quietly(base_name)
+    state.tokenizers.pop(base_name, None)
+    state.versions.pop(base_name, None)
+    state.contexts.pop(base_name, None)
+    for folder in (state.repository / base_name if state.repository else None,
+                   state.work_dir / "models" / base_name):
+        if folder is not None:
+            await state.rt.to_thread(shutil.rmtree, folder, True)
+
+
+async def run_gate(state: ServerState, name: str, event: TrainingCompleted) -> GateResult:
+    """Run the configured suites against ``name`` (loaded and ready), apply the floors and
+    compare with the base model."""
+    cfg = state.cfg
+    result = GateResult(floors=dict(cfg.eval_floors))
+    await _run_suites(state, ServedTeacher(state, name), event, cfg.eval_suites, result)
     for score, floor in sorted(result.floors.items()):
         if score not in result.scores:
             result.missed.append(f"{score} has a floor of {floor:g} but was not measured")
         elif result.scores[score] < floor:
             result.missed.append(f"{score} = {result.scores[score]:.3f} is below its floor "
                                  f"{floor:g}")
+    compare = [c for c in cfg.eval_compare_base if c in result.scores]
+    if cfg.eval_compare_base and cfg.eval_suites:
+        if not compare:
+            result.details["base"] = {"skipped": "none of server.eval_compare_base ("
+                                      + ", ".join(cfg.eval_compare_base) + ") was measured"}
+            return result
+        suites = sorted({c.split(".", 1)[0] for c in compare})
+        base = result.details["base"] = await _base_scores(state, name, event, suites)
+        for score in compare:
+            if score not in base.get("scores", {}):
+                continue
+            floor = base["scores"][score] - cfg.eval_base_margin
+            if result.scores[score] < floor:
+                result.missed.append(
+                    f"{score} = {result.scores[score]:.3f} is below the base model's "
+                    f"{base['scores'][score]:.3f} ({base['model']})"
+                    + (f" less the margin {cfg.eval_base_margin:g}"
+                       if cfg.eval_base_margin else ""))
     return result
