@@ -41,7 +41,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["llama-server", "llama-cpp-python"])
 async def test_gemma_answers_with_the_schema_and_the_server_stops(tmp_path: Path, engine: str):
-    teacher = LocalTeacherFactory().create({"log_dir": str(tmp_path), "engine": engine})
+    # the engine check samples the completion requests; off (0) for one of the two
+    check = 8 if engine == "llama-server" else 0
+    teacher = LocalTeacherFactory().create({"log_dir": str(tmp_path), "engine": engine,
+                                            "engine_check": check})
     assert teacher.server.engine == engine
     pid = teacher.server.process.pid
     try:
@@ -57,6 +60,15 @@ async def test_gemma_answers_with_the_schema_and_the_server_stops(tmp_path: Path
         assert all(0 < len(pair[k]) <= 100 for k in ("question", "answer")), pair
         assert done.prompt_tokens > 20 and done.completion_tokens > 0
         assert teacher.structured_output == "json_object_schema"
+        # a base-model completion prompt (what the techniques send Gemma)
+        done = await teacher.complete(
+            [ChatMessage(role="user", content="Honey bees")],
+            params=GenerationParams(prompt="Honey bees store nectar in", max_tokens=4,
+                                    temperature=0.0))
+        assert done.completion_tokens > 0
+        assert len(teacher._sample) == (1 if check else 0)
+        if not check:
+            assert teacher.engine_check() is None
     finally:
         await teacher.aclose()
     assert not _alive(pid)
@@ -98,6 +110,11 @@ def test_bad_models_are_named_at_start_up(tmp_path: Path):
     with pytest.raises(ValueError, match="needs about .* GiB of memory"):
         factory.create({"model": str(huge)})
     assert resolve_model(None)[0] == "gemma3-270m"
+    # a misspelt option is named, before anything starts
+    with pytest.raises(ValueError, match=r"unknown option 'engine_chek' \(known: .*engine_check"):
+        factory.create({"engine_chek": 0})
+    with pytest.raises(ValueError, match="engine_check must be a whole number, 0 or more"):
+        factory.create({"engine_check": -1})
 
 
 @pytest.mark.slow

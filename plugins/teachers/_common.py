@@ -96,6 +96,20 @@ def positive(who: str, options: Mapping[str, Any], key: str, default: float) -> 
     return value
 
 
+def count(who: str, options: Mapping[str, Any], key: str, default: int) -> int:
+    """``options[key]`` as a whole number, 0 or more; ``default`` when unset."""
+    raw = options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, bool) else None
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise ValueError(f"{who}: {key} must be a whole number, 0 or more, got {raw!r}")
+    return value
+
+
 def bool_option(who: str, options: Mapping[str, Any], key: str, default: bool) -> bool:
     """``options[key]`` as a bool (TOML booleans, or "true"/"false" from the environment)."""
     value = options.get(key)

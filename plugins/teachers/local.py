@@ -44,16 +44,22 @@ Options (``[teacher]`` ``model``; the rest in ``[teacher.options]``):
 ``json_mode`` (default ``json_object_schema``)
     As for the ``openai`` teacher; llama-cpp-python enforces a schema sent as
     ``{"type": "json_object", "schema": ...}`` with a grammar.
+``engine_check`` (default 8)
+    How many of the run's completion requests (a seeded reservoir sample) are replayed
+    through the engine alone at the end of ``syllabus run``, for the report's "local
+    engine" line (the run's tokens/s against the engine's own). It loads the model a
+    second time in the run's process and takes about as long as those requests did one
+    after another; ``0`` turns it off (a large GGUF, a machine short of memory).
 
 Bad input is an error when the teacher is made, before anything is submitted: a missing
 file, a file that is not GGUF, a model larger than the memory available, llama-cpp-python
 not installed (the ``local`` extra), or a server that does not come up (its log tail is in
 the message).
 
-The engine serves one request at a time (``--interrupt_requests False`` so that a new
-request waits instead of cancelling the one in flight); it runs with
-``OMP_WAIT_POLICY=PASSIVE``, without which concurrent requests on 2 cores took six times
-as long.
+llama-cpp-python's server serves one request at a time (it is started with
+``--interrupt_requests False`` so that a new request waits instead of cancelling the one
+in flight). Both engines run with ``OMP_WAIT_POLICY=PASSIVE``, without which concurrent
+requests on 2 cores took six times as long.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ from typing import Any
 
 from syllabus.contracts import hookimpl, parent_death_signal, stop_process
 
-from ._common import bool_option, choice_error, positive
+from ._common import bool_option, choice_error, count, positive
 from .openai import OpenAITeacher
 
 __all__ = ["DEFAULT_MODEL", "ENGINES", "LocalServer", "LocalTeacher", "LocalTeacherFactory",
@@ -302,32 +308,31 @@ class LocalTeacher(OpenAITeacher):
     kind = KIND
 
     def __init__(self, server: LocalServer, *, json_mode: str, timeout: float,
-                 concurrency: int, base_model: bool = False) -> None:
+                 concurrency: int, base_model: bool = False, engine_check: int = 8) -> None:
         super().__init__(model=server.name, url=server.url, json_mode=json_mode,
                          timeout=timeout, concurrency=concurrency, base_model=base_model)
         self.server = server
+        #: how many of the run's completion requests ``engine_check`` replays (0: none)
+        self.sample_size = engine_check
         self._sample: list[tuple[str, int, tuple[str, ...]]] = []
         self._seen = 0
         self._rng = random.Random(0)
-
-    #: how many of the run's completion requests ``engine_check`` replays
-    SAMPLE = 8
 
     def __repr__(self) -> str:
         return f"LocalTeacher(model={self.model!r}, path={str(self.server.path)!r})"
 
     async def complete(self, messages, *, params):
         done = await super().complete(messages, params=params)
-        if self.base_model and params.prompt is not None:
+        if self.base_model and params.prompt is not None and self.sample_size:
             # a reservoir sample of the completion requests, for engine_check (seeded, but
             # which requests finish first varies with concurrent slots)
             self._seen += 1
             request = (params.prompt, int(params.max_tokens or 16), tuple(params.stop or ()))
-            if len(self._sample) < self.SAMPLE:
+            if len(self._sample) < self.sample_size:
                 self._sample.append(request)
             else:
                 j = self._rng.randrange(self._seen)
-                if j < self.SAMPLE:
+                if j < self.sample_size:
                     self._sample[j] = request
         return done
 
@@ -336,7 +341,7 @@ class LocalTeacher(OpenAITeacher):
         prompts, greedy, one after another through ``llama_cpp.Llama`` in this process (no
         server, no HTTP), while the server is idle. Its tokens per second are what the run's
         own pace (tokens over the busy time of its calls) is compared with. ``None`` when no
-        completion request was made."""
+        completion request was made, or the check is off (``engine_check = 0``)."""
         if not self._sample:
             return None
         alone = engine_alone(self.server.path, self._sample, n_ctx=self.server.n_ctx,
@@ -353,8 +358,20 @@ class LocalTeacherFactory:
 
     kind = KIND
 
+    #: the options this teacher reads ("url" and "api_key", which the [teacher] settings
+    #: pass to every kind, mean nothing here and are let through)
+    OPTIONS = frozenset({"model", "n_ctx", "threads", "chat_format", "engine", "parallel",
+                         "server_binary", "prompt_cache", "log_dir", "start_timeout",
+                         "base_model", "json_mode", "engine_check", "timeout", "concurrency",
+                         "url", "api_key"})
+
     def create(self, options: dict[str, Any]) -> LocalTeacher:
         options = dict(options or {})
+        unknown = sorted(set(options) - self.OPTIONS)
+        if unknown:
+            raise ValueError(f"{_WHO}: unknown option{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))} (known: "
+                             f"{', '.join(sorted(self.OPTIONS - {'url', 'api_key'}))})")
         name, path = resolve_model(options.get("model"))
         n_ctx = int(positive(_WHO, options, "n_ctx", DEFAULT_CTX))
         available = _available_memory()
@@ -386,7 +403,8 @@ class LocalTeacherFactory:
                                 timeout=timeout,
                                 concurrency=int(positive(_WHO, options, "concurrency",
                                                          in_flight)),
-                                base_model=base_model)
+                                base_model=base_model,
+                                engine_check=count(_WHO, options, "engine_check", 8))
         except Exception:
             server.stop()
             raise
