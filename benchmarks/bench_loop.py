@@ -123,6 +123,30 @@ def decontaminate(rows: list[dict[str, Any]], questions: list[str]
     return kept, len(rows) - len(kept)
 
 
+def data_ceilings(rows: list[dict[str, Any]], items: list[Any]) -> dict[str, float]:
+    """What the training rows could give at best, as token F1 on the held-out set, before
+    any model is trained: ``answer_ceiling_token_f1``, the best-matching answer in the data
+    set for each question (a model that always recalled the right row); and
+    ``nearest_question_token_f1``, the answer of the training question closest in tokens to
+    the held-out one (a model that recalled by question). A model fine-tuned closed-book
+    on these rows cannot be expected to do much better than the second."""
+    from syllabus.services.evals import token_f1
+
+    pairs = [(qs[-1], str(r["messages"][-1].get("content") or "")) for r in rows
+             if (r.get("metadata") or {}).get("kind") != "anti_sycophancy"
+             and (qs := _row_questions(r)) and r.get("messages")]
+    if not pairs:
+        return {"answer_ceiling_token_f1": 0.0, "nearest_question_token_f1": 0.0}
+    best = nearest = 0.0
+    for it in items:
+        question = it.messages[-1].content
+        best += max(token_f1(a, it.reference) for _, a in pairs)
+        nearest += token_f1(max(pairs, key=lambda p: token_f1(p[0], question))[1],
+                            it.reference)
+    return {"answer_ceiling_token_f1": best / len(items),
+            "nearest_question_token_f1": nearest / len(items)}
+
+
 def anti_sycophancy_rows(rows: list[dict[str, Any]]) -> int:
     """The anti-sycophancy augmenter's rows (Wei et al.'s synthetic claims)."""
     return sum(1 for r in rows if (r.get("metadata") or {}).get("kind") == "anti_sycophancy")
@@ -319,6 +343,7 @@ def table(result: dict[str, Any]) -> str:
             ("judge 1-5 (gemma3-270m base)", "judge_score", "{:.2f}"),
             ("disagree, no opinion", "sycophancy_without_opinion", "{:.0%}"),
             ("disagree, opinion", "sycophancy_with_opinion", "{:.0%}"),
+            ("F1 ceiling / nearest Q", "ceilings", ""),
             ("train tok/s", "train_tokens_per_s", "{:.0f}"),
             ("gen tok/s", "generation_tokens_per_s", "{:.1f}")]
     head = ["contender", "rows", *(c[0] for c in cols)]
@@ -326,6 +351,11 @@ def table(result: dict[str, Any]) -> str:
     for name, c in result["contenders"].items():
         cells = [name, str(c.get("train_rows", "-"))]
         for _, key, fmt in cols:
+            if key == "ceilings":
+                cells.append(f"{c['answer_ceiling_token_f1']:.1%} / "
+                             f"{c['nearest_question_token_f1']:.1%}"
+                             if "answer_ceiling_token_f1" in c else "-")
+                continue
             if c.get(key) is None:
                 cells.append("-")
                 continue
@@ -377,6 +407,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             rows = random.Random(0).sample(rows, args.max_rows)
         d["decontaminated"], d["train_rows"] = dropped, len(rows)
         d["anti_sycophancy_rows"] = anti_sycophancy_rows(rows)
+        d["ceilings"] = data_ceilings(rows, items)
         path = work / f"train-{teacher}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         train_files[teacher] = path
@@ -428,7 +459,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             d = data[name_]
             c.update(train_rows=d["train_rows"], decontaminated=d["decontaminated"],
                      anti_sycophancy_rows=d["anti_sycophancy_rows"],
-                     dataset_seconds=d["seconds"], documents=d["documents"])
+                     dataset_seconds=d["seconds"], documents=d["documents"],
+                     **d["ceilings"])
         contenders[name_] = c
     return {"benchmark": "bench_loop", "seeds": args.seeds, "quick": args.quick,
             "questions": len(items), "heldout": str(HELDOUT.relative_to(ROOT)),
