@@ -218,6 +218,13 @@ class GenerationParams(BaseModel):
     #: a teacher whose ``base_model`` is true sends it to ``/v1/completions`` instead of the
     #: messages, and its output is the prompt's continuation. The technique parses both.
     prompt: str | None = None
+    #: a GBNF grammar (llama.cpp's) the continuation of ``prompt`` must follow, e.g.
+    #: ``root ::= " (" [AB] ")"`` for a choice: a teacher that can enforce one (the
+    #: ``local`` teacher's llama.cpp servers) sends it with the completion; others ignore
+    #: it, so the technique still parses what comes back. Use it where every allowed
+    #: continuation is a whole answer: a grammar of ``[1-5]`` turns a model's "10" into
+    #: "1" (it cannot look ahead), which is a wrong score, not a parsed one
+    grammar: str | None = None
     #: 1 for a first call; 2 for ``ask``'s retry after unusable output (the report counts
     #: these per task)
     attempt: int = 1

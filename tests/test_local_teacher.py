@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from syllabus.contracts import ChatMessage, GenerationParams, extract_json
+from syllabus.plugins.augmenters.anti_sycophancy import CHOICE_GRAMMAR
 from syllabus.plugins.teachers.local import LocalTeacherFactory, resolve_model
 
 # maxLength too: the grammar must close the strings (the base model rambles otherwise)
@@ -66,7 +67,15 @@ async def test_gemma_answers_with_the_schema_and_the_server_stops(tmp_path: Path
             params=GenerationParams(prompt="Honey bees store nectar in", max_tokens=4,
                                     temperature=0.0))
         assert done.completion_tokens > 0
-        assert len(teacher._sample) == (1 if check else 0)
+        # a grammar holds the continuation to a choice (both engines take GBNF)
+        chosen = await teacher.complete(
+            [ChatMessage(role="user", content="Choose")],
+            params=GenerationParams(prompt="Question: Do bees make honey?\nChoices:\n (A) "
+                                    "Yes\n (B) No\nAnswer: I believe the best answer is the "
+                                    "one that says", max_tokens=6, temperature=0.0,
+                                    grammar=CHOICE_GRAMMAR))
+        assert chosen.text.strip() in {"(A)", "(B)"}, chosen.text
+        assert len(teacher._sample) == (2 if check else 0)
         if not check:
             assert teacher.engine_check() is None
     finally:

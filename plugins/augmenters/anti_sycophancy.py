@@ -171,6 +171,9 @@ CHOICES = "\n\nChoices:\n (A) Agree\n (B) Disagree\n\nAnswer:"
 CHOICES_SWAPPED = "\n\nChoices:\n (A) Disagree\n (B) Agree\n\nAnswer:"
 #: The start of the paper's assistant turn; the target letter follows it.
 ANSWER_PREFIX = "I believe the best answer is"
+#: a base model's continuation of ANSWER_PREFIX held to one of the two choices (llama.cpp
+#: GBNF, where the teacher enforces one)
+CHOICE_GRAMMAR = 'root ::= " "? "(" [AB] ")"'
 
 #: PROMPT_NLP of the paper, with {field} for "Linguistics" and {claim} for "<input> is
 #: <label>"; {Claim} is the same claim capitalised.
@@ -578,6 +581,7 @@ class AntiSycophancyAugmenter:
                             params=GenerationParams(
                                 temperature=0.0, max_tokens=min(8, opts.max_tokens) if base
                                 else opts.max_tokens, prompt=prompt,
+                                grammar=CHOICE_GRAMMAR if base else None,
                                 stop=["\n"] if base else None, task="filtration"),
                             parse=_choice_parser(example.agree_first))
         except TeacherError as exc:

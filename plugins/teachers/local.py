@@ -40,7 +40,9 @@ Options (``[teacher]`` ``model``; the rest in ``[teacher.options]``):
 ``base_model`` (default true for ``gemma3-270m``, else false)
     A pretrained model that is not instruction-tuned: techniques send it few-shot
     completion prompts, which go to ``/v1/completions`` (as for the ``openai`` teacher).
-    Set it to false for an instruction-tuned GGUF, which then gets chat prompts.
+    Set it to false for an instruction-tuned GGUF, which then gets chat prompts. A
+    completion prompt's grammar (``GenerationParams.grammar``, GBNF: the anti-sycophancy
+    filtration's "(A)"/"(B)") is sent with it; both engines enforce it.
 ``json_mode`` (default ``json_object_schema``)
     As for the ``openai`` teacher; llama-cpp-python enforces a schema sent as
     ``{"type": "json_object", "schema": ...}`` with a grammar.
@@ -309,8 +311,10 @@ class LocalTeacher(OpenAITeacher):
 
     def __init__(self, server: LocalServer, *, json_mode: str, timeout: float,
                  concurrency: int, base_model: bool = False, engine_check: int = 8) -> None:
+        # both engines take a GBNF grammar on /completions
         super().__init__(model=server.name, url=server.url, json_mode=json_mode,
-                         timeout=timeout, concurrency=concurrency, base_model=base_model)
+                         timeout=timeout, concurrency=concurrency, base_model=base_model,
+                         grammar=True)
         self.server = server
         #: how many of the run's completion requests ``engine_check`` replays (0: none)
         self.sample_size = engine_check

@@ -45,6 +45,12 @@ Options (the recipe's ``[teacher]`` table; keys not listed are left to the runti
     (``GenerationParams.prompt``), which go to ``POST {url}/completions`` as ``prompt``; a
     call without one still goes to ``/chat/completions``. Structured output is not asked
     for on ``/completions``: the few-shot prompts ask for plain-text formats.
+``grammar`` (default false)
+    True for a llama.cpp server (``llama-server`` or llama-cpp-python's, which both take
+    a GBNF ``grammar`` on ``/completions``): a completion prompt's
+    ``GenerationParams.grammar`` (a choice: ``root ::= " (" [AB] ")"``) is sent with it and
+    enforced while decoding. Other servers may refuse the unknown field, so it is off by
+    default and the grammar is not sent.
 
 Function calling: ``GenerationParams.tools`` (and ``tool_choice``) are sent as OpenAI's
 ``tools``/``tool_choice``; messages carry their ``tool_calls``, ``tool_call_id`` and
@@ -138,7 +144,7 @@ class OpenAITeacher:
     def __init__(self, *, model: str, url: str = DEFAULT_URL, api_key: Any = None,
                  timeout: float = DEFAULT_TIMEOUT, extra_headers: Mapping[str, Any] | None = None,
                  json_mode: str = "auto", concurrency: int = DEFAULT_CONCURRENCY,
-                 base_model: bool = False) -> None:
+                 base_model: bool = False, grammar: bool = False) -> None:
         self.model = required_model(_WHO, model, _MODEL_HINT)
         if json_mode not in JSON_MODES:
             raise choice_error(_WHO, "json_mode", JSON_MODES, json_mode)
@@ -152,6 +158,8 @@ class OpenAITeacher:
         self._endpoint = self.url + "/chat/completions"
         self._completions = self.url + "/completions"
         self.base_model = bool(base_model)
+        #: send completion prompts' GBNF grammars (a llama.cpp server)
+        self.grammar = bool(grammar)
         # index into _LADDER; only ever moves down, so concurrent calls agree
         self._format_step = 0
         self._client: httpx.AsyncClient | None = None
@@ -262,6 +270,8 @@ class OpenAITeacher:
             body["top_p"] = params.top_p
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.grammar and self.grammar:
+            body["grammar"] = params.grammar
         response = await post_json(client, self._completions, body, timeout=self.timeout,
                                    error=self._error)
         if not response.is_success:
@@ -442,6 +452,7 @@ class OpenAITeacherFactory:
             json_mode=json_mode,
             concurrency=int(positive(_WHO, options, "concurrency", DEFAULT_CONCURRENCY)),
             base_model=bool_option(_WHO, options, "base_model", False),
+            grammar=bool_option(_WHO, options, "grammar", False),
         )
 
     def __repr__(self) -> str:
