@@ -235,3 +235,28 @@ def test_unusable_teacher_output_is_reported_by_reason_with_an_example(tmp_path,
     ts = report["teacher_stats"]
     assert ts["calls"] == len(openai_server.requests) and ts["failures"] == 0
     assert 0 < ts["busy_seconds"] <= report["timings"]["total_seconds"]
+
+
+def test_run_train_base_model_choices_are_checked_before_the_pipeline(tmp_path):
+    """``--train`` fine-tunes Gemma 3 270M unless ``--base-model`` names another; a GGUF
+    that is missing is named at once (with the ``tiny`` way out), nothing submitted, and
+    ``--base-model`` without ``--train`` is a usage error."""
+    from click.testing import CliRunner
+
+    from syllabus.services.cli import main
+    from syllabus.services.cli._run_train import DEFAULT_BASE_MODEL, TINY_BASE_MODEL
+
+    assert (DEFAULT_BASE_MODEL, TINY_BASE_MODEL) == ("gemma3-270m", "tiny")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nBees make honey.\n")
+    out = tmp_path / "out"
+    missing = tmp_path / "missing.gguf"
+    result = CliRunner().invoke(main, ["run", str(docs), "--out", str(out), "--train",
+                                       "--base-model", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert "missing.gguf" in result.output and "--base-model tiny" in result.output
+    assert not out.exists()  # nothing started
+    result = CliRunner().invoke(main, ["run", str(docs), "--out", str(out),
+                                       "--base-model", "tiny"])
+    assert result.exit_code == 2 and "add --train" in result.output

@@ -806,7 +806,8 @@ def test_syllabus_run_train_serve(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
     env["SYLLABUS_TRAINER__WORK_DIR"] = str(tmp_path / "work")
     proc = subprocess.run([str(Path(sys.executable).parent / "syllabus"), "run", str(docs),
-                           "--out", str(out), "-c", "bees", "--train", "--serve", "--json"],
+                           "--out", str(out), "-c", "bees", "--train", "--base-model", "tiny",
+                           "--serve", "--json"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)

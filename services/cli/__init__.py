@@ -63,14 +63,15 @@ def main() -> None:
               help="The teacher's model (overrides teacher.model): for --teacher local, a "
                    "GGUF file or the key gemma3-270m.")
 @click.option("--train", is_flag=True,
-              help="Then train a model on the data set through the trainer service and "
-                   "torchrun (CPU, gloo): a tiny one made on the spot (its tokenizer trained "
-                   "on the chunks) unless --base-model names one; the report gives its loss "
-                   "curve and the model's store prefix.")
+              help="Then fine-tune a model on the data set through the trainer service and "
+                   "torchrun (CPU, gloo): Gemma 3 270M (LoRA) unless --base-model names "
+                   "another; the report gives its loss curve and the model's store prefix.")
 @click.option("--base-model", default=None, metavar="PATH|KEY",
               help="With --train: the model to fine-tune (LoRA): a GGUF file or the key "
-                   "gemma3-270m (converted once, cached in the store under base-models/), "
-                   "a model folder, or a store prefix.")
+                   "gemma3-270m, the default (converted once, cached in the store under "
+                   "base-models/), a model folder, a store prefix, or 'tiny': a tiny random "
+                   "model made on the spot and fully fine-tuned (a minute; it answers "
+                   "nothing useful).")
 @click.option("--serve", is_flag=True,
               help="With --train: then serve the model through Triton (embedded, CPU) behind "
                    "the OpenAI-compatible API, after the evaluation gate; the report gives the "
@@ -96,7 +97,13 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
         raise click.UsageError("--serve serves the model the run trains: add --train")
     if base_model and not train:
         raise click.UsageError("--base-model is the model --train fine-tunes: add --train")
-    if base_model:  # a missing or broken GGUF file is named now, not after the pipeline
+    from ._run_train import DEFAULT_BASE_MODEL, TINY_BASE_MODEL
+
+    if train and base_model is None:
+        base_model = DEFAULT_BASE_MODEL
+    if base_model == TINY_BASE_MODEL:
+        base_model = None  # train_after_run's tiny model
+    elif base_model:  # a missing or broken GGUF file is named now, not after the pipeline
         from ._base_model import is_gguf_ref
 
         if is_gguf_ref(base_model):
@@ -104,7 +111,9 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
             try:
                 resolve_model(base_model)
             except (ValueError, OSError) as exc:
-                raise click.BadParameter(str(exc), param_hint="--base-model") from None
+                raise click.BadParameter(
+                    f"{exc} (--base-model tiny trains a tiny random model instead)",
+                    param_hint="--base-model") from None
     console = Console(stderr=True)
     configure_logging("WARNING", json_lines=False)
     settings = cli_settings()

@@ -236,7 +236,10 @@ async def _base_scores(state: ServerState, name: str, event: TrainingCompleted,
     base_name = triton_name("base-" + prefix.strip("/"))
     started = time.perf_counter()
     try:
-        await state._materialize(base_name, prefix, version=VERSION, store_copy=False)
+        # an external Triton reads its repository from the store: the base goes there too
+        # (and stays, unloaded: the store has no delete)
+        await state._materialize(base_name, prefix, version=VERSION,
+                                 store_copy=state.repository is None)
         await state._load(base_name, VERSION)
     except (TritonError, ValueError, OSError, KeyError) as exc:
         await _drop_base(state, base_name)
