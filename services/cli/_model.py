@@ -32,7 +32,7 @@ def init_tiny(out: Path, corpus: tuple[Path, ...], vocab_size: int, hidden_size:
     The tokenizer (byte-level BPE, trained with the tokenizers library) has a ChatML chat
     template that marks assistant turns for answer-only training. Nothing is downloaded;
     the same arguments give byte-identical files. The model says nothing useful until it
-    is trained: it is for tests and demos (syllabus run --train uses it).
+    is trained: it is for tests and demos (syllabus run --train --base-model tiny uses it).
     """
     from ..runtime._tiny_model import corpus_from_files, init_tiny_model
 
