@@ -554,6 +554,53 @@ def test_parse_queries_accepts_the_papers_format():
         parse_queries("nothing here")
 
 
+def test_a_base_model_writes_one_request_per_api_target(openai_server):
+    """A base-model teacher gets few-shot completion prompts, one per request, ending
+    "Request that needs <names>:"; I2 pairs APIs of two tools; a reply that copies the
+    examples is asked again, then reported with its raw text."""
+    from syllabus.plugins.tools.instructions import BASE_EXAMPLES, base_targets
+
+    copied = " Please reserve book 5521 for member 204."
+
+    stubborn: list[str] = []  # the first target asked gets the copy every time
+
+    def answer(request: dict[str, Any]) -> Any:
+        names = request["prompt"].rsplit("Request that needs ", 1)[1].rstrip(":")
+        if not stubborn:
+            stubborn.append(names)
+        if names == stubborn[0]:
+            return text(copied)  # retried once, then a Failure
+        return text(f" Please use {names} for hive 7 today.\nAPI: more")
+
+    openai_server.default = answer
+    tools = _tools()
+    picked = {"hives": tools[:2], "weather": tools[4:6]}
+    assert [[t.name for t in pair] for pair in base_targets(picked, "I2", 10)] == [
+        ["list_hives", "weather_now"], ["get_hive", "forecast"]]
+
+    async def main() -> Any:
+        async with OpenAITeacher(model="scripted-model", url=openai_server.url,
+                                 base_model=True) as teacher:
+            return await InstructionGenerator().generate(
+                tools, group="I2", teacher=teacher,
+                options={"samples": 2, "seed": 3})
+
+    instructions, failures = asyncio.run(main())
+    requests = [r for r in openai_server.requests]
+    assert requests and all(r.path.endswith("/v1/completions") for r in requests)
+    first = requests[0].json
+    assert first["prompt"].startswith(BASE_EXAMPLES) and first["stop"] == ["\n"]
+    assert first["max_tokens"] == 48
+    for ins in instructions:  # the first line only, for the APIs it was asked for
+        assert ins.query == f"Please use {' and '.join(ins.relevant_apis)} for hive 7 today."
+        assert len(ins.relevant_apis) == 2 and ins.group == "I2"
+    assert len(instructions) >= 2
+    copies = [f for f in failures if "copies an example" in f.reason]
+    assert copies and all(f.raw_output == copied for f in copies)
+    asked = [r.json["prompt"].rsplit("needs ", 1)[1].rstrip(":") for r in requests]
+    assert asked.count(stubborn[0]) == 2 * len(copies)  # each asked again once
+
+
 # --- export -------------------------------------------------------------------------------
 
 

@@ -42,6 +42,18 @@ then reported as a ``Failure`` with the raw output. A teacher call that fails (a
 runtime's retries) is a ``Failure`` of that sample (``teacher error: ...``); the other
 samples go on.
 
+**A base model** (a teacher with ``base_model``, such as the ``local`` teacher on Gemma 3
+270M) gets a few-shot completion prompt per request instead (``base_prompt``): three
+APIs of unrelated products, each with a request that needs it, then the sampled API line
+and ``Request that needs <name>:``; the continuation's first line is the query. The APIs
+each request is for are chosen beforehand (``base_targets``: I1 one API each; I2 and I3
+two APIs of two tools), so they are its ``related_apis``. Departures: no QueryGPT system
+prompt, task description or JSON, one request per call, at most 48 tokens, and the
+related APIs are given, not chosen by the model (a 270M base model followed neither the
+instructions nor the format: it continued the chat with role markers, and asked to name
+the APIs it copied the examples' names). Whether a request can be solved with its APIs is
+left to the DFSDT search and its verification, as for any instruction.
+
 Options: ``seed`` (0), ``samples`` (samples per group, 3), ``queries_per_sample`` (10, the
 paper's), ``window`` (10) and ``step`` (3) for I1, ``min_tools`` (2), ``max_tools`` (5),
 ``max_apis_per_tool`` (3), ``i3_max_tools`` (5), ``temperature`` (0.6, the paper's),
@@ -52,6 +64,7 @@ title, set by the service). ``check_options`` validates them (``min_tools`` at m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -75,8 +88,9 @@ from syllabus.contracts import (
 
 from ._search import option
 
-__all__ = ["SEED_EXAMPLES", "InstructionGenerator", "parse_queries", "register_tool_annotators",
-           "sample", "tool_groups"]
+__all__ = ["SEED_EXAMPLES", "InstructionGenerator", "base_prompt", "base_targets",
+           "parse_base_request", "parse_queries", "register_tool_annotators", "sample",
+           "tool_groups"]
 
 SYSTEM = ("You are QueryGPT, a helpful assistant who can strictly follow my instructions to "
           "generate diverse real queries.")
@@ -304,6 +318,60 @@ def _input_doc(picked: dict[str, list[ApiTool]]) -> Any:
     return tools[0] if len(tools) == 1 else tools
 
 
+#: a base model's few-shot completion prompt: APIs of unrelated products, each with a
+#: request that needs them; the sampled API (or APIs) follow, and the model writes the
+#: request (a 270M base model neither follows QueryGPT's instructions nor writes the JSON
+#: list: it continued the chat with role markers; asked for the API names too, it copied
+#: the examples' names)
+BASE_EXAMPLES = (
+    "API: getForecast(city, days): the weather forecast for a city, for up to 7 days\n"
+    "Request that needs getForecast: Will it rain in Oslo over the next three days?\n\n"
+    "API: reserveBook(book_id, member_id): reserve a book for a library member\n"
+    "Request that needs reserveBook: Please reserve book 5521 for member 204.\n\n"
+    "APIs: getAlerts(region): the weather warnings in force for a region; "
+    "getForecast(city, days): the weather forecast for a city\n"
+    "Request that needs getAlerts and getForecast: Are there storm warnings for the "
+    "Bergen region, and what is tomorrow's forecast for Bergen?\n\n")
+
+
+def _base_api(tool: ApiTool) -> str:
+    props = (tool.parameters or {}).get("properties") or {}
+    description = " ".join((tool.description or tool.name).split())[:160]
+    return f"{tool.name}({', '.join(props)}): {description}"
+
+
+def base_targets(picked: dict[str, list[ApiTool]], group: InstructionGroup, n: int
+                 ) -> list[list[ApiTool]]:
+    """The APIs each of a base model's ``n`` requests is written for: I1 one API each,
+    in turn; I2 and I3 two APIs of two different tools (every pair of tools in turn)."""
+    apis = [t for tools in picked.values() for t in tools]
+    if group == "I1" or len(picked) < 2:
+        return [[apis[i % len(apis)]] for i in range(min(n, len(apis)))] if apis else []
+    tools = list(picked.values())
+    pairs = [(a, b) for i in range(len(tools)) for j in range(i + 1, len(tools))
+             for a, b in zip(tools[i], tools[j], strict=False)]
+    return [list(pairs[i]) for i in range(min(n, len(pairs)))]
+
+
+def base_prompt(target: list[ApiTool]) -> str:
+    """The few-shot completion prompt for a request that needs ``target``:
+    ``BASE_EXAMPLES``, the API line(s), then ``Request that needs <names>:``."""
+    head = "API: " if len(target) == 1 else "APIs: "
+    return (BASE_EXAMPLES + head + "; ".join(map(_base_api, target))
+            + f"\nRequest that needs {' and '.join(t.name for t in target)}:")
+
+
+def parse_base_request(text: str) -> str:
+    """The request a base model wrote: its continuation's first line; raises
+    ``ValueError`` for one too short or copied from the examples."""
+    line = " ".join(text.strip().split("\n", 1)[0].split()).strip('"')
+    if len(line) < 8:
+        raise ValueError(f"the request is empty or too short: {line!r}")
+    if line in BASE_EXAMPLES:
+        raise ValueError(f"the request copies an example: {line!r}")
+    return line
+
+
 def _extract_json(text: str) -> Any:
     text = text.strip()
     fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
@@ -415,6 +483,9 @@ class InstructionGenerator:
                             "parameters": t.parameters,
                             "example_arguments": t.example_arguments}
                            for name, apis in picked.items() for t in apis]}
+        if getattr(teacher, "base_model", False):
+            return await self._one_base(picked, group, n, teacher, params, messages, inputs,
+                                        category)
         gen = GenerationParams(task=TASK_TOOL_INSTRUCTIONS, inputs=inputs, **params)
         completion = await teacher.complete(messages, params=gen)
         try:
@@ -430,6 +501,35 @@ class InstructionGenerator:
                 return [], [Failure(reason=f"unparseable instructions: {exc2}",
                                     raw_output=completion.text)]
         return self._check(items, picked, group, category)
+
+    async def _one_base(self, picked: dict[str, list[ApiTool]], group: InstructionGroup,
+                        n: int, teacher: Teacher, params: dict[str, Any],
+                        messages: list[ChatMessage], inputs: dict[str, Any],
+                        category: str | None) -> tuple[list[ToolInstruction], list[Failure]]:
+        """A base model writes one request per ``base_targets`` entry (a continuation of
+        ``base_prompt``, one line, at most 48 tokens); an unusable one is asked once more,
+        then reported with its raw text."""
+        async def one(target: list[ApiTool]) -> dict[str, Any] | Failure:
+            gen = GenerationParams(task=TASK_TOOL_INSTRUCTIONS, inputs=inputs,
+                                   temperature=params["temperature"],
+                                   max_tokens=min(params["max_tokens"], 48), stop=["\n"],
+                                   prompt=base_prompt(target))
+            text, error = "", ValueError("no output")
+            for attempt in (1, 2):
+                completion = await teacher.complete(
+                    messages, params=gen.model_copy(update={"attempt": attempt}))
+                text = completion.text
+                try:
+                    return {"query": parse_base_request(text),
+                            "related_apis": [t.name for t in target]}
+                except ValueError as exc:
+                    error = exc
+            return Failure(reason=f"unparseable instructions: {error}", raw_output=text)
+
+        got = await asyncio.gather(*(one(t) for t in base_targets(picked, group, n)))
+        items = [g for g in got if isinstance(g, dict)]
+        instructions, failures = self._check(items, picked, group, category)
+        return instructions, [g for g in got if isinstance(g, Failure)] + failures
 
     def _check(self, items: list[dict[str, Any]], picked: dict[str, list[ApiTool]],
                group: InstructionGroup, category: str | None = None
