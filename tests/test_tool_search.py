@@ -371,3 +371,53 @@ def test_teacher_cache_key_covers_tools_and_keeps_plain_keys(tmp_path):
             teacher.cache_key(plain, params.model_copy(update={"prompt": "Q:"})),
             teacher.cache_key(plain, params.model_copy(update={"attempt": 2}))}
     assert len(keys) == 7
+
+
+def test_a_base_model_searches_by_continuing_a_react_transcript(hive_api, openai_server):
+    """A base-model teacher gets ToolLLM's Action / Action Input / Observation transcript
+    as a completion prompt, with a grammar naming the path's functions; its continuation
+    is the turn's call. After a give-up, the call that follows DFSDT's diversity note
+    (which a base model cannot read) is sampled, not greedy."""
+    from syllabus.plugins.tools._search import REACT_EXAMPLE
+
+    def base_policy(request: dict[str, Any]) -> Any:
+        prompt = request["prompt"]
+        assert prompt.startswith(REACT_EXAMPLE) and prompt.endswith("\nAction:")
+        path = prompt.split("Question: How is hive H-17 doing?", 1)[1]
+        if "Observation:" not in path:  # the first call of a path
+            name = "get_hive" if request["temperature"] > 0 else "get_hive_legacy"
+            return text(f' {name}\nAction Input: {{"hive_id": "H-17"}}')
+        last = path.rsplit("Observation: ", 1)[1]
+        if "internal error" in last:
+            return text(' Finish\nAction Input: {"return_type": "give_up_and_restart"}')
+        return text(' Finish\nAction Input: {"return_type": "give_answer", '
+                    '"final_answer": "Hive H-17 is fine."}')
+
+    openai_server.default = base_policy
+    tools = hive_api.tools()
+
+    async def main() -> SolveResult:
+        async with OpenAITeacher(model="scripted-model", url=openai_server.url,
+                                 base_model=True, grammar=True) as teacher, \
+                hive_api.caller() as caller:
+            return await DFSDTSearcher().solve(
+                _instruction("How is hive H-17 doing?", [t.name for t in tools]), tools,
+                teacher=teacher, caller=caller, options={})
+
+    result = asyncio.run(main())
+    assert result.solved and result.final_answer == "Hive H-17 is fine."
+    assert result.stats["give_ups"] == 1 and result.stats["diversity_prompts"] == 1
+    assert hive_api.hits == {"get_hive_legacy": 1, "get_hive": 1}
+    requests = [r.json for r in openai_server.requests]
+    assert all(r.path.endswith("/v1/completions") for r in openai_server.requests)
+    first = requests[0]
+    assert first["stop"] == ["\nObservation:"] and first["max_tokens"] == 160
+    assert '"get_hive" | "get_hive_legacy" | "Finish"' in first["grammar"] or \
+        '"get_hive_legacy" | "get_hive" | "Finish"' in first["grammar"]
+    # the path's calls and observations are in the transcript of the later requests
+    assert 'Action: get_hive\nAction Input: {"hive_id": "H-17"}\nObservation: ' in \
+        requests[-1]["prompt"]
+    # the kept path is the chat transcript of the successful calls, as for a chat model
+    roles = [m["role"] for m in result.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "tool"]
+    assert result.messages[2]["tool_calls"][0]["function"]["name"] == "get_hive"

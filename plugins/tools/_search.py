@@ -9,11 +9,25 @@ RapidAPI environment (with our tools in place of RapidAPI's), the user turn
 writes them, ``{"error": "...", "response": "..."}``, with ToolBench's status codes (0
 ok, 1 no such function, 2 bad arguments, 3 final answer, 4 give up, 5 time-out, 6 not
 found, 8 unauthorized, 9 too many requests, 12 any other failed call).
+
+**A base model** (a teacher with ``base_model``, such as the ``local`` teacher on Gemma 3
+270M) cannot call functions through a chat API. It continues a ReAct transcript instead
+(``react_prompt``), the format of ToolLLM's ReAct baseline: one worked example of another
+API, the path's functions and ``Finish`` (name, parameter names, description), the
+question, every call made on the path so far with its observation, then ``Action:``. A
+grammar (``react_grammar``: a known function's name, ``Action Input:`` and a one-line
+JSON object) holds the continuation to one call where the teacher enforces one, and
+``parse_react`` turns it into the turn's ``ToolCall``, which runs and is kept exactly as
+a chat model's would be. Departures: no "Thought:" (a 270M model does not keep it short),
+no system prompt, at most 160 tokens per call, and since a base model cannot read DFSDT's
+diversity note, the call after one is sampled at temperature 0.7 or more instead of
+being greedy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,8 +257,24 @@ class Environment:
                             content=USER_PROMPT.replace("{query}", self.instruction.query))]
 
     async def think(self, messages: list[ChatMessage]) -> Completion:
-        """One teacher call (counted against the budget)."""
+        """One teacher call (counted against the budget). A base model (a teacher with
+        ``base_model``) continues a ReAct transcript instead (``react_prompt``): its
+        ``Action:``/``Action Input:`` become the turn's one function call."""
         self.budget.teacher_calls += 1
+        if getattr(self.teacher, "base_model", False):
+            # a base model cannot read DFSDT's diversity note ("try something else"): the
+            # call after one is sampled (at 0.7 at least) so that it can differ
+            diverse = bool(messages) and messages[-1].role == "user" and \
+                messages[-1].content.startswith(DIVERSITY_PROMPT[:40])
+            done = await self.teacher.complete(messages, params=GenerationParams(
+                temperature=max(self.temperature, 0.7) if diverse else self.temperature,
+                max_tokens=min(self.max_tokens, 160),
+                task=TASK_TOOL_CALL, inputs={"query": self.instruction.query},
+                prompt=react_prompt(self.instruction.query, self.tools.values(), messages),
+                grammar=react_grammar(self.tools), stop=["\nObservation:"]))
+            call = parse_react(done.text)
+            return done.model_copy(update={"text": "" if call else done.text,
+                                           "tool_calls": [call] if call else []})
         return await self.teacher.complete(messages, params=GenerationParams(
             temperature=self.temperature, max_tokens=self.max_tokens, task=TASK_TOOL_CALL,
             inputs={"query": self.instruction.query}, tools=self.functions,
@@ -308,6 +338,62 @@ class Environment:
         error = response.error or (f"HTTP {response.status}" if response.status else "failed")
         return _observation(error, response.observation if response.status else ""), \
             _code_for(response.status, response.error), None
+
+
+#: a base model's ReAct example (ToolLLM's Thought/Action/Action Input/Observation format,
+#: less the thought, which a 270M model does not keep short): an unrelated API, one call,
+#: its observation, and Finish
+REACT_EXAMPLE = (
+    "Functions:\n"
+    "- getForecast(city, days): the weather forecast for a city\n"
+    "- Finish(return_type, final_answer): the final answer (return_type \"give_answer\")\n"
+    "Question: Will it rain in Oslo tomorrow?\n"
+    "Action: getForecast\n"
+    'Action Input: {"city": "Oslo", "days": 1}\n'
+    'Observation: {"error": "", "response": "{\\"rain_mm\\": 4.2}"}\n'
+    "Action: Finish\n"
+    'Action Input: {"return_type": "give_answer", "final_answer": "Yes: about 4 mm of '
+    'rain is forecast in Oslo tomorrow."}\n\n')
+_REACT = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*\n\s*Action Input:\s*(\{.*\})", re.DOTALL)
+
+
+def react_prompt(query: str, tools: Any, messages: list[ChatMessage]) -> str:
+    """A base model's prompt for the next call of a path: ``REACT_EXAMPLE``, the path's
+    functions (name, parameter names, description) and Finish, the question, then each
+    call made so far with its observation, and ``Action:``. The system prompt and DFSDT's
+    diversity note (chat texts a base model does not follow) are left out."""
+    lines = []
+    for t in tools:
+        props = (t.parameters or {}).get("properties") or {}
+        lines.append(f"- {t.name}({', '.join(props)}): "
+                     f"{' '.join((t.description or t.name).split())[:200]}")
+    lines.append(f"- {FINISH_TOOL}(return_type, final_answer): the final answer "
+                 '(return_type "give_answer"), or "give_up_and_restart"')
+    out = [REACT_EXAMPLE + "Functions:\n" + "\n".join(lines), f"Question: {query}"]
+    for m in messages:
+        if m.role == "assistant":
+            for c in m.tool_calls or ():
+                out += [f"Action: {c.name}", f"Action Input: {c.arguments}"]
+        elif m.role == "tool":
+            out.append(f"Observation: {' '.join(m.content.split())[:1500]}")
+    return "\n".join(out) + "\nAction:"
+
+
+def react_grammar(tools: dict[str, Any]) -> str:
+    """GBNF for one ReAct call: a known function's name, then ``Action Input:`` and a
+    one-line JSON object (its inside is checked when the call is made)."""
+    names = [*tools, FINISH_TOOL]
+    alts = " | ".join(json.dumps(n) for n in names)
+    return ('root ::= " " name "\\nAction Input: {" [^\\n]* "}"\n'
+            f"name ::= {alts}")
+
+
+def parse_react(text: str) -> ToolCall | None:
+    """The call in a base model's ``Action:`` continuation, or None."""
+    m = _REACT.match(text)
+    if not m:
+        return None
+    return ToolCall(id="", name=m.group(1), arguments=m.group(2).split("\n", 1)[0].strip())
 
 
 def transcript(root: list[ChatMessage], steps: list[Step]) -> list[dict[str, Any]]:
