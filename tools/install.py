@@ -17,7 +17,11 @@
    ``~/.cache/syllabus/bin/<cpu features>/`` and copied to ``.venv/bin/llama-server``,
    where the ``local`` teacher finds it. ``--no-llama-server`` skips it (the teacher then
    runs llama-cpp-python's server).
-4. Installs the project, editable, with its ``dev`` extras (everything the tests and the
+4. Copies llama.cpp's ``convert_hf_to_gguf.py`` (with its ``conversion`` and ``gguf-py``
+   packages) from the same sdist to ``.venv/share/syllabus/llama.cpp/``: ``syllabus run
+   --teacher bootstrap`` turns the fine-tuned model M0 into a GGUF file with it, for the
+   ``local`` teacher to serve. Seconds (pip keeps the sdist it downloaded).
+5. Installs the project, editable, with its ``dev`` extras (everything the tests and the
    benchmarks need, the ``local`` teacher included).
 
 Standard library only: it runs before anything is installed.
@@ -83,13 +87,7 @@ def build_llama_server(pip: list[str], python: str, build: list[str], key: str,
         run([*pip, "install", "cmake", "ninja"])
         tools = Path(python).parent
         with tempfile.TemporaryDirectory(prefix="syllabus-llama-server-") as tmp:
-            run([*pip, "download", "--no-deps", "--no-binary", LLAMA, "-d", tmp,
-                 f"{LLAMA}=={LLAMA_VERSION}"])
-            [sdist] = Path(tmp).glob("llama_cpp_python-*.tar.gz")
-            with tarfile.open(sdist) as tar:
-                # the "data" filter (no absolute paths, links out or devices) from 3.11.4
-                tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter")
-                                       else {}))
+            _extract(_sdist(pip, tmp), tmp)
             [src] = Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp")
             out = Path(tmp) / "build"
             run([str(tools / "cmake"), "-S", str(src), "-B", str(out), "-G", "Ninja",
@@ -105,6 +103,45 @@ def build_llama_server(pip: list[str], python: str, build: list[str], key: str,
             cache.mkdir(parents=True, exist_ok=True)
             _replace(out / "bin" / "llama-server", binary)
     _replace(binary, venv / "bin" / "llama-server")
+
+
+#: what ``install_converter`` takes from the sdist's vendored llama.cpp
+_CONVERTER = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+
+
+def _sdist(pip: list[str], tmp: str) -> Path:
+    """llama-cpp-python's sdist, downloaded into ``tmp`` (pip's cache answers a second
+    time)."""
+    run([*pip, "download", "--no-deps", "--no-binary", LLAMA, "-d", tmp,
+         f"{LLAMA}=={LLAMA_VERSION}"])
+    [sdist] = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+    return sdist
+
+
+def _extract(sdist: Path, dest: str, members: object = None) -> None:
+    with tarfile.open(sdist) as tar:
+        # the "data" filter (no absolute paths, links out or devices) from 3.11.4
+        tar.extractall(dest, members=members,  # type: ignore[arg-type]
+                       **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+
+
+def install_converter(pip: list[str], venv: Path) -> None:
+    """llama.cpp's HF-to-GGUF converter into ``<venv>/share/syllabus/llama.cpp/``."""
+    dest = venv / "share" / "syllabus" / f"llama.cpp-{LLAMA_VERSION}"
+    if (dest / _CONVERTER[0]).is_file():
+        return
+    with tempfile.TemporaryDirectory(prefix="syllabus-convert-") as tmp:
+        sdist = _sdist(pip, tmp)
+        with tarfile.open(sdist) as tar:
+            root = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+            members = [m for m in tar.getmembers() if m.name.startswith(root)
+                       and m.name[len(root):].startswith(_CONVERTER)]
+        _extract(sdist, tmp, members)
+        part = dest.with_name(dest.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        shutil.copytree(Path(tmp) / root, part)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(part, dest)
 
 
 def _replace(src: Path, dst: Path) -> None:
@@ -150,6 +187,7 @@ def main() -> int:
     run([*pip, "install", "--find-links", str(wheels), f"{LLAMA}[server]=={LLAMA_VERSION}"])
     if not args.no_llama_server:
         build_llama_server(pip, python, build, key, venv)
+    install_converter(pip, venv)
     run([*pip, "install", "-e", f"{ROOT}[dev]"])
     return 0
 

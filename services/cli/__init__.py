@@ -58,7 +58,9 @@ def main() -> None:
               help="The teacher kind (overrides teacher.kind): extractive (offline rules, "
                    "the default), local (a llama.cpp server this run starts, on Gemma 3 "
                    "270M unless --teacher-model names another GGUF), openai, triton, "
-                   "transformers.")
+                   "transformers; or bootstrap (Humpback's M0: a seed run with the "
+                   "extractive teacher, --base-model fine-tuned on it, then the run again "
+                   "with that model as the local teacher).")
 @click.option("--teacher-model", default=None, metavar="PATH|KEY",
               help="The teacher's model (overrides teacher.model): for --teacher local, a "
                    "GGUF file or the key gemma3-270m.")
@@ -67,7 +69,8 @@ def main() -> None:
                    "torchrun (CPU, gloo): Gemma 3 270M (LoRA) unless --base-model names "
                    "another; the report gives its loss curve and the model's store prefix.")
 @click.option("--base-model", default=None, metavar="PATH|KEY",
-              help="With --train: the model to fine-tune (LoRA): a GGUF file or the key "
+              help="With --train (or --teacher bootstrap, for M0): the model to fine-tune "
+                   "(LoRA): a GGUF file or the key "
                    "gemma3-270m, the default (converted once, cached in the store under "
                    "base-models/), a model folder, a store prefix, or 'tiny': a tiny random "
                    "model made on the spot and fully fine-tuned (a minute; it answers "
@@ -95,11 +98,17 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
 
     if serve and not train:
         raise click.UsageError("--serve serves the model the run trains: add --train")
-    if base_model and not train:
+    from ._bootstrap import BOOTSTRAP
+
+    bootstrap = teacher_kind == BOOTSTRAP
+    if base_model and not (train or bootstrap):
         raise click.UsageError("--base-model is the model --train fine-tunes: add --train")
+    if bootstrap and teacher_model:
+        raise click.UsageError("--teacher bootstrap makes its own teacher (M0, fine-tuned "
+                               "from --base-model): leave out --teacher-model")
     from ._run_train import DEFAULT_BASE_MODEL, TINY_BASE_MODEL
 
-    if train and base_model is None:
+    if (train or bootstrap) and base_model is None:
         base_model = DEFAULT_BASE_MODEL
     if base_model == TINY_BASE_MODEL:
         base_model = None  # train_after_run's tiny model
@@ -117,10 +126,12 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
     console = Console(stderr=True)
     configure_logging("WARNING", json_lines=False)
     settings = cli_settings()
-    if teacher_kind:
+    if teacher_kind and not bootstrap:
         settings.teacher.kind = teacher_kind
     if teacher_model:
         settings.teacher.model = teacher_model
+    if bootstrap:
+        from ._bootstrap import run_bootstrap as run_pipeline  # noqa: F811 - same signature
     try:
         report = asyncio.run(run_pipeline(list(paths), collection=collection, out=out,
                                           settings=settings, console=console, fmt=fmt,

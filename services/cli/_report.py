@@ -5,8 +5,10 @@ document that a killed run left in flight and this run finished counts here, und
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -83,6 +85,8 @@ class RunReport:
     training: dict[str, Any] = field(default_factory=dict)
     #: syllabus run --serve: the server's verdict, evaluation scores, a question and answer
     serving: dict[str, Any] = field(default_factory=dict)
+    #: syllabus run --teacher bootstrap: the seed run, M0 and its GGUF file (_bootstrap)
+    bootstrap: dict[str, Any] = field(default_factory=dict)
 
     def add_ingested(self, ev: DocumentIngested) -> None:
         self.ingested += 1
@@ -154,6 +158,11 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def write(self, path: Path) -> None:
+        """``report.json``: the report as JSON, named in its own outputs."""
+        self.outputs["report"] = str(path)
+        path.write_text(json.dumps(self.as_dict(), indent=2, default=str))
 
     def render(self, console: Console) -> None:
         t = Table(title=f"Syllabus run {self.run_id} — collection {self.collection!r}",
@@ -288,5 +297,8 @@ class RunReport:
         if self.serving:
             from ._run_serve import render_serving
             render_serving(console, self.serving)
+        if self.bootstrap:
+            from ._bootstrap import render_bootstrap
+            render_bootstrap(console, self.bootstrap)
         for name, path in self.outputs.items():
             console.print(f"{name}: {path}")

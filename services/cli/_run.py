@@ -366,9 +366,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
             await rt.close()
 
     report.timings["total_seconds"] = time.perf_counter() - t0
-    report_path = out / "report.json"
-    report.outputs["report"] = str(report_path)
-    report_path.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    report.write(out / "report.json")
     return report
 
 
