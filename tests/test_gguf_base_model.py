@@ -195,6 +195,9 @@ def test_run_teacher_bootstrap_choices_are_checked_before_the_pipeline(tmp_path:
     result = CliRunner().invoke(main, ["run", str(docs), "--out", str(out), "--teacher",
                                        "bootstrap", "--teacher-model", "gemma3-270m"])
     assert result.exit_code == 2 and "leave out --teacher-model" in result.output
+    result = CliRunner().invoke(main, ["run", str(docs), "--out", str(out), "--teacher",
+                                       "bootstrap", "--base-model", "tiny"])
+    assert result.exit_code == 2 and "cannot read the tiny random model" in result.output
     assert not out.exists()
     assert converter_script().name == "convert_hf_to_gguf.py"  # the install step put it there
     with pytest.raises(ValueError, match="no config.json"):

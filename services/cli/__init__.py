@@ -110,6 +110,11 @@ def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | No
 
     if (train or bootstrap) and base_model is None:
         base_model = DEFAULT_BASE_MODEL
+    if bootstrap and base_model == TINY_BASE_MODEL:
+        # its byte-level BPE tokenizer is one llama.cpp's converter does not know
+        raise click.UsageError("--teacher bootstrap serves M0 through llama.cpp, which cannot "
+                               "read the tiny random model: name a real --base-model (the "
+                               f"default {DEFAULT_BASE_MODEL}, a GGUF file or a model folder)")
     if base_model == TINY_BASE_MODEL:
         base_model = None  # train_after_run's tiny model
     elif base_model:  # a missing or broken GGUF file is named now, not after the pipeline
