@@ -18,7 +18,7 @@
    where the ``local`` teacher finds it. ``--no-llama-server`` skips it (the teacher then
    runs llama-cpp-python's server).
 4. Copies llama.cpp's ``convert_hf_to_gguf.py`` (with its ``conversion`` and ``gguf-py``
-   packages) from the same sdist to ``.venv/share/syllabus/llama.cpp/``: ``syllabus run
+   packages) from the same sdist to ``.venv/share/syllabus/llama.cpp-<version>/``: ``syllabus run
    --teacher bootstrap`` turns the fine-tuned model M0 into a GGUF file with it, for the
    ``local`` teacher to serve. Seconds (pip keeps the sdist it downloaded).
 5. Installs the project, editable, with its ``dev`` extras (everything the tests and the
@@ -118,25 +118,29 @@ def _sdist(pip: list[str], tmp: str) -> Path:
     return sdist
 
 
-def _extract(sdist: Path, dest: str, members: object = None) -> None:
+def _extract(sdist: Path, dest: str, under: str | None = None,
+             names: tuple[str, ...] = ()) -> None:
+    """The sdist into ``dest``; with ``under``, only its members below that folder whose
+    names there start with one of ``names``."""
     with tarfile.open(sdist) as tar:
+        members = None if under is None else [
+            m for m in tar.getmembers()
+            if m.name.startswith(under) and m.name[len(under):].startswith(names)]
         # the "data" filter (no absolute paths, links out or devices) from 3.11.4
-        tar.extractall(dest, members=members,  # type: ignore[arg-type]
+        tar.extractall(dest, members=members,
                        **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
 def install_converter(pip: list[str], venv: Path) -> None:
-    """llama.cpp's HF-to-GGUF converter into ``<venv>/share/syllabus/llama.cpp/``."""
+    """llama.cpp's HF-to-GGUF converter into ``<venv>/share/syllabus/llama.cpp-<version>/``
+    (where ``syllabus run --teacher bootstrap`` looks for it)."""
     dest = venv / "share" / "syllabus" / f"llama.cpp-{LLAMA_VERSION}"
     if (dest / _CONVERTER[0]).is_file():
         return
     with tempfile.TemporaryDirectory(prefix="syllabus-convert-") as tmp:
         sdist = _sdist(pip, tmp)
-        with tarfile.open(sdist) as tar:
-            root = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
-            members = [m for m in tar.getmembers() if m.name.startswith(root)
-                       and m.name[len(root):].startswith(_CONVERTER)]
-        _extract(sdist, tmp, members)
+        root = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+        _extract(sdist, tmp, root, _CONVERTER)
         part = dest.with_name(dest.name + ".part")
         shutil.rmtree(part, ignore_errors=True)
         shutil.copytree(Path(tmp) / root, part)

@@ -68,13 +68,18 @@ def converter_script() -> Path:
         if not path.is_file():
             raise ValueError(f"SYLLABUS_LLAMA_CONVERT={named}: no such file")
         return path
-    found = sorted((Path(sys.prefix) / "share" / "syllabus").glob(
-        "llama.cpp-*/convert_hf_to_gguf.py"))
-    if not found:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # the llama.cpp the installed engine vendors: the converter for its GGUF format
+        path = (Path(sys.prefix) / "share" / "syllabus"
+                / f"llama.cpp-{version('llama-cpp-python')}" / "convert_hf_to_gguf.py")
+    except PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
         raise ValueError("llama.cpp's convert_hf_to_gguf.py is not installed: run "
                          "`python3 tools/install.py` (it copies it into the venv), or name "
                          "one with SYLLABUS_LLAMA_CONVERT")
-    return found[-1]
+    return path
 
 
 def export_gguf(model_dir: Path, path: Path, *, outtype: str = "q8_0") -> Path:
