@@ -172,11 +172,19 @@ def test_run_teacher_bootstrap_trains_m0_and_runs_the_pipeline_with_it(tmp_path:
     if boot["m0_rows"] == 0:
         assert any("bootstrap: M0 as the teacher made no data set rows" in w
                    for w in report["warnings"])
+    assert m0["gguf_reused"] is False and m0["teacher_options"]["base_model"] is True
+    # a second run on the same --out: the seed data set is the same, so the trainer answers
+    # M0's job id (derived from it) with the model it made, and its GGUF file is reused
     mtime = gguf.stat().st_mtime_ns
     again = CliRunner().invoke(main, ["run", str(docs), "--out", str(out), "--teacher",
                                       "bootstrap", "--base-model", str(base), "--json"])
     assert again.exit_code == 0, again.output
+    second = json.loads((out / "report.json").read_text())
+    assert second["bootstrap"]["m0"]["model_id"] == m0["model_id"]
+    assert second["bootstrap"]["m0"]["gguf_reused"] is True
     assert gguf.stat().st_mtime_ns == mtime
+    # its documents were processed by the first run: nothing is asked again, and it says so
+    assert any("bootstrap: M0 was asked nothing" in w for w in second["warnings"]), second
 
 
 def test_run_teacher_bootstrap_choices_are_checked_before_the_pipeline(tmp_path: Path,
@@ -212,3 +220,57 @@ def test_run_teacher_bootstrap_choices_are_checked_before_the_pipeline(tmp_path:
     monkeypatch.setenv("SYLLABUS_LLAMA_CONVERT", str(tmp_path / "nope.py"))
     with pytest.raises(ValueError, match="nope.py: no such file"):
         converter_script()
+
+
+def test_run_teacher_bootstrap_names_a_seed_run_with_no_data_set(tmp_path: Path):
+    """A seed run with nothing to train M0 on stops the bootstrap with the reason, and
+    ``<out>/report.json`` holds the bootstrap section so far (zero is a finding)."""
+    from click.testing import CliRunner
+
+    from syllabus.services.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n")  # a heading and nothing else: no chunk to ask about
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(docs), "--out", str(out), "--teacher",
+                                       "bootstrap", "--base-model", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "bootstrap: the seed run made no data set to train M0 on" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert "seed run made no data set" in report["bootstrap"]["error"]
+    assert report["bootstrap"]["seed"]["rows"] == 0
+    assert (out / "bootstrap" / "seed" / "report.json").is_file()
+
+
+def test_m0_options_follow_the_file_and_the_recipe(tmp_path: Path):
+    """M0's ``local`` options: base-model prompts always; Gemma's chat format only for a
+    Gemma file with no chat template of its own; the recipe's options only when they are
+    the ``local`` teacher's."""
+    import gguf as gguf_py
+
+    from syllabus.services.cli._bootstrap import _m0_options
+    from syllabus.services.runtime import Settings
+
+    def write(name: str, arch: str, template: str | None) -> Path:
+        path = tmp_path / name
+        writer = gguf_py.GGUFWriter(str(path), arch)
+        if template:
+            writer.add_chat_template(template)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path
+
+    settings = Settings()
+    settings.teacher.kind = "openai"
+    settings.teacher.options = {"temperature": 0.1}
+    bare = write("bare.gguf", "gemma3", None)
+    assert _m0_options(bare, settings) == {"base_model": True, "chat_format": "gemma"}
+    templated = write("templated.gguf", "gemma3", "{{ messages }}")
+    assert _m0_options(templated, settings) == {"base_model": True}
+    assert _m0_options(write("llama.gguf", "llama", None), settings) == {"base_model": True}
+    settings.teacher.kind = "local"
+    settings.teacher.options = {"model": "x", "n_ctx": 2048, "base_model": False}
+    assert _m0_options(templated, settings) == {"base_model": False, "n_ctx": 2048}

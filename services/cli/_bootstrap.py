@@ -117,14 +117,39 @@ def _seed_summary(seed: RunReport) -> dict[str, Any]:
             "seconds": seed.timings.get("total_seconds")}
 
 
+def _m0_options(gguf: Path, settings: Settings) -> dict[str, Any]:
+    """The ``local`` teacher's options for M0: the base-model prompts (see the module's
+    docstring), and Gemma's chat format when the file is a Gemma with no chat template of
+    its own; a recipe's ``[teacher.options]`` win where its kind is ``local`` (another
+    kind's options mean nothing to this teacher, so they are not passed)."""
+    import gguf as gguf_py
+
+    fields = gguf_py.GGUFReader(str(gguf)).fields
+
+    def text(key: str) -> str | None:
+        field = fields.get(key)
+        return bytes(field.parts[field.data[0]]).decode() if field and field.data else None
+
+    options: dict[str, Any] = {"base_model": True}
+    if text("tokenizer.chat_template") is None and (text("general.architecture") or
+                                                    "").startswith("gemma"):
+        options["chat_format"] = "gemma"
+    if settings.teacher.kind == "local":
+        options.update({k: v for k, v in settings.teacher.options.items() if k != "model"})
+    return options
+
+
 async def run_bootstrap(paths: Sequence[Path], *, collection: str, out: Path,
                         settings: Settings, console: Console, fmt: str = "openai",
                         timeout: float | None = None, train: bool = False,
                         serve: bool = False, base_model: str | None) -> RunReport:
     """The seed run and M0 (steps 1 and 2), then the run with M0 as its teacher (step 3).
-    ``base_model`` is what M0 is fine-tuned from (None: the tiny random model)."""
+    ``base_model`` is what M0 is fine-tuned from (None: the tiny random model). A failure
+    before step 3 is a ``RuntimeError`` naming the seed run's report; ``<out>/report.json``
+    then holds the bootstrap section so far."""
     from ._run import run_pipeline
 
+    converter_script()  # not installed: said now, not after the seed run
     t0 = time.perf_counter()
     work = out / "bootstrap"
     seed_settings = settings.model_copy(deep=True)
@@ -133,32 +158,25 @@ async def run_bootstrap(paths: Sequence[Path], *, collection: str, out: Path,
     seed_settings.teacher.options = {}
     console.print("[bold]bootstrap 1/3[/bold]: the seed data set (the extractive teacher) "
                   f"and M0 fine-tuned from {base_model or 'the tiny random model'}")
+    # M0's job id is derived from the seed data set, the base model and the settings: a
+    # rerun on the same --out reuses M0 (and its GGUF file) instead of training another
     seed = await run_pipeline(paths, collection=collection, out=work / "seed",
                               settings=seed_settings, console=console, fmt=fmt,
-                              timeout=timeout, train=True, base_model=base_model)
+                              timeout=timeout, train=True, base_model=base_model,
+                              train_job_prefix="m0")
     section: dict[str, Any] = {"seed": _seed_summary(seed), "m0": dict(seed.training)}
-    if not seed.dataset:
-        raise RuntimeError(f"bootstrap: the seed run built no data set, so there is no M0 "
-                           f"(see {seed.outputs.get('report')})")
-    if seed.training.get("outcome") != "completed":
-        raise RuntimeError(f"bootstrap: training M0 failed: {seed.training.get('reason')} "
-                           f"(see {seed.outputs.get('report')})")
-    console.print("[bold]bootstrap 2/3[/bold]: M0 as a GGUF file (llama.cpp's "
-                  "convert_hf_to_gguf.py, Q8_0)")
-    t1 = time.perf_counter()
-    gguf = work / f"m0-{seed.training['model_id'][:40]}.gguf"
-    if not gguf.is_file():  # a second run on the same --out converts nothing
-        await asyncio.to_thread(export_gguf, Path(seed.training["model_dir"]), gguf)
-    section["m0"].update({"gguf": str(gguf), "gguf_bytes": gguf.stat().st_size,
-                          "convert_seconds": time.perf_counter() - t1})
     section["m0"].pop("loss_curve", None)
     section["m0"].pop("metrics", None)
+    try:
+        gguf = await _m0_gguf(seed, section, work, console)
+    except Exception as exc:
+        _failed_report(out, seed, section, str(exc)).write(out / "report.json")
+        raise
     m0_settings = settings.model_copy(deep=True)
     m0_settings.teacher.kind = "local"
     m0_settings.teacher.model = str(gguf)
-    # the base-model prompts (see the module's docstring); the recipe may say otherwise
-    m0_settings.teacher.options = {"base_model": True, "chat_format": "gemma",
-                                   **settings.teacher.options}
+    m0_settings.teacher.options = _m0_options(gguf, settings)
+    section["m0"]["teacher_options"] = dict(m0_settings.teacher.options)
     console.print("[bold]bootstrap 3/3[/bold]: the pipeline with M0 as its teacher")
     report = await run_pipeline(paths, collection=collection, out=out, settings=m0_settings,
                                 console=console, fmt=fmt, timeout=timeout, train=train,
@@ -166,12 +184,56 @@ async def run_bootstrap(paths: Sequence[Path], *, collection: str, out: Path,
     section["seconds"] = time.perf_counter() - t0
     rows = _rows(report)
     section["m0_rows"] = rows
-    if not rows:
+    calls = (report.teacher_stats or {}).get("calls", 0) + (
+        report.teacher_stats or {}).get("cache_hits", 0)
+    if not calls and report.already_submitted:
+        # every document was already ingested in <out>: its records are an earlier run's
+        report.warnings.append(
+            f"bootstrap: M0 was asked nothing: the {report.already_submitted} document(s) "
+            f"were already processed in {out} by an earlier run, whose records (from the M0 "
+            "of that run) make this data set; use a new --out to ask this M0 afresh")
+    elif not rows:
         report.warnings.append(f"bootstrap: M0 as the teacher made no data set rows (the "
                                f"seed run made {section['seed']['rows']}); the "
                                "techniques' table says why")
     report.bootstrap = section
     report.write(out / "report.json")
+    return report
+
+
+async def _m0_gguf(seed: RunReport, section: dict[str, Any], work: Path,
+                   console: Console) -> Path:
+    """Step 2: M0 (the seed run's model) as ``<work>/m0-<model id>.gguf``, converted once."""
+    if not _rows(seed):  # no version, or a failed one ({"failed": reason, ...}), or 0 rows
+        why = (seed.dataset or {}).get("failed") or ("it has no rows" if seed.dataset
+                                                     else "no data set was built")
+        raise RuntimeError(f"bootstrap: the seed run made no data set to train M0 on "
+                           f"({why}; see {seed.outputs.get('report')})")
+    if seed.training.get("outcome") != "completed":
+        raise RuntimeError(f"bootstrap: training M0 failed: "
+                           f"{seed.training.get('reason') or 'no reason given'} "
+                           f"(see {seed.outputs.get('report')})")
+    console.print("[bold]bootstrap 2/3[/bold]: M0 as a GGUF file (llama.cpp's "
+                  "convert_hf_to_gguf.py, Q8_0)")
+    t1 = time.perf_counter()
+    gguf = work / f"m0-{seed.training['model_id']}.gguf"
+    reused = gguf.is_file()  # this M0 was converted by an earlier run on this --out
+    if not reused:
+        await asyncio.to_thread(export_gguf, Path(seed.training["model_dir"]), gguf)
+    section["m0"].update({"gguf": str(gguf), "gguf_bytes": gguf.stat().st_size,
+                          "gguf_reused": reused,
+                          "convert_seconds": 0.0 if reused else time.perf_counter() - t1})
+    return gguf
+
+
+def _failed_report(out: Path, seed: RunReport, section: dict[str, Any],
+                   error: str) -> RunReport:
+    """``<out>/report.json`` when the bootstrap stopped before M0's run: what it got to."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = RunReport(run_id=f"bootstrap-{time.strftime('%Y%m%dT%H%M%S')}",
+                       collection=seed.collection, out_dir=str(out), files=seed.files)
+    report.bootstrap = {**section, "error": error}
+    report.warnings.append(error)
     return report
 
 
@@ -185,6 +247,8 @@ def render_bootstrap(console: Console, section: dict[str, Any]) -> None:
         f"{seed['out_dir']}); M0 {m0.get('model_id')} fine-tuned from {m0.get('base_model')} "
         f"({m0.get('method')}, loss {m0.get('first_loss') or 0:.3f} -> "
         f"{m0.get('last_loss') or 0:.3f}), as {m0.get('gguf')} "
-        f"({(m0.get('gguf_bytes') or 0) / 2**20:.0f} MiB, converted in "
-        f"{m0.get('convert_seconds') or 0:.0f} s); with M0 as the teacher: "
+        f"({(m0.get('gguf_bytes') or 0) / 2**20:.0f} MiB, "
+        + ("an earlier run's file" if m0.get("gguf_reused") else
+           f"converted in {m0.get('convert_seconds') or 0:.0f} s")
+        + "); with M0 as the teacher: "
         f"{section.get('m0_rows') or 0} rows; {section.get('seconds') or 0:.0f} s in all")

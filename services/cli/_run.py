@@ -192,7 +192,10 @@ async def _engine_check(rt: Runtime, teacher: Any, report: RunReport) -> None:
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                        settings: Settings, console: Console, fmt: str = "openai",
                        timeout: float | None = None, train: bool = False,
-                       serve: bool = False, base_model: str | None = None) -> RunReport:
+                       serve: bool = False, base_model: str | None = None,
+                       train_job_prefix: str | None = None) -> RunReport:
+    """The run (see ``syllabus run``); ``train_job_prefix``: the training job's id is
+    derived from what it trains (``train_after_run``), so a rerun reuses its model."""
     from ..ingest import iter_files, submit_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +352,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     report.training = await train_after_run(rt, built[-1], out=out,
                                                             run_id=run_id, console=console,
                                                             timeout=timeout,
-                                                            base_model=base_model)
+                                                            base_model=base_model,
+                                                            job_prefix=train_job_prefix)
                     if serve:  # the server deploys it; then a question through the API
                         from ._run_serve import serve_step
                         await serve_step(rt, report, dataset=f"{built[-1].collection}/"

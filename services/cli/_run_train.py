@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from syllabus.contracts import DatasetBuilt, TrainingCompleted, TrainingRequested
+from syllabus.contracts import DatasetBuilt, TrainingCompleted, TrainingRequested, content_id
 
 from ..runtime import Runtime
 from ._train import ProgressBar, follow_job, progress_columns, upload_base_model
@@ -89,9 +89,13 @@ def _corpus(chunks_path: Path) -> list[str]:
 
 async def train_after_run(rt: Runtime, built: DatasetBuilt, *, out: Path, run_id: str,
                           console: Console, timeout: float | None = None,
-                          base_model: str | None = None) -> dict[str, Any]:
+                          base_model: str | None = None,
+                          job_prefix: str | None = None) -> dict[str, Any]:
     """Make the tiny model (or find ``base_model``), request training on ``built``, wait;
-    the report's section."""
+    the report's section. The job id is ``run-<run id>`` (each run trains), or with
+    ``job_prefix`` ``<job_prefix>-<hash of the data set version, base model, method and
+    hyperparameters>``: a rerun on the same data set then gets the model already trained
+    (the trainer answers a finished job id with its model)."""
     from ..runtime._tiny_model import init_tiny_model
 
     if base_model:
@@ -106,9 +110,11 @@ async def train_after_run(rt: Runtime, built: DatasetBuilt, *, out: Path, run_id
         base = await rt.to_thread(upload_base_model, rt.store, model_dir)
         hp = {**RUN_HYPERPARAMETERS, **rt.settings.trainer.hyperparameters}
         method = "full"
-    request = TrainingRequested(job_id=f"run-{run_id}", dataset=f"{built.collection}/"
-                                f"{built.version}", base_model=base, method=method, gpus=0,
-                                hyperparameters=hp)
+    dataset = f"{built.collection}/{built.version}"
+    job_id = (f"{job_prefix}-{content_id(dataset, base, method, hp)[:16]}" if job_prefix
+              else f"run-{run_id}")
+    request = TrainingRequested(job_id=job_id, dataset=dataset, base_model=base,
+                                method=method, gpus=0, hyperparameters=hp)
     await rt.bus.publish(request)
     with Progress(*progress_columns(), console=console) as progress:
         outcome = await follow_job(rt.bus, request.job_id, on_progress=ProgressBar(progress),
