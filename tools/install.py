@@ -125,7 +125,8 @@ def _extract(sdist: Path, dest: str, under: str | None = None,
     with tarfile.open(sdist) as tar:
         members = None if under is None else [
             m for m in tar.getmembers()
-            if m.name.startswith(under) and m.name[len(under):].startswith(names)]
+            if m.name.startswith(under) and m.name[len(under):].startswith(names)
+            and ".." not in Path(m.name).parts]  # nothing outside dest, filter or not
         # the "data" filter (no absolute paths, links out or devices) from 3.11.4
         tar.extractall(dest, members=members,
                        **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
