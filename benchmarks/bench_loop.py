@@ -21,7 +21,12 @@ questions about the documents better than the base model it started from?
    at most ``--max-tokens`` tokens, the answer cut at the next ``###`` turn marker:
    * ``base``: Gemma 3 270M as it comes (greedy, so the same in every seed);
    * ``extractive``: fine-tuned on the extractive teacher's data set;
-   * ``local``: fine-tuned on the local teacher's data set.
+   * ``local``: fine-tuned on the local teacher's data set;
+   * ``bootstrap`` (with ``--bootstrap``): fine-tuned on the data set of ``syllabus run
+     --teacher bootstrap`` (Humpback's M0 as the teacher: Gemma 3 270M fine-tuned on the
+     extractive seed run, then asked for everything), on the local teacher's documents.
+     Off by default: its run (a seed run, M0's training and conversion, then the M0 run)
+     takes longer than the local teacher's.
 5. **Metrics**, per contender, mean and spread (population standard deviation) over the
    seeds: SQuAD token F1 and exact match against the reference answers; a judge score
    (1-5) from the **local base model** (Gemma 3 270M through llama.cpp, the ``llm-judge``
@@ -31,8 +36,8 @@ questions about the documents better than the base model it started from?
    claims); training tokens/s and generation tokens/s.
 
 ``--json`` writes ``{"contenders": {"base": {"token_f1", "exact_match", ...}, "extractive":
-{...}, "local": {...}}, "seeds": n, ...}``; every metric there is the mean over the seeds,
-with ``<metric>_std`` and ``per_seed`` next to it.
+{...}, "local": {...}[, "bootstrap": {...}]}, "seeds": n, ...}``; every metric there is the
+mean over the seeds, with ``<metric>_std`` and ``per_seed`` next to it.
 """
 
 from __future__ import annotations
@@ -398,8 +403,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
     all_docs = sorted(p for p in DOCS.iterdir() if p.is_file())
     local_docs = ([DOCS / n for n in QUICK_LOCAL_DOCS] if args.quick else all_docs)
-    data = {"extractive": build_dataset("extractive", all_docs, work, args.run_timeout),
-            "local": build_dataset("local", local_docs, work, args.run_timeout)}
+    teachers = ("extractive", "local", *(("bootstrap",) if args.bootstrap else ()))
+    data = {t: build_dataset(t, all_docs if t == "extractive" else local_docs, work,
+                             args.run_timeout) for t in teachers}
     train_files: dict[str, Path] = {}
     for teacher, d in data.items():
         rows, dropped = decontaminate(d["rows"], questions)
@@ -415,7 +421,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             f"questions, {d['anti_sycophancy_rows']} anti-sycophancy)")
 
     hp = {"epochs": args.epochs} if args.epochs else {}
-    per_seed: dict[str, list[dict[str, Any]]] = {"base": [], "extractive": [], "local": []}
+    per_seed: dict[str, list[dict[str, Any]]] = {"base": [], **{t: [] for t in teachers}}
     judge_srv = judge = None
     try:
         if args.judge_items:
@@ -429,7 +435,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         base_result = await evaluate(HFModel(base, "gemma3-270m base"), items, **ask)
         per_seed["base"] = [base_result] * args.seeds  # greedy: the same in every seed
         for seed in range(args.seeds):
-            for teacher in ("extractive", "local"):
+            for teacher in teachers:
                 folder = work / f"model-{teacher}-seed{seed}"
                 log(f"{teacher} seed {seed}: training on {data[teacher]['train_rows']} rows")
                 trained = await train(base, train_files[teacher], folder, seed, hp)
@@ -477,6 +483,9 @@ def main() -> None:
                     help="the local teacher on 2 documents, 16 training rows per data set, 6 "
                          "judged answers, 10 claims")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--bootstrap", action="store_true",
+                    help="a fourth contender: trained on syllabus run --teacher bootstrap's "
+                         "data set (M0 as the teacher)")
     ap.add_argument("--work", default=None,
                     help="work folder (default: a new temporary one); data sets already "
                          "built there are reused")
