@@ -58,9 +58,12 @@ def _now() -> datetime:
 
 class Event(BaseModel):
     """Base of every message. Unknown fields are ignored so that an older consumer keeps
-    working when a newer producer adds one; ``schema_version`` says which shape was sent."""
+    working when a newer producer adds one; ``schema_version`` says which shape was sent.
+    An infinite or NaN float travels as ``"Infinity"`` / ``"NaN"`` (JSON has neither;
+    pydantic's default, ``null``, would silently turn ``source_temperature = inf`` into
+    "not set")."""
 
-    model_config = ConfigDict(extra="ignore", frozen=False)
+    model_config = ConfigDict(extra="ignore", frozen=False, ser_json_inf_nan="strings")
 
     subject: ClassVar[str]
     schema_version: int = SCHEMA_VERSION

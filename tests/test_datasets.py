@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from syllabus.contracts import (
@@ -175,6 +177,60 @@ def test_facility_location_subset_covers_every_topic():
     sel = select(recs, embedder=default_embedder(), options={"target_size": 12})
     assert len(sel.records) == 12
     assert next(s for s in sel.steps if s.step == "diversity").skipped
+
+
+def test_source_quotas_share_the_size_by_temperature():
+    from syllabus.services.datasets._select import source_quotas
+
+    counts = {"a": 12, "b": 2, "c": 1}
+    assert source_quotas(counts, 6, math.inf) == {"a": 3, "b": 2, "c": 1}
+    assert source_quotas(counts, 6, 1.0) == {"a": 5, "b": 1, "c": 0}  # proportional
+    # T = 2: weights sqrt(n) = 3.46, 1.41, 1: c's share (1.02) fills it, then a 3.55, b 1.45
+    assert source_quotas(counts, 6, 2.0) == {"a": 4, "b": 1, "c": 1}
+    # what a small source cannot fill goes to the others; never more than there is
+    assert source_quotas({"a": 10, "b": 1}, 8, math.inf) == {"a": 7, "b": 1}
+    assert source_quotas(counts, 100, 1.0) == counts
+    assert sum(source_quotas({"x": 5, "y": 5, "z": 5}, 7, math.inf).values()) == 7
+
+
+def test_balanced_subset_takes_each_sources_share_and_stays_diverse_within_it():
+    recs, topic = _cluster_records()  # 12 records of document "a", three topics
+    small = [_rec(200, "What is a bee smoker?", "A bee smoker is a can with bellows that "
+                  "puffs cool smoke to calm the bees.", doc="b"),
+             _rec(201, "What is a hive tool?", "A hive tool is a flat steel bar used to pry "
+                  "frames apart.", doc="b"),
+             _rec(202, "What is propolis?", "Propolis is a resin that bees collect from "
+                  "tree buds to seal gaps in the hive.", doc="c")]
+    recs = [r.model_copy(update={"lineage": r.lineage.model_copy(
+        update={"doc_id": "a" * 64})}) for r in recs] + small
+    emb = default_embedder()
+    plain = select(recs, embedder=emb, options={"target_size": 6})
+    balanced = select(recs, embedder=emb, options={"target_size": 6,
+                                                    "source_temperature": math.inf})
+    docs = [r.lineage.doc_id[0] for r in balanced.records]
+    assert sorted(docs) == ["a", "a", "a", "b", "b", "c"]
+    assert sorted(topic[r.record_id] for r in balanced.records if r.record_id in topic) == [
+        "bees", "python", "volcanoes"]
+    assert len(plain.records) == 6
+    assert plain.options.settings() != balanced.options.settings()
+    div = next(s for s in balanced.steps if s.step == "diversity")
+    assert len(div.removed) == 9
+    assert "of 12 records of source " + "a" * 64 in div.removed[0].reason
+    assert "source_temperature inf" in div.removed[0].reason
+
+
+def test_lima_sets_the_size_and_even_balance_unless_given():
+    from syllabus.services.datasets import SelectOptions
+
+    lima = SelectOptions(lima=True)
+    assert lima.target_size == 1000 and math.isinf(lima.source_temperature)
+    given = SelectOptions(lima=True, target_size=50, source_temperature=2.0)
+    assert (given.target_size, given.source_temperature) == (50, 2.0)
+    assert SelectOptions().source_temperature is None and SelectOptions().target_size is None
+    with pytest.raises(ValueError, match="set target_size too"):
+        SelectOptions(source_temperature=2.0)
+    with pytest.raises(ValueError):
+        SelectOptions(target_size=5, source_temperature=0)
 
 
 EVAL_PASSAGE = ("The Roman emperor Hadrian ordered the construction of a defensive wall "
@@ -453,3 +509,17 @@ async def test_requests_that_can_build_nothing_are_answered_at_once_not_retried(
         assert await replay(rt.bus, DATASETS_BUILT) == []
     finally:
         await rt.close()
+
+
+def test_an_infinite_selection_option_survives_the_bus_json():
+    """``source_temperature = inf`` in a recipe travels in ``DatasetRequested.options``:
+    as JSON it is ``"Infinity"``, not ``null`` (which would mean "not set")."""
+    from syllabus.services.datasets._build import request_options
+
+    req = DatasetRequested(collection="bees", target_size=5,
+                           options={"source_temperature": math.inf})
+    assert '"Infinity"' in req.model_dump_json()
+    back = DatasetRequested.model_validate_json(req.model_dump_json())
+    assert math.isinf(request_options(back).source_temperature)
+    assert request_options(DatasetRequested(collection="bees", options={"lima": True})
+                           ).target_size == 1000

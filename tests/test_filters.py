@@ -89,6 +89,28 @@ async def test_too_short_and_too_long():
     assert d.details["checks"]["length"]["response_chars"] > 40
 
 
+async def test_lima_length_window_drops_short_answers_and_keeps_long_form_ones():
+    short = "A queen can lay up to 2,000 eggs a day in early summer."
+    d = await _judge("How many eggs can a honeybee queen lay in a day?", short,
+                     length_window="lima")
+    assert not d.kept and d.details["failed"] == ["length"]
+    assert f"the response has {len(short)} characters, under the minimum of 1200" in d.reason
+    # a long-form answer inside LIMA's 1,200-4,096 window passes; over 4,096 does not
+    sentence = "A queen can lay up to 2,000 eggs a day in early summer. "
+    d = await _judge("How many eggs can a honeybee queen lay in a day?", sentence * 25,
+                     context=None, length_window="lima", first_person=False)
+    assert d.details["checks"]["length"]["passed"], d.reason
+    d = await _judge("How many eggs can a honeybee queen lay in a day?", sentence * 80,
+                     context=None, length_window="lima")
+    assert "over the maximum of 4096" in d.reason
+    # a bound set by name wins over the window's; a window that is not known is named
+    d = await _judge("How many eggs can a honeybee queen lay in a day?", short,
+                     length_window="lima", min_response_chars=10)
+    assert d.kept, d.reason
+    with pytest.raises(ValueError, match="length_window must be one of qa, lima"):
+        await _judge("Why?", short, length_window="long")
+
+
 async def test_an_answer_not_grounded_in_its_chunk_is_dropped():
     d = await _judge("How long does a honeybee queen live?",
                      "A queen usually lives for three to five years, much longer than the "

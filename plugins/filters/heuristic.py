@@ -8,6 +8,12 @@ cleaning steps (length bounds, boilerplate, markup and language filters) do the 
 generated question/answer pairs. This plugin applies those rules with no model, so it runs
 offline and every decision can be reproduced and explained.
 
+Departures from LIMA: its answers were checked by people, these by rules; the default
+length window is for question/answer pairs (2 to 4,000 characters), since LIMA's 1,200
+to 4,096 would drop nearly every factual answer (``length_window = "lima"`` is LIMA's);
+LIMA's balancing across sources and its 1,000-example size are part of the data set
+selection (``lima = true`` there), not of this per-record filter.
+
 Checks (each on by default; turn one off with its name, e.g. ``{"grounded": false}``):
 
 ``length``
@@ -16,7 +22,11 @@ Checks (each on by default; turn one off with its name, e.g. ``{"grounded": fals
     ``response``: ``min_response_words`` 2 .. ``max_response_words`` (none) words and
     ``min_response_chars`` 2 .. ``max_response_chars`` 4000 characters. Short answers are
     legitimate in question answering ("Thousands of bees."), so the response's lower bound
-    is low; ``null`` turns any bound off.
+    is low; ``null`` turns any bound off. ``length_window = "lima"`` is LIMA's window for
+    its community answers instead (section 2.1: answers under 1,200 or over 4,096
+    characters were dropped): ``min_response_chars`` 1200 and ``max_response_chars`` 4096,
+    unless set. It suits long-form answers (how-tos, explanations), not short factual QA,
+    whose answers it would drop nearly all; hence not the default (``"qa"``).
 ``grounded``
     The share of the response's content words (lowercased, stopwords removed, lightly
     stemmed; numbers normalised, so ``2,000`` = ``2000`` = ``two thousand``) found in the
@@ -125,6 +135,13 @@ FORUM_PHRASES = (
     "good luck!",
 )
 
+#: the response's character bounds per ``length_window``: Syllabus's for QA pairs, and
+#: LIMA's (Zhou et al. 2023, section 2.1)
+LENGTH_WINDOWS: dict[str, dict[str, int]] = {
+    "qa": {"min_response_chars": 2, "max_response_chars": 4000},
+    "lima": {"min_response_chars": 1200, "max_response_chars": 4096},
+}
+
 DEFAULTS: dict[str, Any] = {
     **{name: True for name in CHECKS},
     "max_failures": 0,
@@ -133,6 +150,7 @@ DEFAULTS: dict[str, Any] = {
     "min_instruction_words": 2, "max_instruction_words": 200,
     "min_response_words": 2, "max_response_words": None,
     "min_response_chars": 2, "max_response_chars": 4000,
+    "length_window": "qa",
     # grounded
     "min_grounding": 0.6,
     # well_formed
@@ -155,6 +173,12 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"heuristic-quality: unknown option(s) {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(DEFAULTS))}")
     opts = {**DEFAULTS, **options}
+    if opts["length_window"] not in LENGTH_WINDOWS:
+        raise ValueError(f"heuristic-quality: option length_window must be one of "
+                         f"{', '.join(LENGTH_WINDOWS)}, not {opts['length_window']!r}")
+    for key, value in LENGTH_WINDOWS[opts["length_window"]].items():
+        if key not in options:  # a bound set by name wins over the window's
+            opts[key] = value
     for key, default in DEFAULTS.items():
         value = opts[key]
         if isinstance(default, bool) and not isinstance(value, bool):

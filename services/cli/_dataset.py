@@ -86,6 +86,13 @@ def dataset_group() -> None:
                    "sharing a word 13-gram with it are removed.")
 @click.option("--synthetic-ratio", default=None,
               help="Instruction records per anti-sycophancy record, e.g. 5 or 5:1 (default 5).")
+@click.option("--source-temperature", type=click.FloatRange(min=0.0, min_open=True),
+              default=None, help="Share the --target-size subset among the source documents "
+                                 "in proportion to n ** (1/T): 1 proportional, larger "
+                                 "flatter, 'inf' evenly.")
+@click.option("--lima", is_flag=True,
+              help="LIMA's subset (Zhou et al. 2023): --target-size 1000 and "
+                   "--source-temperature inf, unless given.")
 @click.option("--option", "-o", "extra", multiple=True, callback=key_value_pairs,
               metavar="KEY=VALUE", help="Another selection option (shingle_words, neighbors, "
                                         "ngram, quality_scores, ...); VALUE as JSON.")
@@ -93,7 +100,8 @@ def dataset_group() -> None:
 def build_command(collection: str | None, target_size: int | None, fmt: str,
                   eval_fraction: float, seed: int, near_duplicate_threshold: Any,
                   semantic_threshold: Any, decontaminate: str | None,
-                  synthetic_ratio: str | None, extra: dict[str, Any], as_json: bool) -> None:
+                  synthetic_ratio: str | None, source_temperature: float | None,
+                  lima: bool, extra: dict[str, Any], as_json: bool) -> None:
     """Build a data set version of a collection, against the configured NATS and store.
 
     Reads the collection's accepted records from the stream, selects (exact, near-duplicate
@@ -115,6 +123,10 @@ def build_command(collection: str | None, target_size: int | None, fmt: str,
             options[key] = None if value == "off" else value
     if synthetic_ratio is not None:
         options["synthetic_ratio"] = synthetic_ratio
+    if source_temperature is not None:
+        options["source_temperature"] = source_temperature
+    if lima:
+        options["lima"] = True
     if decontaminate:
         options["decontaminate"] = decontaminate
     try:

@@ -32,6 +32,19 @@ record it duplicates:
    the record's quality weight, below. Skipped when ``target_size`` is None or at least
    the number of records left.
 
+   **Balanced across sources** (``source_temperature`` T): the subset's ``target_size``
+   is first shared out among the records' source documents (``lineage.doc_id``; a record
+   with no lineage, such as a tool trajectory, counts under its technique), each
+   document's quota proportional to ``n_d ** (1 / T)`` for its ``n_d`` records, as
+   multilingual pretraining mixes languages (T = 1: proportional, the same as no
+   balancing; larger T: flatter; ``inf``: the same quota for every document), with no
+   quota above ``n_d`` (what a small document cannot fill goes to the others); then the
+   facility-location subset is drawn within each document. LIMA (Zhou et al. 2023,
+   section 2.1) drew its 1,000 examples evenly across its sources (200 from each of the
+   STEM and other Stack Exchange groups, 200 from wikiHow, ...), so that no one source
+   dominates. ``lima = true`` sets both: ``target_size`` 1,000 and ``source_temperature``
+   ``inf``, unless given.
+
 Every choice is deterministic and independent of the input order. Records are ranked once
 by *preference*: higher quality first, then the smaller record id. A duplicate step keeps
 the preferred record of each group; the greedy subset breaks ties by preference too.
@@ -63,7 +76,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syllabus.contracts import QARecord, normalise_text, sha256_hex
 
@@ -106,6 +119,8 @@ Progress = Callable[[str, int, int], None]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MIN_WEIGHT = 0.05
+#: LIMA's data set size (Zhou et al. 2023: 1,000 prompts and responses)
+LIMA_TARGET_SIZE = 1000
 
 
 class SelectOptions(BaseModel):
@@ -129,6 +144,30 @@ class SelectOptions(BaseModel):
                                    description="instruction records per synthetic record")
     seed: int = 0
     block_size: int = Field(default=1024, ge=16, description="rows per similarity block")
+    source_temperature: float | None = Field(
+        default=None, gt=0.0, description="share target_size among the source documents "
+        "in proportion to n ** (1 / T) (inf: evenly); None: one subset over all records")
+    lima: bool = Field(default=False, description="LIMA's subset: target_size 1000 and "
+                       "source_temperature inf, unless given")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lima(cls, data: Any) -> Any:
+        """``lima = true`` fills in what was not given (None counts as not given)."""
+        if isinstance(data, dict) and data.get("lima") is True:
+            data = dict(data)
+            if data.get("target_size") is None:
+                data["target_size"] = LIMA_TARGET_SIZE
+            if data.get("source_temperature") is None:
+                data["source_temperature"] = math.inf
+        return data
+
+    @model_validator(mode="after")
+    def _balanced_needs_a_size(self) -> SelectOptions:
+        if self.source_temperature is not None and self.target_size is None:
+            raise ValueError("source_temperature shares the target_size subset among the "
+                             "source documents: set target_size too (or lima = true)")
+        return self
 
     @field_validator("synthetic_ratio", mode="before")
     @classmethod
@@ -140,8 +179,16 @@ class SelectOptions(BaseModel):
         return value
 
     def settings(self) -> dict[str, Any]:
-        """What the version id hashes (``block_size`` changes no result, so it is left out)."""
-        return self.model_dump(mode="json", exclude={"block_size"})
+        """What the version id hashes (``block_size`` changes no result, so it is left out;
+        nor does ``lima``, whose effect is the fields it fills in; ``source_temperature``
+        only when set, so versions built before it keep their ids; ``inf`` as a string,
+        since JSON has none)."""
+        out = self.model_dump(mode="json", exclude={"block_size", "lima",
+                                                    "source_temperature"})
+        if self.source_temperature is not None:
+            out["source_temperature"] = ("inf" if math.isinf(self.source_temperature)
+                                         else self.source_temperature)
+        return out
 
 
 @dataclass(frozen=True)
@@ -537,6 +584,42 @@ def _contaminated(records: list[QARecord], eval_set: EvalSet) -> tuple[list[QARe
 # --- the selection ---------------------------------------------------------------------
 
 
+def record_source(record: QARecord) -> str:
+    """The source a record is balanced under: its document, else its technique."""
+    if record.lineage is not None:
+        return record.lineage.doc_id
+    return f"technique:{record.technique.name}"
+
+
+def source_quotas(counts: dict[str, int], size: int, temperature: float) -> dict[str, int]:
+    """``size`` shared among sources in proportion to ``n ** (1 / temperature)`` (``inf``:
+    evenly), none above its ``n``: a source that cannot fill its share keeps all it has and
+    the rest is shared among the others again (water-filling). Whole numbers: the floors,
+    then one more each by the largest remainder (ties: the source name). Deterministic."""
+    quotas: dict[str, int] = {}
+    left = min(size, sum(counts.values()))
+    active = {k: n for k, n in counts.items() if n > 0}
+
+    def weight(n: int) -> float:
+        return 1.0 if math.isinf(temperature) else float(n) ** (1.0 / temperature)
+
+    while active:
+        total = sum(weight(n) for n in active.values())
+        share = {k: left * weight(n) / total for k, n in active.items()}
+        full = [k for k, n in active.items() if n <= share[k]]
+        if not full:
+            floors = {k: math.floor(v) for k, v in share.items()}
+            extra = left - sum(floors.values())
+            for k in sorted(share, key=lambda k: (floors[k] - share[k], k))[:extra]:
+                floors[k] += 1
+            quotas.update(floors)
+            break
+        for k in full:
+            quotas[k] = active.pop(k)
+            left -= quotas[k]
+    return {k: quotas.get(k, 0) for k in counts}
+
+
 def select(records: Iterable[QARecord], *, embedder: Any | None,
            options: SelectOptions | dict[str, Any] | None = None,
            synthetic: Iterable[QARecord] = (), eval_set: EvalSet | None = None,
@@ -596,17 +679,39 @@ def select(records: Iterable[QARecord], *, embedder: Any | None,
                    for i, (d, s) in sorted(gone.items())]
         return [r for i, r in enumerate(recs) if i not in gone], removed
 
+    def subset(recs: list[QARecord], size: int) -> set[int]:
+        if size >= len(recs):
+            return set(range(len(recs)))
+        w = np.array([max(quality[r.record_id], _MIN_WEIGHT) for r in recs])
+        return set(facility_location(embeddings(recs), w, size, neighbors=opts.neighbors,
+                                     block=opts.block_size, progress=progress))
+
     def diverse(recs: list[QARecord]) -> tuple[list[QARecord], list[Removal]]:
         size = opts.target_size
         assert size is not None
-        w = np.array([max(quality[r.record_id], _MIN_WEIGHT) for r in recs])
-        chosen = facility_location(embeddings(recs), w, size, neighbors=opts.neighbors,
-                                   block=opts.block_size, progress=progress)
-        keep = set(chosen)
-        removed = [Removal(r.record_id, "diversity",
-                           f"not among the {size} records of the facility-location subset")
-                   for i, r in enumerate(recs) if i not in keep]
-        return [r for i, r in enumerate(recs) if i in keep], removed
+        temperature = opts.source_temperature
+        if temperature is None:
+            keep = subset(recs, size)
+            removed = [Removal(r.record_id, "diversity", f"not among the {size} records of "
+                               "the facility-location subset")
+                       for i, r in enumerate(recs) if i not in keep]
+            return [r for i, r in enumerate(recs) if i in keep], removed
+        by_source: dict[str, list[int]] = {}
+        for i, r in enumerate(recs):
+            by_source.setdefault(record_source(r), []).append(i)
+        quotas = source_quotas({k: len(v) for k, v in by_source.items()}, size, temperature)
+        kept: set[int] = set()
+        removed = []
+        for source in sorted(by_source):
+            rows, quota = by_source[source], quotas[source]
+            chosen = {rows[j] for j in subset([recs[i] for i in rows], quota)} if quota else set()
+            kept |= chosen
+            removed += [Removal(recs[i].record_id, "diversity", f"not among the {quota} "
+                                f"of {len(rows)} records of source {source} in the "
+                                f"facility-location subset (its share of {size} across "
+                                f"{len(by_source)} sources at source_temperature "
+                                f"{temperature:g})") for i in rows if i not in chosen]
+        return [r for i, r in enumerate(recs) if i in kept], removed
 
     run("exact_duplicate", _exact, None if opts.exact else "off")
     run("near_duplicate", lambda rs: _near(rs, opts, progress),
