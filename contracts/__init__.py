@@ -5,6 +5,7 @@ pulls in NATS, torch or Triton.
 """
 
 from . import _hookspecs as hookspecs
+from ._answers import normalize_answer, token_f1
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
 from ._ids import (
     COLLECTION_PATTERN,
@@ -57,11 +58,13 @@ __all__ = [
     "is_valid_collection",
     "is_valid_run_id",
     "normalise_text",
+    "normalize_answer",
     "parent_death_signal",
     "sha256_hex",
     "spec_key",
     "stop_process",
     "teacher_cache_key",
+    "token_f1",
     "tool_eval_key",
     "tool_filter_key",
     *_messages_all,

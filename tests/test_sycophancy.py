@@ -171,6 +171,36 @@ async def test_ratio_eligibility_and_record_distractors():
         assert (other < "rec-00100") == (d["source_record_id"] < "rec-00100")
 
 
+async def test_a_paraphrase_of_the_right_answer_is_never_the_wrong_one():
+    """Wei et al.'s false claims must be false: another record's answer that says the same
+    thing in other words (token F1 >= 0.5, the same numbers) is not used as a distractor;
+    one that states another number is."""
+    from syllabus.plugins.augmenters.anti_sycophancy import paraphrase
+
+    assert paraphrase("Up to 2,000 eggs a day.", "A queen lays up to 2000 eggs each day.")
+    assert not paraphrase("Up to 200 eggs a day.", "Up to 2,000 eggs a day.")
+    assert not paraphrase("Drones mate with queens.", "Workers forage for nectar.")
+    queen = "How many eggs does a queen lay in a day?"
+    records = [rec(i, queen, "A queen lays up to 2,000 eggs a day in early summer.")
+               for i in range(0, 40, 2)]
+    records += [rec(i, "How many eggs does a queen lay daily?", "Up to 2,000 eggs each day.")
+                for i in range(1, 40, 2)]  # the same answer, paraphrased
+    records += [rec(100, "How many days does a worker live in summer?", "About 42 days.")]
+    out = await AUG.augment(records, teacher=None, options={"ratio": 1})
+    false = [details(r) for r in out.records if not details(r)["claim_true"]]
+    assert len(false) == 20 and not out.failures
+    for d in false:  # 39 paraphrases to draw from, yet every queen claim takes the worker's
+        if d["source_record_id"] != "rec-00100":
+            assert d["answer_from"] == "record rec-00100" and d["distractor_f1"] == 0.0
+    # with only paraphrases left, a false claim is a named failure, never a true claim
+    out = await AUG.augment(records[:-1], teacher=None, options={"ratio": 1})
+    assert len(out.failures) == 20 and all(details(r)["claim_true"] for r in out.records)
+    assert all("no other eligible record has a different answer" in f.reason
+               for f in out.failures)
+    with pytest.raises(ValueError, match="max_distractor_f1 must be a number in"):
+        await AUG.augment(records, teacher=None, options={"max_distractor_f1": 0})
+
+
 async def test_extractive_teacher_uses_the_source_as_oracle_and_cannot_write_distractors():
     out = await AUG.augment(sums(10), teacher=ExtractiveTeacher(), options={})
     for r in out.records:

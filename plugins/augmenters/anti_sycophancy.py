@@ -14,6 +14,12 @@ come from the collection's own accepted records:
   many", "who", ...) or a plausible wrong answer the teacher writes (``distractors =
   "teacher"``; needs an LLM teacher). The paper negates the label instead ("is not");
   a wrong answer makes a claim about the collection's own content just as checkable.
+  A wrong answer must not be a paraphrase of the right one, or the "false" claim is true:
+  a candidate whose SQuAD token F1 with the right answer is ``max_distractor_f1`` (0.5)
+  or more is refused (another record's answer is passed over; the teacher's is an
+  unusable output, retried once), unless the two state different numbers ("5 legs" is a
+  wrong answer to a question whose answer is "6 legs"; numbers as written, so "2,000"
+  and "two thousand" count as different).
 
 The prompt (the paper's ``PROMPT_NLP`` and ``TAIL``; its speaker tags ``Human:`` and
 ``Assistant:`` become the chat roles, so the instruction is the human turn and the
@@ -80,7 +86,7 @@ and its continuation (" (A)") is parsed.
 
 Options: ``ratio`` (5), ``seed`` (0), ``distractors`` ("records" | "teacher"),
 ``filtration`` (true), ``filtration_teacher`` (a ``Teacher``; default the ``teacher``),
-``field`` (none: e.g. "Apiculture" gives "a PhD in Apiculture" and "about the field of
+``max_distractor_f1`` (0.5), ``field`` (none: e.g. "Apiculture" gives "a PhD in Apiculture" and "about the field of
 Apiculture"), ``max_answer_chars`` (400), ``temperature`` (0.0, for teacher distractors),
 ``max_tokens`` (64, for the filtration answer).
 """
@@ -110,7 +116,9 @@ from syllabus.contracts import (
     TechniqueOutput,
     ask,
     hookimpl,
+    normalize_answer,
     prompt_hash,
+    token_f1,
 )
 
 __all__ = [
@@ -351,7 +359,8 @@ def question_type(question: str) -> str:
 class _Distractors:
     """Other records' answers, indexed by (kind, question type), question type and kind."""
 
-    def __init__(self, records: Sequence[QARecord]) -> None:
+    def __init__(self, records: Sequence[QARecord], max_f1: float = 0.5) -> None:
+        self.max_f1 = max_f1
         self.tiers: list[dict[Any, list[QARecord]]] = [{}, {}, {}, {"": []}]
         for r in sorted(records, key=lambda r: r.record_id):
             qtype = question_type(r.instruction)
@@ -363,10 +372,9 @@ class _Distractors:
     def pick(self, source: QARecord, rng: random.Random) -> QARecord | None:
         qtype = question_type(source.instruction)
         keys = [(source.kind, qtype), qtype, source.kind, ""]
-        wrong = _norm(source.response)
-
-        def usable(r: QARecord) -> bool:
-            return r.record_id != source.record_id and _norm(r.response) != wrong
+        def usable(r: QARecord) -> bool:  # a different answer, not a paraphrase of it
+            return (r.record_id != source.record_id
+                    and not paraphrase(r.response, source.response, self.max_f1))
 
         for tier, key in zip(self.tiers, keys, strict=True):
             pool = tier.get(key, [])
@@ -382,7 +390,17 @@ class _Distractors:
         return None
 
 
-def _distractor_parser(correct: str, limit: int):
+def _numbers(text: str) -> list[str]:
+    return sorted(w for w in normalize_answer(text).split() if any(c.isdigit() for c in w))
+
+
+def paraphrase(candidate: str, right: str, max_f1: float = 0.5) -> bool:
+    """Whether ``candidate`` may say what ``right`` says: SQuAD token F1 at ``max_f1`` or
+    more, and the same numbers (or none)."""
+    return _numbers(candidate) == _numbers(right) and token_f1(candidate, right) >= max_f1
+
+
+def _distractor_parser(correct: str, limit: int, max_f1: float = 0.5):
     def parse(text: str) -> str:
         line = text.strip().strip('"').strip()
         for prefix in ("Wrong answer:", "wrong answer:", "Answer:", "answer:"):
@@ -392,6 +410,11 @@ def _distractor_parser(correct: str, limit: int):
             raise OutputParseError("the wrong answer is empty")
         if _norm(line) == _norm(correct):
             raise OutputParseError("the wrong answer is the correct answer")
+        if paraphrase(line, correct, max_f1):
+            raise OutputParseError(f"the wrong answer is too close to the correct answer "
+                                   f"(token F1 {token_f1(line, correct):.2f} >= "
+                                   f"{max_f1:g}, the same numbers): a paraphrase would "
+                                   "make the false claim true")
         if len(line) > limit:
             raise OutputParseError(f"the wrong answer is longer than {limit} characters")
         return line
@@ -411,6 +434,7 @@ class _Options:
     max_answer_chars: int
     temperature: float
     max_tokens: int
+    max_distractor_f1: float = 0.5
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> _Options:
@@ -427,7 +451,20 @@ class _Options:
                    field=str(field).strip() if field else None,
                    max_answer_chars=int(options.get("max_answer_chars", 400)),
                    temperature=float(options.get("temperature", 0.0)),
-                   max_tokens=int(options.get("max_tokens", 64)))
+                   max_tokens=int(options.get("max_tokens", 64)),
+                   max_distractor_f1=_unit(options.get("max_distractor_f1", 0.5),
+                                           "max_distractor_f1"))
+
+
+def _unit(value: Any, name: str) -> float:
+    """A number in (0, 1], or a ``ValueError`` naming the option."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"anti-sycophancy: {name} must be a number in (0, 1], got {value!r}")
+    return number
 
 
 def _is_llm(teacher: Teacher | None) -> bool:
@@ -461,7 +498,7 @@ class AntiSycophancyAugmenter:
         pool = self.eligible(records, max_answer_chars=opts.max_answer_chars)
         count = math.ceil(len(pool) / opts.ratio) if pool else 0
         chosen = sorted(pool, key=lambda r: _rank(opts.seed, r.record_id))[:count]
-        distractors = _Distractors(pool)
+        distractors = _Distractors(pool, opts.max_distractor_f1)
         results = await asyncio.gather(*(
             self._one(src, claim_true=(i % 2 == 0), opts=opts, teacher=teacher,
                       filtration_teacher=filtration_teacher, distractors=distractors)
@@ -496,6 +533,7 @@ class AntiSycophancyAugmenter:
                                record_id=src.record_id)
             answer = other.response.strip()
             details["answer_from"] = f"record {other.record_id}"
+            details["distractor_f1"] = round(token_f1(answer, src.response), 4)
         else:
             assert teacher is not None
             templates.append(DISTRACTOR_PROMPT)
@@ -506,7 +544,8 @@ class AntiSycophancyAugmenter:
                                  params=GenerationParams(temperature=opts.temperature,
                                                          max_tokens=256),
                                  parse=_distractor_parser(src.response,
-                                                          opts.max_answer_chars))
+                                                          opts.max_answer_chars,
+                                                          opts.max_distractor_f1))
             except TeacherError as exc:
                 return Failure(reason=f"anti-sycophancy: the distractor call failed: {exc}",
                                record_id=src.record_id)
@@ -515,6 +554,7 @@ class AntiSycophancyAugmenter:
                                raw_output=made.raw, record_id=src.record_id)
             answer = made.value
             details["answer_from"] = f"teacher {teacher.kind}:{teacher.model}"
+            details["distractor_f1"] = round(token_f1(answer, src.response), 4)
         example = render_example(src.instruction, answer, claim_true=claim_true,
                                  opinion=opinion, agree_first=agree_first, name=name, age=age,
                                  school1=school1, school2=school2, field=opts.field)

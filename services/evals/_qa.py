@@ -20,47 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import string
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from syllabus.contracts import ChatMessage, GenerationParams, Teacher, TeacherError
+from syllabus.contracts import (
+    ChatMessage,
+    GenerationParams,
+    Teacher,
+    TeacherError,
+    normalize_answer,
+    token_f1,
+)
 
 __all__ = ["QAItem", "exact_match", "normalize_answer", "parse_eval_rows", "run_qa_eval",
            "token_f1"]
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = set(string.punctuation)
 _KEEP = 3
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
                    "assistant": "assistant", "system": "system"}
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
 def exact_match(prediction: str, reference: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(reference))
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    pred = normalize_answer(prediction).split()
-    ref = normalize_answer(reference).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common = Counter(pred) & Counter(ref)
-    shared = sum(common.values())
-    if shared == 0:
-        return 0.0
-    precision, recall = shared / len(pred), shared / len(ref)
-    return 2 * precision * recall / (precision + recall)
 
 
 @dataclass(frozen=True)
