@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from syllabus.contracts import (
     DATASETS_BUILT,
     RECORDS_ACCEPTED,
+    ChunkCreated,
     ChunkLineage,
     DatasetBuilt,
     DatasetRequested,
@@ -401,6 +402,47 @@ async def test_build_is_reproducible_and_versioned(settings, tmp_path):
             assert "semantic_treshold" in str(exc)
         else:
             raise AssertionError("an unknown option was accepted")
+    finally:
+        await rt.close()
+
+
+async def test_step_by_step_rows_carry_the_chunk_the_rationale_was_made_from(settings):
+    """Hsieh et al.'s two tasks share one input: here the question and its source chunk
+    (the rationale quotes the chunk); ``closed_book`` leaves the chunk out, and a chunk
+    not in the store gives the question alone. Each is another version."""
+    settings.datasets.augmenters = []
+    rt = Runtime.create(settings)
+    await rt.bus.start()
+    try:
+        base = _rec(10, "How many eggs does a queen lay in a day?", "Up to 2,000.")
+        with_chunk = base.model_copy(update={"rationale": "The chunk says a healthy queen "
+                                             "can lay up to two thousand eggs a day. So the "
+                                             "answer is Up to 2,000."})
+        no_chunk = _rec(11, "What do workers build?", "Wax comb.").model_copy(
+            update={"chunk_id": "e" * 64, "rationale": "So the answer is Wax comb."})
+        chunk = ChunkCreated(chunk_id="c" * 64, collection="bees", text=EGGS, token_count=30,
+                             index=0, store_key="chunks/" + "c" * 64 + ".json",
+                             lineage=with_chunk.lineage)
+        rt.store.put(chunk.store_key, chunk.model_dump_json().encode())
+        await _publish(rt, [with_chunk, no_chunk])
+        request = DatasetRequested(collection="bees", eval_fraction=0.0, format="step-by-step",
+                                   options={"semantic_threshold": None})
+        open_book = await build(rt, request)
+        rows = [json.loads(x) for x in
+                _files(rt.store, open_book.event.prefix)["train.jsonl"].splitlines()]
+        by = {(r["metadata"]["record_id"], r["task"]): r["input"] for r in rows}
+        assert len(rows) == 4
+        for task in ("predict", "explain"):
+            assert by[(_rid(10), task)] == (f"{task}: How many eggs does a queen lay in a "
+                                            f"day?\n\ncontext: {EGGS}")
+            assert by[(_rid(11), task)] == f"{task}: What do workers build?"
+        assert open_book.manifest["settings"]["step_by_step_input"] == "question+chunk"
+        closed = await build(rt, request.model_copy(update={"options": {
+            "semantic_threshold": None, "closed_book": True}}))
+        assert closed.event.version != open_book.event.version
+        assert "context:" not in _files(rt.store, closed.event.prefix)["train.jsonl"].decode()
+        with pytest.raises(ValueError, match="closed_book must be true or false"):
+            await build(rt, request.model_copy(update={"options": {"closed_book": "no"}}))
     finally:
         await rt.close()
 

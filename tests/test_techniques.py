@@ -229,5 +229,9 @@ def test_exporter_formats_carry_lineage():
     predict, explain = rows["step-by-step"]
     assert predict["input"].startswith("predict: ") and predict["output"] == rec.response
     assert explain["input"].startswith("explain: ") and explain["output"] == rec.rationale
+    # with the chunk, both tasks see the question and the chunk (Hsieh et al.: one input)
+    predict, explain = exp.rows(rec, "step-by-step", context="A queen lays 2,000 eggs.")
+    for row, task in ((predict, "predict"), (explain, "explain")):
+        assert row["input"] == f"{task}: {rec.instruction}\n\ncontext: A queen lays 2,000 eggs."
     with pytest.raises(ValueError, match="unknown format"):
         exp.rows(rec, "csv")

@@ -5,6 +5,13 @@
 * ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}], "metadata"}``;
 * ``step-by-step``: the multi-task pairs of Hsieh et al. 2023: ``predict: <input>`` ->
   answer for every record and ``explain: <input>`` -> rationale for records that have one.
+  As in the paper, both tasks see the same input, and here the input is the question
+  *and its source chunk* (``<question>\n\ncontext: <chunk text>``): the rationale was
+  written from the chunk and quotes it, so a model asked to explain from the question
+  alone would be taught to make the quotes up. The caller passes the chunks' texts
+  (``contexts``, chunk id -> text; the data set builder reads them from the store); a
+  record whose chunk is not given, or ``closed_book=True``, gets the question alone (the
+  closed-book variant: the rationale then teaches recall, not reading).
 
 Every row carries its lineage in ``metadata``: the record and chunk ids, the document,
 pages and section, the technique, the teacher and model, the scores and the decisions.
@@ -24,7 +31,7 @@ Tool-call trajectories (``kind == "tool"``, from the api-annotator) export as:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from syllabus.contracts import QARecord, hookimpl
@@ -55,7 +62,9 @@ class StandardExporter:
     name = "standard"
     formats = ("openai", "alpaca", "sharegpt", "step-by-step")
 
-    def rows(self, record: QARecord, fmt: str) -> list[dict[str, Any]]:
+    def rows(self, record: QARecord, fmt: str, *, context: str | None = None
+             ) -> list[dict[str, Any]]:
+        """The rows of one record; ``context`` (its chunk's text) for ``step-by-step``."""
         meta = lineage_metadata(record)
         if record.kind == "tool" and record.messages and fmt in ("openai", "sharegpt"):
             return [_tool_row(record, fmt, meta)]
@@ -76,22 +85,31 @@ class StandardExporter:
                      {"from": "gpt", "value": record.response}]
             return [{"conversations": conv, "metadata": meta}]
         if fmt == "step-by-step":
-            out = [{"task": "predict", "input": f"predict: {record.instruction}",
+            task_input = record.instruction
+            if context and context.strip():
+                task_input = f"{record.instruction}\n\ncontext: {context.strip()}"
+            out = [{"task": "predict", "input": f"predict: {task_input}",
                     "output": record.response, "metadata": meta}]
             if record.rationale:
-                out.append({"task": "explain", "input": f"explain: {record.instruction}",
+                out.append({"task": "explain", "input": f"explain: {task_input}",
                             "output": record.rationale, "metadata": meta})
             return out
         raise ValueError(f"unknown format {fmt!r}; this exporter writes "
                          f"{', '.join(self.formats)}")
 
-    def export(self, records: Iterable[QARecord], *, fmt: str, out: IO[bytes]) -> int:
+    def export(self, records: Iterable[QARecord], *, fmt: str, out: IO[bytes],
+               contexts: Mapping[str, str] | None = None, closed_book: bool = False) -> int:
         if fmt not in self.formats:
             raise ValueError(f"unknown format {fmt!r}; this exporter writes "
                              f"{', '.join(self.formats)}")
         n = 0
         for record in records:
-            for row in self.rows(record, fmt):
+            # a tool trajectory has no chunk; an anti-sycophancy claim is to be judged from
+            # what the model knows (Wei et al.), not read off its source
+            context = (None if closed_book or not contexts or not record.chunk_id
+                       or record.kind in ("tool", "anti_sycophancy")
+                       else contexts.get(record.chunk_id))
+            for row in self.rows(record, fmt, context=context):
                 out.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
                 n += 1
         return n

@@ -11,6 +11,7 @@ already has a manifest is not written again.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import logging
@@ -35,7 +36,7 @@ from syllabus.contracts import (
 )
 
 from ..runtime import Runtime, default_embedder, replay
-from ..runtime._records import dropped_occurrences
+from ..runtime._records import chunk_text, dropped_occurrences
 from ._select import EvalSet, Progress, Selection, SelectOptions, eval_set_from_bytes, select
 from ._select import split_eval as _split_eval
 
@@ -55,7 +56,7 @@ __all__ = [
 log = logging.getLogger("syllabus.datasets")
 
 #: options of a ``DatasetRequested`` that are not selection settings
-_BUILD_OPTIONS = {"decontaminate", "synthetic"}
+_BUILD_OPTIONS = {"decontaminate", "synthetic", "closed_book"}
 
 QUALITY_DEFINITION = (
     "mean of the record's known scores, each divided by its scale and clipped to 0..1 "
@@ -170,9 +171,34 @@ def request_options(request: DatasetRequested) -> SelectOptions:
         raise BuildRefused("invalid_request", f"invalid data set options: {exc}") from exc
 
 
-def _export(exporter: Exporter, records: list[QARecord], fmt: str) -> tuple[bytes, int]:
+def _takes(exporter: Exporter, name: str) -> bool:
+    """Whether the exporter's ``export`` has the keyword ``name`` (a third-party exporter
+    written before it was added is called as before)."""
+    try:
+        params = inspect.signature(exporter.export).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                 for p in params.values())
+
+
+async def step_by_step_contexts(rt: Runtime, records: Iterable[QARecord]) -> dict[str, str]:
+    """The source chunks' texts of ``records`` (chunk id -> text), for the step-by-step
+    rows' inputs; a chunk not in the store is left out (its rows get the question alone,
+    and the log says so)."""
+    out: dict[str, str] = {}
+    for chunk_id in sorted({r.chunk_id for r in records if r.chunk_id}):
+        text = await chunk_text(rt, chunk_id)
+        if text is not None:
+            out[chunk_id] = text
+    return out
+
+
+def _export(exporter: Exporter, records: list[QARecord], fmt: str,
+            **extra: Any) -> tuple[bytes, int]:
     buf = io.BytesIO()
-    rows = exporter.export(records, fmt=fmt, out=buf)
+    rows = exporter.export(records, fmt=fmt, out=buf,
+                           **{k: v for k, v in extra.items() if _takes(exporter, k)})
     return buf.getvalue(), rows
 
 
@@ -207,6 +233,10 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
     """
     opts = request_options(request)
     fmt = request.format
+    closed_book = request.options.get("closed_book", False)
+    if not isinstance(closed_book, bool):
+        raise BuildRefused("invalid_request", f"invalid data set options: closed_book must "
+                           f"be true or false, not {closed_book!r}")
     if exporter is not None:
         exporter_ref = {"name": str(getattr(exporter, "name", type(exporter).__name__)),
                         "plugin": "(given)", "version": "0"}
@@ -252,13 +282,19 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
         "decontaminate": None if eval_set is None else {
             "sha256": eval_set.sha256, "ngram": eval_set.n, "ngrams": len(eval_set.grams)},
     }
+    if fmt == "step-by-step":  # what the predict and explain rows' input holds
+        settings["step_by_step_input"] = "question" if closed_book else "question+chunk"
     hashes = [[r.record_id, record_hash(r)] for r in chosen]
     version = content_id({"format": fmt, "exporter": exporter_ref, "settings": settings,
                           "records": hashes})[:16]
     prefix = dataset_prefix(request.collection, version)
 
-    train_bytes, train_rows = _export(exporter, train, fmt)
-    eval_bytes, eval_rows = _export(exporter, evals, fmt)
+    extra: dict[str, Any] = {}
+    if fmt == "step-by-step":  # the question and its chunk, unless closed_book
+        extra = {"closed_book": closed_book,
+                 "contexts": {} if closed_book else await step_by_step_contexts(rt, chosen)}
+    train_bytes, train_rows = _export(exporter, train, fmt, **extra)
+    eval_bytes, eval_rows = _export(exporter, evals, fmt, **extra)
     counts = {**selection.counts(len(records)), "train_records": len(train),
               "eval_records": len(evals), "train_rows": train_rows, "eval_rows": eval_rows}
     manifest_settings = dict(settings)
