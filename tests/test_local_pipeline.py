@@ -79,7 +79,11 @@ def test_qa_pairs_and_step_by_step_with_gemma_through_the_bus(tmp_path: Path):
     # the chunk, and every question asks about what the chunk says
     assert predict, report
     for row in predict:
-        question = row["input"].removeprefix("predict: ")
+        # the input is the question and the chunk it was written from (Hsieh et al.'s
+        # tasks share one input)
+        question, _, context = row["input"].removeprefix("predict: ").partition(
+            "\n\ncontext: ")
+        assert context in [c.strip() for c in chunks], row["input"]
         assert question.endswith("?")
         assert any(row["output"] in " ".join(c.split()) for c in chunks), row
         assert _content(question) & chunk_words, question
