@@ -86,9 +86,10 @@ and its continuation (" (A)") is parsed.
 
 Options: ``ratio`` (5), ``seed`` (0), ``distractors`` ("records" | "teacher"),
 ``filtration`` (true), ``filtration_teacher`` (a ``Teacher``; default the ``teacher``),
-``max_distractor_f1`` (0.5), ``field`` (none: e.g. "Apiculture" gives "a PhD in Apiculture" and "about the field of
-Apiculture"), ``max_answer_chars`` (400), ``temperature`` (0.0, for teacher distractors),
-``max_tokens`` (64, for the filtration answer).
+``max_distractor_f1`` (0.5), ``field`` (none: e.g. "Apiculture" gives "a PhD in
+Apiculture" and "about the field of Apiculture"), ``max_answer_chars`` (400),
+``temperature`` (0.0, for teacher distractors), ``max_tokens`` (64, for the filtration
+answer).
 """
 
 from __future__ import annotations
@@ -533,7 +534,6 @@ class AntiSycophancyAugmenter:
                                record_id=src.record_id)
             answer = other.response.strip()
             details["answer_from"] = f"record {other.record_id}"
-            details["distractor_f1"] = round(token_f1(answer, src.response), 4)
         else:
             assert teacher is not None
             templates.append(DISTRACTOR_PROMPT)
@@ -554,6 +554,7 @@ class AntiSycophancyAugmenter:
                                raw_output=made.raw, record_id=src.record_id)
             answer = made.value
             details["answer_from"] = f"teacher {teacher.kind}:{teacher.model}"
+        if not claim_true:
             details["distractor_f1"] = round(token_f1(answer, src.response), 4)
         example = render_example(src.instruction, answer, claim_true=claim_true,
                                  opinion=opinion, agree_first=agree_first, name=name, age=age,

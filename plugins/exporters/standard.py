@@ -10,8 +10,8 @@
   written from the chunk and quotes it, so a model asked to explain from the question
   alone would be taught to make the quotes up. The caller passes the chunks' texts
   (``contexts``, chunk id -> text; the data set builder reads them from the store); a
-  record whose chunk is not given, or ``closed_book=True``, gets the question alone (the
-  closed-book variant: the rationale then teaches recall, not reading).
+  record whose chunk is not given gets the question alone (the data set option
+  ``closed_book = true`` gives none: the rationale then teaches recall, not reading).
 
 Every row carries its lineage in ``metadata``: the record and chunk ids, the document,
 pages and section, the technique, the teacher and model, the scores and the decisions.
@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from syllabus.contracts import QARecord, hookimpl
 
-__all__ = ["StandardExporter", "lineage_metadata", "register_exporters"]
+__all__ = ["StandardExporter", "lineage_metadata", "register_exporters", "takes_context"]
 
 
 def lineage_metadata(r: QARecord) -> dict[str, Any]:
@@ -56,6 +56,13 @@ def lineage_metadata(r: QARecord) -> dict[str, Any]:
         "scores": r.scores,
         "decisions": [d.model_dump(exclude={"details"}) for d in r.decisions],
     }
+
+
+def takes_context(record: QARecord) -> bool:
+    """Whether the record's step-by-step input carries its chunk: not a tool trajectory
+    (it has none), nor an anti-sycophancy claim, which is to be judged from what the model
+    knows (Wei et al.), not read off its source."""
+    return record.kind not in ("tool", "anti_sycophancy")
 
 
 class StandardExporter:
@@ -98,17 +105,14 @@ class StandardExporter:
                          f"{', '.join(self.formats)}")
 
     def export(self, records: Iterable[QARecord], *, fmt: str, out: IO[bytes],
-               contexts: Mapping[str, str] | None = None, closed_book: bool = False) -> int:
+               contexts: Mapping[str, str] | None = None) -> int:
         if fmt not in self.formats:
             raise ValueError(f"unknown format {fmt!r}; this exporter writes "
                              f"{', '.join(self.formats)}")
         n = 0
         for record in records:
-            # a tool trajectory has no chunk; an anti-sycophancy claim is to be judged from
-            # what the model knows (Wei et al.), not read off its source
-            context = (None if closed_book or not contexts or not record.chunk_id
-                       or record.kind in ("tool", "anti_sycophancy")
-                       else contexts.get(record.chunk_id))
+            context = (contexts.get(record.chunk_id)
+                       if contexts and record.chunk_id and takes_context(record) else None)
             for row in self.rows(record, fmt, context=context):
                 out.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
                 n += 1

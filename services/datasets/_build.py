@@ -183,15 +183,14 @@ def _takes(exporter: Exporter, name: str) -> bool:
 
 
 async def step_by_step_contexts(rt: Runtime, records: Iterable[QARecord]) -> dict[str, str]:
-    """The source chunks' texts of ``records`` (chunk id -> text), for the step-by-step
-    rows' inputs; a chunk not in the store is left out (its rows get the question alone,
-    and the log says so)."""
-    out: dict[str, str] = {}
-    for chunk_id in sorted({r.chunk_id for r in records if r.chunk_id}):
-        text = await chunk_text(rt, chunk_id)
-        if text is not None:
-            out[chunk_id] = text
-    return out
+    """The source chunks' texts (chunk id -> text) of the records whose step-by-step input
+    carries one, read concurrently; a chunk not in the store is left out (its rows get the
+    question alone, and the log says so)."""
+    from syllabus.plugins.exporters.standard import takes_context
+
+    ids = sorted({r.chunk_id for r in records if r.chunk_id and takes_context(r)})
+    texts = await asyncio.gather(*(chunk_text(rt, chunk_id) for chunk_id in ids))
+    return {i: t for i, t in zip(ids, texts, strict=True) if t is not None}
 
 
 def _export(exporter: Exporter, records: list[QARecord], fmt: str,
@@ -291,8 +290,7 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
 
     extra: dict[str, Any] = {}
     if fmt == "step-by-step":  # the question and its chunk, unless closed_book
-        extra = {"closed_book": closed_book,
-                 "contexts": {} if closed_book else await step_by_step_contexts(rt, chosen)}
+        extra = {"contexts": {} if closed_book else await step_by_step_contexts(rt, chosen)}
     train_bytes, train_rows = _export(exporter, train, fmt, **extra)
     eval_bytes, eval_rows = _export(exporter, evals, fmt, **extra)
     counts = {**selection.counts(len(records)), "train_records": len(train),
