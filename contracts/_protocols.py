@@ -264,6 +264,9 @@ class Teacher(Protocol):
     model: str
     #: Optional (read with ``getattr(teacher, "base_model", False)``): true for a base
     #: model, which techniques prompt few-shot through ``GenerationParams.prompt``.
+    #: Optional (read with ``getattr(teacher, "refuses", ())``): the tasks it will not
+    #: answer (the ``extractive`` teacher's ``tool_judge``); a technique that sees its task
+    #: there falls back to its documented, labelled alternative instead of asking.
 
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion: ...

@@ -25,13 +25,20 @@ task                   inputs                                            output
                        "example_arguments"}``)
 ``tool_call``          ``query`` (str); the messages carry the history    an assistant turn: ``Completion.tool_calls`` with one call of a
                        and ``GenerationParams.tools`` the functions       function in ``params.tools`` (``Finish`` ends), ``text`` the thought
+``tool_judge``         ``check`` (``answer_status``,                      JSON ``{"status": ..., "reason": str}`` (``{"index": 0|1, ...}``
+                       ``parse_answer_status``, ``task_solvable``,        for ``better_answer``); a base model continues with the status
+                       ``better_answer``), ``query`` (str)                word (ToolEval's judge, ``plugins/tools/tooleval.py``)
 =====================  ================================================  ======================
+
+The extractive teacher refuses ``tool_judge`` (a non-retryable ``TeacherError``): a rule
+judging its own rule-written paths would only agree with itself.
 """
 
 from __future__ import annotations
 
 __all__ = ["TASK_BACKTRANSLATE", "TASK_CURATE", "TASK_JUDGE", "TASK_QA_PAIRS",
-           "TASK_RATIONALE", "TASK_TOOL_CALL", "TASK_TOOL_INSTRUCTIONS", "TASKS", "TOOL_TASKS"]
+           "TASK_RATIONALE", "TASK_TOOL_CALL", "TASK_TOOL_INSTRUCTIONS", "TASK_TOOL_JUDGE",
+           "TASKS", "TOOL_TASKS"]
 
 TASK_QA_PAIRS = "qa_pairs"
 TASK_BACKTRANSLATE = "backtranslate"
@@ -49,9 +56,11 @@ TASKS: dict[str, tuple[str, ...]] = {
 
 TASK_TOOL_INSTRUCTIONS = "tool_instructions"
 TASK_TOOL_CALL = "tool_call"
+TASK_TOOL_JUDGE = "tool_judge"
 
 #: the api-annotator's tasks, kept apart from ``TASKS`` (the record techniques' text tasks)
 TOOL_TASKS: dict[str, tuple[str, ...]] = {
     TASK_TOOL_INSTRUCTIONS: ("group", "n", "apis"),
     TASK_TOOL_CALL: ("query",),
+    TASK_TOOL_JUDGE: ("check", "query"),
 }

@@ -20,6 +20,7 @@ allow-listed, size- and time-capped HTTP client) and calls tools through it.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -41,6 +42,7 @@ __all__ = [
     "ToolInstruction",
     "ToolResponse",
     "ToolStage",
+    "evaluator_takes_teacher",
 ]
 
 InstructionGroup = Literal["I1", "I2", "I3"]
@@ -192,7 +194,19 @@ class SolutionSearcher(ToolAnnotator, Protocol):
 
 @runtime_checkable
 class ToolEvaluator(ToolAnnotator, Protocol):
+    """``evaluate`` is either plain (``evaluate(results)``, e.g. ToolEval's rule-based
+    pass rate) or a coroutine taking ``teacher=`` and ``options=`` keywords (a judge, e.g.
+    ToolEval's judged pass rate and win rate): ``evaluator_takes_teacher`` tells which."""
+
     def evaluate(self, results: list[tuple[ToolInstruction, SolveResult]]
                  ) -> dict[str, Any]:
-        """Scores per instruction group and method (e.g. ToolEval's rule-based pass rate)."""
+        """Scores per instruction group and method."""
         ...
+
+
+def evaluator_takes_teacher(evaluator: Any) -> bool:
+    """Whether ``evaluator.evaluate`` is the judging form (accepts ``teacher=``; awaited)."""
+    try:
+        return "teacher" in inspect.signature(evaluator.evaluate).parameters
+    except (TypeError, ValueError):
+        return False

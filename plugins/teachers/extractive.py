@@ -52,6 +52,11 @@ Techniques, by task:
     description as a request, with its example arguments written in; I2/I3 queries join
     two APIs' requests. JSON ``[{"query", "related_apis"}]``. See ``_extractive_tools``.
 
+``tool_judge`` -- refused
+    ToolEval's judge (``plugins/tools/tooleval.py``) is not answered: the teacher wrote
+    both the instructions and the paths, so its verdict would be self-consistency. The
+    ``tooleval`` evaluator then reports the rule-based pass rate, labelled so.
+
 ``tool_call`` -- a lexical function-calling policy
     Splits the query into requests, matches each to a function by TF-IDF similarity with
     its name, description and parameters, fills the arguments from values in the request,
@@ -74,6 +79,7 @@ from typing import Any
 
 from syllabus.contracts import (
     TASK_TOOL_CALL,
+    TASK_TOOL_JUDGE,
     TASKS,
     TOOL_TASKS,
     ChatMessage,
@@ -157,6 +163,13 @@ def _no_messages(inputs: dict[str, Any]) -> str:  # pragma: no cover - complete(
                        "sees the messages and the tools", retryable=False)
 
 
+def _refuse_tool_judge(inputs: dict[str, Any]) -> str:
+    raise TeacherError("extractive teacher: it does not judge tool answers (tool_judge): "
+                       "its instructions and solution paths are its own rules' output, so "
+                       "a rule judging them would only agree with itself; use an LLM "
+                       "teacher for a judged pass rate", retryable=False)
+
+
 _HANDLERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "qa_pairs": _qa_pairs,
     "backtranslate": _backtranslate,
@@ -165,6 +178,7 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "judge": _judge,
     "tool_instructions": _tool_instructions,
     TASK_TOOL_CALL: _no_messages,
+    TASK_TOOL_JUDGE: _refuse_tool_judge,
 }
 assert set(_HANDLERS) == set(TASKS) | set(TOOL_TASKS), "every contract task needs a handler"
 _REQUIRED = {**TASKS, **TOOL_TASKS}
@@ -175,6 +189,8 @@ class ExtractiveTeacher:
 
     kind = "extractive"
     model = MODEL
+    #: tasks answered only with a refusal (``Teacher.refuses``)
+    refuses = frozenset({TASK_TOOL_JUDGE})
 
     def run(self, task: str | None, inputs: dict[str, Any]) -> str:
         """The task's output text (synchronous; ``complete`` wraps it)."""

@@ -66,6 +66,7 @@ from syllabus.contracts import (
     ToolInstruction,
     ToolTrajectory,
     content_id,
+    evaluator_takes_teacher,
     tool_eval_key,
     tool_filter_key,
 )
@@ -159,7 +160,11 @@ async def annotate_spec(rt: Runtime, event: ApiSpecSubmitted, *, teacher: Manage
                                    compare, outcome)
     if evaluator is not None:
         try:
-            outcome["eval"] = evaluator.obj.evaluate(results)
+            if evaluator_takes_teacher(evaluator.obj):  # ToolEval's judge
+                outcome["eval"] = await evaluator.obj.evaluate(
+                    results, teacher=teacher, options=dict(cfg.evaluator_options))
+            else:
+                outcome["eval"] = evaluator.obj.evaluate(results)
         except Exception as exc:  # the trajectories are out; the summary is missing
             log.exception("%s: the evaluator %s failed", event.filename, evaluator.name)
             outcome["eval"] = {}

@@ -222,8 +222,13 @@ class ApiAnnotatorSettings(_Section):
     #: also run these solvers on the same instructions, for the evaluation only (their
     #: trajectories are not published), e.g. ["react"] to compare with ToolLLM Table 3
     compare_solvers: list[str] = Field(default_factory=list)
-    #: the evaluator plugin (stage "eval"); empty skips the evaluation
-    evaluator: str | None = "toolevalrule"
+    #: the evaluator plugin (stage "eval"); empty skips the evaluation. ``tooleval``
+    #: judges with the teacher (ToolEval's pass rate and win rate); with a teacher that
+    #: refuses to judge (the extractive one) it is the rule alone, labelled
+    #: "self-consistency". ``toolevalrule`` is the rule alone, never judged
+    evaluator: str | None = "tooleval"
+    #: its options, e.g. {"concurrency": 4, "temperature": 0.0, "reference": "react"}
+    evaluator_options: dict[str, Any] = Field(default_factory=dict)
     #: instructions solved at the same time
     concurrency: int = Field(default=4, ge=1)
 

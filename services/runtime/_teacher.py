@@ -84,6 +84,9 @@ class ManagedTeacher:
         self.model = inner.model
         #: a base model: techniques send few-shot completion prompts (``params.prompt``)
         self.base_model = bool(getattr(inner, "base_model", False))
+        #: tasks the teacher refuses outright (``Teacher.refuses``): techniques check this
+        #: before asking, so a refusal is a labelled fallback, not a failed call
+        self.refuses = frozenset(getattr(inner, "refuses", ()))
         self.settings = settings
         self.store = store if settings.cache else None
         self.stats = TeacherStats()
