@@ -7,6 +7,7 @@ pulls in NATS, torch or Triton.
 from . import _hookspecs as hookspecs
 from ._answers import normalize_answer, token_f1
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
+from ._humpback import HUMPBACK_AUGMENTED_SYSTEM, HUMPBACK_SEED_SYSTEM, inference_system
 from ._ids import (
     COLLECTION_PATTERN,
     RUN_ID_PATTERN,
@@ -44,6 +45,8 @@ from ._tools import __all__ as _tools_all
 __all__ = [
     "COLLECTION_PATTERN",
     "HOOK_KINDS",
+    "HUMPBACK_AUGMENTED_SYSTEM",
+    "HUMPBACK_SEED_SYSTEM",
     "PROJECT",
     "RUN_ID_PATTERN",
     "canonical_json",
@@ -55,6 +58,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "hookspecs",
+    "inference_system",
     "is_valid_collection",
     "is_valid_run_id",
     "normalise_text",

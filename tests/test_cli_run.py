@@ -97,7 +97,7 @@ def test_run_on_examples_twice(tmp_path):
         assert roles in (["user", "assistant"], ["system", "user", "assistant"])
         assert all(m["content"].strip() for m in row["messages"])
         meta = row["metadata"]
-        assert meta["doc_id"] and meta["chunk_id"] and meta["teacher"] == "extractive:extractive-v1"
+        assert meta["doc_id"] and meta["chunk_id"] and meta["teacher"] == "extractive:extractive-v2"
     assert any(m["filename"].endswith(".pdf") and m["pages"] for m in (r["metadata"] for r in rows))
     _check_heldout_questions(rows, lines)
 

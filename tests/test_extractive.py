@@ -282,11 +282,41 @@ def test_curate_scores_clean_answers_high_and_forum_promotion_low():
         "a discount on winter feeders. We use cookies."))
     assert score(promoted) <= 2 and "promotional or navigation text" in promoted
     personal = run("curate", instruction=instruction, response=(
-        "In my experience, my colonies survive the winter by forming a tight cluster around "
+        "In my experience, my honeybee colonies survive the winter by forming a tight cluster around "
         "the queen, and I never open the hive before spring."))
     assert score(personal) == 3 and "first-person" in personal
     echo = run("curate", instruction=instruction, response=instruction)
     assert score(echo) <= 2 and "repeats the instruction" in echo
+
+
+def test_curate_checks_that_the_instruction_fits_the_response():
+    """Humpback's 5 needs "a clear focus on addressing the instruction": a response on the
+    same subject that does not answer *this* instruction is not a 5."""
+    assert score(run("curate", instruction="How do honeybee colonies survive the winter?",
+                     response=CLEAN)) == 5
+    # the same subject, another question: it asks for a quantity and gets no number
+    how_long = run("curate", instruction="How long do honeybee colonies stay in the "
+                   "winter cluster?", response=CLEAN)
+    assert score(how_long) < 5
+    assert "asks for a quantity and it gives no number" in how_long
+    # ... or names a topic word the response never mentions
+    varroa = run("curate", instruction="How do honeybee colonies survive varroa mites in "
+                 "the winter?", response=CLEAN)
+    assert score(varroa) < 5 and 'does not mention "varroa", "mites"' in varroa
+    # Table 1: "numbered list does not start from the beginning"
+    steps = ("3. Lift the frames out of the honey super and brush the bees off.\n"
+             "4. Uncap the cells with a heated knife.\n"
+             "5. Spin the frames in the extractor and strain the honey into jars.")
+    cut = run("curate", instruction="List the steps to harvest honey from the frames.",
+              response=steps)
+    assert score(cut) <= 3 and "numbered list starts at 3" in cut
+    whole = run("curate", instruction="List the steps to harvest honey from the frames.",
+                response=steps.replace("3.", "1.").replace("4.", "2.").replace("5.", "3."))
+    assert score(whole) > score(cut), whole
+    # a response that opens on something else
+    drift = run("curate", instruction="How do honeybee colonies survive the winter?",
+                response="Propolis is a resin that bees collect from tree buds. " + CLEAN)
+    assert "does not open on the instruction's topic" in drift and score(drift) < 5
 
 
 # --- rationale ---------------------------------------------------------------------------
@@ -378,7 +408,7 @@ def test_every_task_answers_and_reports_model_and_token_counts():
             [ChatMessage(role="user", content="one two three")],
             params=GenerationParams(task=task, inputs={k: inputs[k] for k in keys})))
         assert completion.text.strip(), task
-        assert completion.model == "extractive-v1"
+        assert completion.model == "extractive-v2"
         assert completion.prompt_tokens == 3
         assert completion.completion_tokens == len(completion.text.split())
 
@@ -400,4 +430,4 @@ def test_plugin_loads_through_the_real_entry_point():
     assert factory.kind == "extractive"
     teacher = factory.create({"model": "ignored"})
     assert isinstance(teacher, Teacher)
-    assert (teacher.kind, teacher.model) == ("extractive", "extractive-v1")
+    assert (teacher.kind, teacher.model) == ("extractive", "extractive-v2")

@@ -46,7 +46,7 @@ def rec(i: int, question: str, answer: str, *, kind: str = "qa", **kw: Any) -> Q
     return QARecord(record_id=f"rec-{i:05d}", collection="bees", kind=kind,
                     instruction=question, response=answer, chunk_id=f"chunk-{i % 7}",
                     technique=PluginRef(name="qa-pairs"),
-                    teacher=TeacherRef(kind="extractive", model="extractive-v1"),
+                    teacher=TeacherRef(kind="extractive", model="extractive-v2"),
                     run_id="run-1", **kw)
 
 
@@ -207,7 +207,7 @@ async def test_extractive_teacher_uses_the_source_as_oracle_and_cannot_write_dis
         (filt,) = [d for d in r.decisions if d.filter == "anti-sycophancy:filtration"]
         assert filt.kept and filt.details["filtration"] == "oracle from source record; no LLM"
         assert "filtration_correct" not in r.scores
-        assert r.teacher == TeacherRef(kind="extractive", model="extractive-v1")
+        assert r.teacher == TeacherRef(kind="extractive", model="extractive-v2")
     with pytest.raises(ValueError, match="needs an LLM teacher"):
         await AUG.augment(sums(10), teacher=ExtractiveTeacher(),
                           options={"distractors": "teacher"})

@@ -626,7 +626,7 @@ def _trajectory() -> ToolTrajectory:
                           instruction="How is hive h1?", tools=tools, messages=messages,
                           final_answer="Hive h1 is strong.", solved=True,
                           technique=PluginRef(name="dfsdt"),
-                          teacher=TeacherRef(kind="extractive", model="extractive-v1"))
+                          teacher=TeacherRef(kind="extractive", model="extractive-v2"))
 
 
 def test_trajectories_export_as_openai_tools_and_sharegpt_function_calls():

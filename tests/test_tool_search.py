@@ -357,7 +357,7 @@ def test_teacher_cache_key_covers_tools_and_keeps_plain_keys(tmp_path):
     # the key of a call without function calling (or a completion prompt, or a retry) is
     # what it was before those fields existed
     assert teacher.cache_key(plain, params) == teacher_cache_key(content_id(
-        "extractive", "extractive-v1", [{"role": "user", "content": "hi"}],
+        "extractive", "extractive-v2", [{"role": "user", "content": "hi"}],
         {k: v for k, v in params.model_dump(mode="json").items()
          if k not in ("tools", "tool_choice", "prompt", "attempt")}))
     fn = {"type": "function", "function": {"name": "f"}}

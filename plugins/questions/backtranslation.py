@@ -10,9 +10,12 @@ Li et al. 2023, "Self-Alignment with Instruction Backtranslation" (Humpback):
    and the pair is kept at a score >= k (``min_score``, 5 by default, the paper's A_5).
    The score and the teacher's reasoning go into the record either way; a pair under k is
    rejected with that reason.
-3. Optionally (``tag_system_prompt``), curated examples carry the paper's system prompt
-   for augmented data, "Answer with knowledge from web search.", to tell them apart from
-   seed data at training time.
+3. **Tagging** (§2.3; ``tag_system_prompt``, on by default): curated examples carry the
+   paper's system prompt for augmented data, S_w = "Answer with knowledge from web
+   search.". The data set builder then tags every other record of the data set (the seed
+   side: qa-pairs and the rest) with S_a = "Answer in the style of an AI Assistant.", and
+   the server asks a model trained on such a data set with S_a when a request brings no
+   system message (``syllabus.contracts.inference_system``).
 
 **A base model** (a teacher with ``base_model``, such as the ``local`` teacher on Gemma 3
 270M) gets few-shot completion prompts instead, closer to the paper's own backward model
@@ -36,6 +39,8 @@ from __future__ import annotations
 from typing import Any
 
 from syllabus.contracts import (
+    HUMPBACK_AUGMENTED_SYSTEM,
+    HUMPBACK_SEED_SYSTEM,
     TASK_BACKTRANSLATE,
     TASK_CURATE,
     ChatMessage,
@@ -43,6 +48,7 @@ from syllabus.contracts import (
     Failure,
     GenerationParams,
     OutputParseError,
+    Parsed,
     PluginRef,
     QARecord,
     RecordDecision,
@@ -55,12 +61,15 @@ from syllabus.contracts import (
     prompt_hash,
 )
 
-__all__ = ["CURATION_PROMPT", "BacktranslationGenerator", "register_question_generators"]
+__all__ = ["CURATION_PROMPT", "BacktranslationGenerator", "curate",
+           "register_question_generators"]
 
 VERSION = "1"
 
-AUGMENTED_SYSTEM_PROMPT = "Answer with knowledge from web search."
-SEED_SYSTEM_PROMPT = "Answer in the style of an AI Assistant."
+#: S_w and S_a (``syllabus.contracts``): this technique tags its records S_w; the data set
+#: builder tags the seed records S_a, and the server asks with S_a
+AUGMENTED_SYSTEM_PROMPT = HUMPBACK_AUGMENTED_SYSTEM
+SEED_SYSTEM_PROMPT = HUMPBACK_SEED_SYSTEM
 
 AUGMENT_PROMPT = '''Below is a response written by an AI assistant. Write the instruction from a user that this response answers best. The instruction must make sense on its own and must ask for exactly what the response provides.
 
@@ -123,6 +132,24 @@ def _instruction(text: str) -> str:
     return line
 
 
+async def curate(teacher: Teacher, instruction: str, output: str) -> Parsed[tuple[int, str]]:
+    """Self-curation of one (instruction, output) pair (step 2 of the module docstring):
+    Table 1's prompt (its base-model form for a base model), parsed to (score, reasoning).
+    The benchmark (``benchmarks/bench_techniques.py``, row ``humpback``) curates its
+    hand-labelled pool through this same function."""
+    base = bool(getattr(teacher, "base_model", False))
+    flat = " ".join(output.split())
+    return await ask(
+        teacher, [ChatMessage(role="user", content=CURATION_PROMPT.format(
+            instruction=instruction, output=output))],
+        params=GenerationParams(
+            temperature=0.0, max_tokens=3 if base else 512,
+            prompt=BASE_CURATION_PROMPT.format(instruction=instruction, output=flat)
+            if base else None,
+            task=TASK_CURATE, inputs={"instruction": instruction, "response": output}),
+        parse=_base_score if base else parse_score)
+
+
 class BacktranslationGenerator:
     name = "backtranslation"
 
@@ -148,15 +175,7 @@ class BacktranslationGenerator:
                 reason=f"unusable backtranslated instruction: {augmented.error}",
                 raw_output=augmented.raw)])
         instruction = augmented.value
-        curated = await ask(
-            teacher, [ChatMessage(role="user", content=CURATION_PROMPT.format(
-                instruction=instruction, output=output))],
-            params=GenerationParams(
-                temperature=0.0, max_tokens=3 if base else 512,
-                prompt=BASE_CURATION_PROMPT.format(instruction=instruction, output=flat)
-                if base else None,
-                task=TASK_CURATE, inputs={"instruction": instruction, "response": output}),
-            parse=_base_score if base else parse_score)
+        curated = await curate(teacher, instruction, output)
         technique = PluginRef(name=self.name, version=VERSION)
         teacher_ref = TeacherRef(kind=teacher.kind, model=teacher.model)
         record_id = QARecord.make_id(chunk_id=chunk.chunk_id, technique=technique,

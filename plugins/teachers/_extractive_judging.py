@@ -21,8 +21,15 @@ Start at 5 and deduct, each rule naming itself in the reasoning:
 * links or HTML leftovers (``http://``, ``www.``, tags, entities, Markdown links): 1;
 * the response repeating the instruction: 1 (2 when it is little more than that);
 * length: under 5 words 2, under 15 words 1, over 800 words 1;
-* topic overlap (share of the instruction's topic words, stemmed, found in the response):
-  under 25% 2, under 50% 1;
+* topic overlap (share of the instruction's topic words, stemmed, found in the response;
+  instruction verbs and question-frame words such as "how far", "the difference",
+  "mean" are not topic words): under 25% 3, under 50% 2, any missing 1 (naming them);
+* fit -- does the response answer *this* instruction (Humpback's "clear focus on
+  addressing the instruction")? It does not open on the instruction's topic (its first
+  sentence has none of the topic words): 1; the question form asks for something the
+  response lacks (a number for "how many / how long / ...", a time for "when", a reason
+  for "why"): 1; its numbered list starts after 1 (Table 1: "numbered list does not start
+  from the beginning"): 2;
 * a truncated ending (no final punctuation): 1;
 * heavy repetition (a repeated sentence, or under 30% distinct words in 50+): 1.
 
@@ -43,6 +50,7 @@ from ._extractive_text import (
     WH_WORDS,
     content_stems,
     content_words,
+    is_number_word,
     split_sentences,
     stem,
     tokenize,
@@ -135,9 +143,21 @@ def style_findings(response: str) -> list[Finding]:
     return out
 
 
+#: the frame of a question, not its topic: "how *far* is ...", "what is the *difference*
+#: between ...", "what does X *mean*" -- an answer need not repeat these words
+_QUESTION_FRAME = frozenset({
+    "long", "far", "fast", "large", "big", "small", "old", "often", "much", "many", "tall",
+    "high", "deep", "wide", "heavy", "difference", "differences", "mean", "means",
+    "meaning", "cause", "causes", "reason", "reasons", "role", "purpose", "way", "ways",
+    "kind", "kinds", "type", "types", "main", "important", "best", "called", "time",
+    "work", "works", "happen", "happens", "allow", "allows", "keep", "start", "build",
+    "make", "need", "needs", "used", "use", "example", "examples", "thing", "things",
+})
+_NOT_TOPIC = frozenset(stem(v) for v in _INSTRUCTION_VERBS | _QUESTION_FRAME)
+
+
 def _topic_stems(instruction: str) -> set[str]:
-    return {s for s in content_stems(instruction)
-            if s not in {stem(v) for v in _INSTRUCTION_VERBS}}
+    return {s for s in content_stems(instruction) if s not in _NOT_TOPIC}
 
 
 def _norm(text: str) -> str:
@@ -172,6 +192,47 @@ def _repetitive(response: str) -> bool:
     return len(words) >= 50 and len(set(words)) / len(words) < 0.3
 
 
+_NUMERIC_ASKS = re.compile(r"(?i)^\s*(?:how (?:many|much|long|old|far|often|big|large|"
+                           r"tall|high|fast|heavy|deep|wide)|what (?:percentage|proportion|"
+                           r"share|number|temperature|year|age))\b")
+_WHEN_ASKS = re.compile(r"(?i)^\s*(?:when|in (?:what|which) (?:year|month|season|century))\b")
+_WHY_ASKS = re.compile(r"(?i)^\s*(?:why|what (?:causes|caused|makes|made))\b")
+_NUMBER = re.compile(r"\d")
+_TIME_WORDS = re.compile(r"(?i)\b(?:january|february|march|april|may|june|july|august|"
+                         r"september|october|november|december|spring|summer|autumn|fall|"
+                         r"winter|century|decade|year|years|before|after|during|until|since|"
+                         r"morning|evening|night|dawn|dusk|today|daily|weekly|season)\b")
+_CAUSE_WORDS = re.compile(r"(?i)\b(?:because|due to|since|so that|in order to|as a result|"
+                          r"caus(?:e|es|ed|ing)|reason|leads? to|results? in|therefore|thus|"
+                          r"allows?|helps?|prevents?|protects?|so)\b")
+_NUMBERED_ITEM = re.compile(r"(?m)^\s*(\d{1,2})[.)]\s+\S")
+
+
+def _fit_findings(instruction: str, response: str, topic: set[str]) -> list[Finding]:
+    """Whether the response answers *this* instruction (Humpback's "clear focus on
+    addressing the instruction"; Table 1's "numbered list does not start from the
+    beginning"): a point each when the response does not open on the instruction's topic,
+    when it lacks what the question form asks for (a number for "how many", a time for
+    "when", a reason for "why"), and when its numbered list starts after 1."""
+    out: list[Finding] = []
+    sentences = split_sentences(response)
+    lead = sentences[0].text if sentences else response
+    if len(sentences) > 1 and not topic & content_stems(lead):
+        out.append(Finding(1, "it does not open on the instruction's topic"))
+    if _NUMERIC_ASKS.search(instruction) and not (
+            _NUMBER.search(response) or any(is_number_word(t.low) for t in tokenize(response))):
+        out.append(Finding(1, "the instruction asks for a quantity and it gives no number"))
+    elif _WHEN_ASKS.search(instruction) and not (_NUMBER.search(response)
+                                                 or _TIME_WORDS.search(response)):
+        out.append(Finding(1, "the instruction asks when and it gives no time"))
+    elif _WHY_ASKS.search(instruction) and not _CAUSE_WORDS.search(response):
+        out.append(Finding(1, "the instruction asks why and it gives no reason"))
+    items = [int(m.group(1)) for m in _NUMBERED_ITEM.finditer(response)]
+    if items and items[0] > 1:
+        out.append(Finding(2, f"its numbered list starts at {items[0]}, not 1"))
+    return out
+
+
 def curate_findings(instruction: str, response: str) -> tuple[list[Finding], str]:
     out = style_findings(response)
     rep = _repeats(instruction, response)
@@ -192,11 +253,16 @@ def curate_findings(instruction: str, response: str) -> tuple[list[Finding], str
         share = len(found) / len(topic)
         coverage = f"{len(found)} of {len(topic)}"
         if share < 0.25:
-            out.append(Finding(2, f"off topic (only {coverage} of the instruction's topic "
+            out.append(Finding(3, f"off topic (only {coverage} of the instruction's topic "
                                   "words appear)"))
         elif share < 0.5:
-            out.append(Finding(1, f"partly on topic ({coverage} of the instruction's topic "
+            out.append(Finding(2, f"partly on topic ({coverage} of the instruction's topic "
                                   "words appear)"))
+        elif share < 1:
+            missing = [w for w in content_words(instruction) if stem(w) in topic - found]
+            out.append(Finding(1, f"it does not mention {_quoted(missing)} of the "
+                                  "instruction"))
+        out.extend(_fit_findings(instruction, response, topic))
     if _truncated(response):
         out.append(Finding(1, "it ends mid-sentence"))
     if _repetitive(response):

@@ -65,7 +65,7 @@ Techniques, by task:
     (``give_answer`` quoting the observations, or ``give_up_and_restart``). The answer is
     ``Completion.tool_calls``. See ``_extractive_tools``.
 
-The model name, ``extractive-v1``, versions these rules: it is part of every record's
+The model name, ``extractive-v2``, versions these rules: it is part of every record's
 lineage and of the response-cache key, so it changes whenever the rules' output does.
 """
 
@@ -99,7 +99,7 @@ from ._extractive_tools import tool_call, tool_instructions
 __all__ = ["MODEL", "ExtractiveTeacher", "ExtractiveTeacherFactory", "register_teachers"]
 
 #: bump whenever a rule change alters any output
-MODEL = "extractive-v1"
+MODEL = "extractive-v2"
 
 
 def _words(text: str) -> int:
