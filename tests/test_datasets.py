@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from syllabus.contracts import (
     DATASETS_BUILT,
+    HUMPBACK_AUGMENTED_SYSTEM,
+    HUMPBACK_SEED_SYSTEM,
     RECORDS_ACCEPTED,
     ChunkCreated,
     ChunkLineage,
@@ -22,6 +24,7 @@ from syllabus.contracts import (
     PluginRef,
     QARecord,
     TeacherRef,
+    inference_system,
 )
 from syllabus.services.cli._dataset import dataset_group
 from syllabus.services.cli._run import wait_drained
@@ -443,6 +446,44 @@ async def test_step_by_step_rows_carry_the_chunk_the_rationale_was_made_from(set
         assert "context:" not in _files(rt.store, closed.event.prefix)["train.jsonl"].decode()
         with pytest.raises(ValueError, match="closed_book must be true or false"):
             await build(rt, request.model_copy(update={"options": {"closed_book": "no"}}))
+    finally:
+        await rt.close()
+
+
+async def test_humpback_tags_seed_records_s_a_when_the_data_set_has_s_w_records(settings):
+    """Li et al. §2.3: augmented examples carry S_w (the backtranslation technique tags
+    them), seed examples S_a, and the manifest names S_a as the inference prompt."""
+    settings.datasets.augmenters = []
+    rt = Runtime.create(settings)
+    await rt.bus.start()
+    try:
+        seed = _rec(20, "How many eggs does a queen lay in a day?", EGGS)
+        augmented = _rec(21, "Describe how drones are raised in a colony.",
+                         "Drones hatch from unfertilised eggs laid in larger cells, and the "
+                         "workers feed them for about twenty-four days.",
+                         kind="backtranslation", system=HUMPBACK_AUGMENTED_SYSTEM)
+        await _publish(rt, [seed])
+        request = DatasetRequested(collection="bees", eval_fraction=0.0, format="openai",
+                                   options={"semantic_threshold": None})
+        plain = await build(rt, request)  # no S_w record: nothing is tagged
+        assert "humpback_tags" not in plain.manifest
+        rows = _files(rt.store, plain.event.prefix)["train.jsonl"].decode()
+        assert '"system"' not in rows
+        await _publish(rt, [augmented])
+        tagged = await build(rt, request)
+        systems = {json.loads(x)["metadata"]["record_id"]: json.loads(x)["messages"][0]
+                   for x in _files(rt.store, tagged.event.prefix)["train.jsonl"].splitlines()}
+        assert systems[_rid(20)] == {"role": "system", "content": HUMPBACK_SEED_SYSTEM}
+        assert systems[_rid(21)] == {"role": "system", "content": HUMPBACK_AUGMENTED_SYSTEM}
+        tags = tagged.manifest["humpback_tags"]
+        assert (tags["augmented"], tags["seed"]) == (1, 1)
+        assert inference_system(tagged.manifest) == HUMPBACK_SEED_SYSTEM
+        assert tagged.manifest["settings"]["humpback_tags"] is True
+        off = await build(rt, request.model_copy(update={"options": {
+            "semantic_threshold": None, "humpback_tags": False}}))
+        assert inference_system(off.manifest) is None
+        assert HUMPBACK_SEED_SYSTEM not in _files(rt.store, off.event.prefix)["train.jsonl"] \
+            .decode()
     finally:
         await rt.close()
 

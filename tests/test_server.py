@@ -692,6 +692,39 @@ async def test_concurrent_first_requests_share_one_tokenizer_download(settings, 
     assert sorted(p.name for p in staged.parent.iterdir()) == ["hf"]  # no leftovers
 
 
+async def test_a_humpback_tagged_model_is_asked_with_s_a(settings, tmp_path, trained):
+    """Li et al. §2.3: a model trained on S_a/S_w-tagged data is asked with S_a. The
+    server reads the tag from the model's dataset_manifest.json; a chat that brings its
+    own system turn keeps it, and an untagged model gets none."""
+    from syllabus.contracts import HUMPBACK_SEED_SYSTEM, ModelDeployed
+    from syllabus.services.runtime import Runtime
+    from syllabus.services.server import server_state
+
+    settings.server.work_dir = tmp_path / "server"
+    rt = Runtime.create(settings)
+    manifest = json.dumps({"humpback_tags": {"inference_system": HUMPBACK_SEED_SYSTEM}})
+    state = server_state(rt)
+    for name, extra in (("tagged", {"dataset_manifest.json": manifest.encode()}),
+                        ("plain", {"dataset_manifest.json": b'{"version": "x"}'})):
+        prefix = upload_model(rt.store, name, trained)
+        for file, data in extra.items():
+            rt.store.put(prefix + file, data)
+        state.records[name] = {"event": ModelDeployed(model_id=name, name=name,
+                                                      endpoint="http://x/v1"),
+                               "store_prefix": prefix}
+    user = [{"role": "user", "content": "How many eggs does a queen lay?"}]
+    try:
+        tagged = await state.render_chat("tagged", user)
+        own = await state.render_chat("tagged", [{"role": "system", "content": "Be brief."},
+                                                 *user])
+        plain = await state.render_chat("plain", user)
+    finally:
+        await rt.close()
+    assert HUMPBACK_SEED_SYSTEM in tagged and "How many eggs" in tagged
+    assert "Be brief." in own and HUMPBACK_SEED_SYSTEM not in own
+    assert HUMPBACK_SEED_SYSTEM not in plain
+
+
 # --- syllabus run --serve ----------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from syllabus.contracts import (
     HEADER_COLLECTION,
+    HUMPBACK_AUGMENTED_SYSTEM,
+    HUMPBACK_SEED_SYSTEM,
     RECORDS_ACCEPTED,
     TOOLS_ANNOTATED,
     DatasetBuilt,
@@ -56,7 +58,7 @@ __all__ = [
 log = logging.getLogger("syllabus.datasets")
 
 #: options of a ``DatasetRequested`` that are not selection settings
-_BUILD_OPTIONS = {"decontaminate", "synthetic", "closed_book"}
+_BUILD_OPTIONS = {"decontaminate", "synthetic", "closed_book", "humpback_tags"}
 
 QUALITY_DEFINITION = (
     "mean of the record's known scores, each divided by its scale and clipped to 0..1 "
@@ -218,6 +220,27 @@ def _sources(records: Iterable[QARecord]) -> dict[str, Any]:
             "teachers": dict(sorted(teachers.items()))}
 
 
+def humpback_tags(records: list[QARecord]) -> tuple[list[QARecord], dict[str, Any] | None]:
+    """Humpback's tagging (§2.3): when some records carry S_w (the ``backtranslation``
+    technique's augmented examples), every record with no system prompt of its own --
+    the seed side: qa-pairs, rationales, anti-sycophancy examples -- gets S_a, and the
+    manifest names S_a as the system prompt to ask the model with. Tool trajectories
+    keep their own system turn. Nothing changes when no record carries S_w."""
+    augmented = sum(r.system == HUMPBACK_AUGMENTED_SYSTEM for r in records)
+    if not augmented:
+        return records, None
+    out, seed = [], 0
+    for r in records:
+        if r.system is None and r.kind != "tool":
+            r = r.model_copy(update={"system": HUMPBACK_SEED_SYSTEM})
+            seed += 1
+        out.append(r)
+    return out, {"augmented": augmented, "seed": seed,
+                 "augmented_system": HUMPBACK_AUGMENTED_SYSTEM,
+                 "seed_system": HUMPBACK_SEED_SYSTEM,
+                 "inference_system": HUMPBACK_SEED_SYSTEM}
+
+
 async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[QARecord] = (),
                 exporter: Exporter | None = None, embedder: Any | None = None,
                 allow_local_files: bool = False,
@@ -266,6 +289,11 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
                                         progress=progress)
 
     chosen = selection.all_records
+    tag = request.options.get("humpback_tags", True)
+    if not isinstance(tag, bool):
+        raise BuildRefused("invalid_request", f"invalid data set options: humpback_tags must "
+                           f"be true or false, not {tag!r}")
+    chosen, humpback = humpback_tags(chosen) if tag else (chosen, None)
     train = [r for r in chosen if not _split_eval(r.record_id, eval_fraction=request.eval_fraction,
                                                   seed=request.seed)]
     evals = [r for r in chosen if _split_eval(r.record_id, eval_fraction=request.eval_fraction,
@@ -281,6 +309,8 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
         "decontaminate": None if eval_set is None else {
             "sha256": eval_set.sha256, "ngram": eval_set.n, "ngrams": len(eval_set.grams)},
     }
+    if humpback:
+        settings["humpback_tags"] = True
     if fmt == "step-by-step":  # what the predict and explain rows' input holds
         settings["step_by_step_input"] = "question" if closed_book else "question+chunk"
     hashes = [[r.record_id, record_hash(r)] for r in chosen]
@@ -319,6 +349,7 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
                                   "bytes": len(train_bytes), "sha256": sha256_hex(train_bytes)},
                   "eval.jsonl": {"rows": eval_rows, "records": len(evals),
                                  "bytes": len(eval_bytes), "sha256": sha256_hex(eval_bytes)}},
+        **({"humpback_tags": humpback} if humpback else {}),
         "train": [r.record_id for r in train],
         "eval": [r.record_id for r in evals],
     }

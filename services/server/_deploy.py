@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syllabus.contracts import ModelDeployed, TrainingCompleted
+from syllabus.contracts import ModelDeployed, TrainingCompleted, inference_system
 
 from ..runtime import Runtime
 from ._metrics import DEPLOYMENTS, SERVED
@@ -98,6 +98,8 @@ class ServerState:
     started: bool = False
     #: name -> max_position_embeddings of its config.json (0: unknown)
     contexts: dict[str, int] = field(default_factory=dict)
+    #: per model: the system prompt of a chat that brings none (``inference_system``)
+    systems: dict[str, str | None] = field(default_factory=dict)
     #: name -> the version Triton was last asked to serve
     versions: dict[str, int] = field(default_factory=dict)
     #: restarts of the embedded tritonserver after it exited
@@ -426,6 +428,7 @@ class ServerState:
             self.versions[name] = old
             self.tokenizers.pop(name, None)
             self.contexts.pop(name, None)
+            self.systems.pop(name, None)
             self.records[name] = serving
         except (TritonError, OSError) as exc:
             log.error("could not go back to version %d of %s: %s", old, name, exc)
@@ -444,6 +447,7 @@ class ServerState:
             self.versions[name] = version
         self.tokenizers.pop(name, None)
         self.contexts.pop(name, None)
+        self.systems.pop(name, None)
 
     async def _unload_quietly(self, name: str) -> None:
         try:
@@ -619,12 +623,30 @@ class ServerState:
             tok = self.tokenizers[name] = await asyncio.to_thread(load)
         return tok
 
+    async def inference_system(self, name: str) -> str | None:
+        """The system prompt the model is asked with when a chat brings none: Humpback's
+        S_a when its data set was tagged (``dataset_manifest.json``'s ``humpback_tags``,
+        copied with the model's small files), else None."""
+        if name not in self.systems:
+            path = await self._small_files(name) / "dataset_manifest.json"
+            try:
+                manifest = json.loads(await self.rt.to_thread(path.read_bytes))
+            except (OSError, ValueError):
+                manifest = None
+            self.systems[name] = inference_system(manifest if isinstance(manifest, dict)
+                                                  else None)
+        return self.systems[name]
+
     async def render_chat(self, name: str, messages: list[dict[str, Any]]) -> str:
-        """The prompt for ``messages``, by the model's own chat template. Raises
-        ``ValueError`` when the model has none or the template rejects the messages."""
+        """The prompt for ``messages``, by the model's own chat template, with the
+        model's ``inference_system`` prompt first when the messages have no system turn.
+        Raises ``ValueError`` when the model has none or the template rejects them."""
         tok = await self.tokenizer(name)
         if not getattr(tok, "chat_template", None):
             raise ValueError(f"model {name!r} has no chat template; use /v1/completions")
+        system = await self.inference_system(name)
+        if system and not any(m.get("role") == "system" for m in messages):
+            messages = [{"role": "system", "content": system}, *messages]
         try:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as exc:  # jinja's TemplateError, a role the template refuses

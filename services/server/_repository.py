@@ -31,7 +31,8 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _HF_FILES = re.compile(
     r"^(config\.json|generation_config\.json|.*\.safetensors|model\.safetensors\.index\.json"
     r"|pytorch_model.*\.bin(\.index\.json)?|tokenizer.*|special_tokens_map\.json"
-    r"|chat_template\.jinja|vocab\.json|merges\.txt|.*\.model|README\.md)$")
+    r"|chat_template\.jinja|vocab\.json|merges\.txt|.*\.model|README\.md"
+    r"|dataset_manifest\.json)$")
 
 
 _MAX_NAME = 128
