@@ -7,7 +7,6 @@ pulls in NATS, torch or Triton.
 from . import _hookspecs as hookspecs
 from ._answers import normalize_answer, token_f1
 from ._hookspecs import HOOK_KINDS, PROJECT, hookimpl, hookspec
-from ._humpback import HUMPBACK_AUGMENTED_SYSTEM, HUMPBACK_SEED_SYSTEM, inference_system
 from ._ids import (
     COLLECTION_PATTERN,
     RUN_ID_PATTERN,
@@ -19,6 +18,13 @@ from ._ids import (
     is_valid_run_id,
     normalise_text,
     sha256_hex,
+)
+from ._inference import (
+    HUMPBACK_AUGMENTED_SYSTEM,
+    HUMPBACK_SEED_SYSTEM,
+    PREDICT_PREFIX,
+    inference_prefix,
+    inference_system,
 )
 from ._keys import (
     chunk_key,
@@ -47,6 +53,7 @@ __all__ = [
     "HOOK_KINDS",
     "HUMPBACK_AUGMENTED_SYSTEM",
     "HUMPBACK_SEED_SYSTEM",
+    "PREDICT_PREFIX",
     "PROJECT",
     "RUN_ID_PATTERN",
     "canonical_json",
@@ -58,6 +65,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "hookspecs",
+    "inference_prefix",
     "inference_system",
     "is_valid_collection",
     "is_valid_run_id",

@@ -488,6 +488,27 @@ async def test_humpback_tags_seed_records_s_a_when_the_data_set_has_s_w_records(
         await rt.close()
 
 
+async def test_run_train_picks_step_by_step_when_records_have_rationales(settings):
+    """Hsieh et al.: ``syllabus run --train`` with no --format trains the multi-task loss
+    when the records have rationales; without --train, or with none, it is openai."""
+    from syllabus.services.cli._run import default_format
+
+    rt = Runtime.create(settings)
+    await rt.bus.start()
+    try:
+        await _publish(rt, [_rec(30, "What do workers build?", "Wax comb.")])
+        assert await default_format(rt, "bees", train=True) == (
+            "openai", "no record has a rationale")
+        await _publish(rt, [_rec(31, "How many eggs does a queen lay in a day?",
+                                 "Up to 2,000.", rationale="The chunk says up to two "
+                                 "thousand eggs a day. So the answer is Up to 2,000.")])
+        fmt, why = await default_format(rt, "bees", train=True)
+        assert fmt == "step-by-step" and why.startswith("1 of 2 records have a rationale")
+        assert await default_format(rt, "bees", train=False) == ("openai", "")
+    finally:
+        await rt.close()
+
+
 async def test_bus_request_produces_dataset_built(settings):
     settings.datasets.augmenters = []  # selection only (the run test covers the augmenter)
     rt = Runtime.create(settings)

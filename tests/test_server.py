@@ -692,10 +692,11 @@ async def test_concurrent_first_requests_share_one_tokenizer_download(settings, 
     assert sorted(p.name for p in staged.parent.iterdir()) == ["hf"]  # no leftovers
 
 
-async def test_a_humpback_tagged_model_is_asked_with_s_a(settings, tmp_path, trained):
-    """Li et al. §2.3: a model trained on S_a/S_w-tagged data is asked with S_a. The
-    server reads the tag from the model's dataset_manifest.json; a chat that brings its
-    own system turn keeps it, and an untagged model gets none."""
+async def test_a_model_is_asked_as_its_data_set_was_written(settings, tmp_path, trained):
+    """Li et al. §2.3: a model trained on S_a/S_w-tagged data is asked with S_a; Hsieh et
+    al.: a model trained on predict:/explain: rows is asked with predict:. The server
+    reads both from the model's dataset_manifest.json; a chat that brings its own system
+    turn keeps it, and an untagged model gets neither."""
     from syllabus.contracts import HUMPBACK_SEED_SYSTEM, ModelDeployed
     from syllabus.services.runtime import Runtime
     from syllabus.services.server import server_state
@@ -704,8 +705,10 @@ async def test_a_humpback_tagged_model_is_asked_with_s_a(settings, tmp_path, tra
     rt = Runtime.create(settings)
     manifest = json.dumps({"humpback_tags": {"inference_system": HUMPBACK_SEED_SYSTEM}})
     state = server_state(rt)
+    step = json.dumps({"format": "step-by-step"})
     for name, extra in (("tagged", {"dataset_manifest.json": manifest.encode()}),
-                        ("plain", {"dataset_manifest.json": b'{"version": "x"}'})):
+                        ("plain", {"dataset_manifest.json": b'{"version": "x"}'}),
+                        ("step", {"dataset_manifest.json": step.encode()})):
         prefix = upload_model(rt.store, name, trained)
         for file, data in extra.items():
             rt.store.put(prefix + file, data)
@@ -718,11 +721,17 @@ async def test_a_humpback_tagged_model_is_asked_with_s_a(settings, tmp_path, tra
         own = await state.render_chat("tagged", [{"role": "system", "content": "Be brief."},
                                                  *user])
         plain = await state.render_chat("plain", user)
+        # distilling step-by-step: its model is asked with the predict: task prefix
+        stepped = await state.render_chat("step", user)
+        explained = await state.render_chat("step", [{"role": "user",
+                                                      "content": "explain: Why?"}])
     finally:
         await rt.close()
     assert HUMPBACK_SEED_SYSTEM in tagged and "How many eggs" in tagged
     assert "Be brief." in own and HUMPBACK_SEED_SYSTEM not in own
-    assert HUMPBACK_SEED_SYSTEM not in plain
+    assert HUMPBACK_SEED_SYSTEM not in plain and "predict:" not in plain
+    assert "predict: How many eggs" in stepped
+    assert "explain: Why?" in explained and "predict:" not in explained
 
 
 # --- syllabus run --serve ----------------------------------------------------------------

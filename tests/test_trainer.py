@@ -811,6 +811,9 @@ def test_syllabus_run_train_serve(tmp_path):
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
+    # the extractive records have rationales: --train fits distilling step-by-step
+    assert report["dataset"]["format"] == "step-by-step", report["format_reason"]
+    assert "records have a rationale" in report["format_reason"]
     training = report["training"]
     assert training["outcome"] == "completed", training
     assert training["processes"] == 2 and training["steps"] >= 3

@@ -8,7 +8,10 @@ ending in "So the answer is ...". The rationale and the teacher's answer are par
 the rationale is kept only when the teacher's answer agrees with the record's answer
 (token F1, or the teacher's answer contained in the record's), otherwise the record says
 why it was dropped. The data set exporter can then write the paper's multi-task pairs:
-``predict: <input>`` -> answer and ``explain: <input>`` -> rationale.
+``predict: <input>`` -> answer and ``explain: <input>`` -> rationale, the input being the
+question and its source chunk (``closed_book`` leaves the chunk out); the trainer fits
+them with the multi-task loss, ``syllabus run --train`` picks that format when records
+have rationales, and the server asks such a model with ``predict:``, as the paper does.
 
 A rationale that quotes the context (a quotation of 12 characters or more) must quote it:
 one whose words are not, at 90% or more, a passage of the context is dropped with the

@@ -51,9 +51,11 @@ def main() -> None:
               help="Give up if the pipeline has not drained after this many seconds.")
 @click.option("--format", "fmt", type=click.Choice(["openai", "alpaca", "sharegpt",
                                                     "step-by-step"]),
-              default="openai", show_default=True,
+              default=None,
               help="Data set format: OpenAI chat JSONL, Alpaca, ShareGPT, or the step-by-step "
-                   "predict:/explain: multi-task pairs.")
+                   "predict:/explain: multi-task pairs. Default: openai; with --train, "
+                   "step-by-step when the records have rationales (the multi-task loss of "
+                   "distilling step-by-step).")
 @click.option("--teacher", "teacher_kind", default=None, metavar="KIND",
               help="The teacher kind (overrides teacher.kind): extractive (offline rules, "
                    "the default), local (a llama.cpp server this run starts, on Gemma 3 "
@@ -81,7 +83,7 @@ def main() -> None:
                    "scores and a held-out question answered through /v1/chat/completions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(paths: tuple[Path, ...], collection: str, out: Path, timeout: float | None,
-        fmt: str, teacher_kind: str | None, teacher_model: str | None, train: bool,
+        fmt: str | None, teacher_kind: str | None, teacher_model: str | None, train: bool,
         base_model: str | None, serve: bool, as_json: bool) -> None:
     """Run the whole pipeline on PATHS (files or folders) in one process.
 

@@ -140,7 +140,7 @@ def _m0_options(gguf: Path, settings: Settings) -> dict[str, Any]:
 
 
 async def run_bootstrap(paths: Sequence[Path], *, collection: str, out: Path,
-                        settings: Settings, console: Console, fmt: str = "openai",
+                        settings: Settings, console: Console, fmt: str | None = None,
                         timeout: float | None = None, train: bool = False,
                         serve: bool = False, base_model: str | None) -> RunReport:
     """The seed run and M0 (steps 1 and 2), then the run with M0 as its teacher (step 3).
@@ -160,8 +160,11 @@ async def run_bootstrap(paths: Sequence[Path], *, collection: str, out: Path,
                   f"and M0 fine-tuned from {base_model or 'the tiny random model'}")
     # M0's job id is derived from the seed data set, the base model and the settings: a
     # rerun on the same --out reuses M0 (and its GGUF file) instead of training another
+    # M0 is a teacher: it is asked plain prompts, so it is trained on chat rows (openai),
+    # never on step-by-step's predict:/explain: inputs, whatever the final run's format
     seed = await run_pipeline(paths, collection=collection, out=work / "seed",
-                              settings=seed_settings, console=console, fmt=fmt,
+                              settings=seed_settings, console=console,
+                              fmt="openai" if fmt in (None, "step-by-step") else fmt,
                               timeout=timeout, train=True, base_model=base_model,
                               train_job_prefix="m0")
     section: dict[str, Any] = {"seed": _seed_summary(seed), "m0": dict(seed.training)}

@@ -81,6 +81,8 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: why the data set has its format when --format was not given (``default_format``)
+    format_reason: str = ""
     #: syllabus run --train: the trained model (model_id, store_prefix) and its loss curve
     training: dict[str, Any] = field(default_factory=dict)
     #: syllabus run --serve: the server's verdict, evaluation scores, a question and answer
@@ -219,7 +221,8 @@ class RunReport:
                       + f"; + {c.get('synthetic', 0)} anti-sycophancy")
             t.add_row("data set rows", str(self.dataset_rows),
                       f"train {self.dataset['train_rows']}, eval {self.dataset['eval_rows']}; "
-                      f"version {self.dataset['version']}")
+                      f"version {self.dataset['version']}, format {self.dataset['format']}"
+                      + (f" ({escape(self.format_reason)})" if self.format_reason else ""))
         t.add_row("dead letters", str(len(self.dead_letters)),
                   escape("; ".join(shorten(d["reason"], 100) for d in self.dead_letters[:3])))
         console.print(t)

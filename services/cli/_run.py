@@ -189,8 +189,25 @@ async def _engine_check(rt: Runtime, teacher: Any, report: RunReport) -> None:
                     if alone["tokens_per_s"] else None}
 
 
+async def default_format(rt: Runtime, collection: str, *, train: bool) -> tuple[str, str]:
+    """The data set format when ``--format`` is not given, and why: ``step-by-step`` when
+    the run trains and its records have rationales, so ``--train`` fits distilling
+    step-by-step's multi-task loss (Hsieh et al. 2023); ``openai`` otherwise."""
+    if not train:
+        return "openai", ""
+    from ..datasets._build import load_accepted
+
+    records = await load_accepted(rt, collection)
+    with_rationale = sum(1 for r in records if r.rationale)
+    if with_rationale:
+        return "step-by-step", (f"{with_rationale} of {len(records)} records have a "
+                                "rationale, so --train fits the multi-task loss; "
+                                "--format openai trains the answers alone")
+    return "openai", "no record has a rationale"
+
+
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
-                       settings: Settings, console: Console, fmt: str = "openai",
+                       settings: Settings, console: Console, fmt: str | None = None,
                        timeout: float | None = None, train: bool = False,
                        serve: bool = False, base_model: str | None = None,
                        train_job_prefix: str | None = None) -> RunReport:
@@ -256,6 +273,9 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 await wait_drained(rt, poll=0.25, timeout=timeout, on_poll=bars)
                 # then the data set version: augmenters, selection, export
                 ds = rt.settings.datasets
+                if fmt is None:
+                    fmt, report.format_reason = await default_format(rt, collection,
+                                                                     train=train)
                 await rt.bus.publish(DatasetRequested(
                     collection=collection, format=fmt, target_size=ds.target_size,
                     eval_fraction=ds.eval_fraction, options=dict(ds.options), run_id=run_id))

@@ -45,7 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syllabus.contracts import ModelDeployed, TrainingCompleted, inference_system
+from syllabus.contracts import (
+    ModelDeployed,
+    TrainingCompleted,
+    inference_prefix,
+    inference_system,
+)
 
 from ..runtime import Runtime
 from ._metrics import DEPLOYMENTS, SERVED
@@ -100,6 +105,8 @@ class ServerState:
     contexts: dict[str, int] = field(default_factory=dict)
     #: per model: the system prompt of a chat that brings none (``inference_system``)
     systems: dict[str, str | None] = field(default_factory=dict)
+    #: per model: the prefix of the last user turn (``inference_prefix``)
+    prefixes: dict[str, str | None] = field(default_factory=dict)
     #: name -> the version Triton was last asked to serve
     versions: dict[str, int] = field(default_factory=dict)
     #: restarts of the embedded tritonserver after it exited
@@ -429,6 +436,7 @@ class ServerState:
             self.tokenizers.pop(name, None)
             self.contexts.pop(name, None)
             self.systems.pop(name, None)
+            self.prefixes.pop(name, None)
             self.records[name] = serving
         except (TritonError, OSError) as exc:
             log.error("could not go back to version %d of %s: %s", old, name, exc)
@@ -448,6 +456,7 @@ class ServerState:
         self.tokenizers.pop(name, None)
         self.contexts.pop(name, None)
         self.systems.pop(name, None)
+        self.prefixes.pop(name, None)
 
     async def _unload_quietly(self, name: str) -> None:
         try:
@@ -623,30 +632,49 @@ class ServerState:
             tok = self.tokenizers[name] = await asyncio.to_thread(load)
         return tok
 
+    async def _manifest(self, name: str) -> dict[str, Any] | None:
+        """The model's data set manifest (``dataset_manifest.json``, copied with its small
+        files), or None."""
+        path = await self._small_files(name) / "dataset_manifest.json"
+        try:
+            manifest = json.loads(await self.rt.to_thread(path.read_bytes))
+        except (OSError, ValueError):
+            return None
+        return manifest if isinstance(manifest, dict) else None
+
     async def inference_system(self, name: str) -> str | None:
         """The system prompt the model is asked with when a chat brings none: Humpback's
-        S_a when its data set was tagged (``dataset_manifest.json``'s ``humpback_tags``,
-        copied with the model's small files), else None."""
+        S_a when its data set was tagged (``humpback_tags``), else None."""
         if name not in self.systems:
-            path = await self._small_files(name) / "dataset_manifest.json"
-            try:
-                manifest = json.loads(await self.rt.to_thread(path.read_bytes))
-            except (OSError, ValueError):
-                manifest = None
-            self.systems[name] = inference_system(manifest if isinstance(manifest, dict)
-                                                  else None)
+            self.systems[name] = inference_system(await self._manifest(name))
         return self.systems[name]
+
+    async def inference_prefix(self, name: str) -> str | None:
+        """The prefix of the last user turn: ``predict: `` for a model trained on the
+        step-by-step format (Hsieh et al.'s answer task), else None."""
+        if name not in self.prefixes:
+            self.prefixes[name] = inference_prefix(await self._manifest(name))
+        return self.prefixes[name]
 
     async def render_chat(self, name: str, messages: list[dict[str, Any]]) -> str:
         """The prompt for ``messages``, by the model's own chat template, with the
-        model's ``inference_system`` prompt first when the messages have no system turn.
-        Raises ``ValueError`` when the model has none or the template rejects them."""
+        model's ``inference_system`` prompt first when the messages have no system turn
+        and its ``inference_prefix`` before the last user turn (unless it starts with a
+        task prefix already). Raises ``ValueError`` when the model has none or the
+        template rejects them."""
         tok = await self.tokenizer(name)
         if not getattr(tok, "chat_template", None):
             raise ValueError(f"model {name!r} has no chat template; use /v1/completions")
         system = await self.inference_system(name)
         if system and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": system}, *messages]
+        prefix = await self.inference_prefix(name)
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        if prefix and users and isinstance(messages[users[-1]].get("content"), str):
+            last = messages[users[-1]]
+            if not last["content"].startswith(("predict:", "explain:")):
+                messages = [*messages]
+                messages[users[-1]] = {**last, "content": prefix + last["content"]}
         try:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as exc:  # jinja's TemplateError, a role the template refuses
