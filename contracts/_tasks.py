@@ -12,6 +12,8 @@ task               inputs                                           output
 ``curate``         ``instruction``, ``response`` (str)              brief reasoning, then ``Score: <1-5>`` on the last line
 ``rationale``      ``question``, ``context`` (str)                  step-by-step reasoning, then ``So the answer is <answer>.``
 ``judge``          ``instruction``, ``response``, ``context`` (str)  JSON ``{"score": <1-5>, "reasoning": str}``
+``educational``    ``instruction``, ``response``, ``topic`` (str)    JSON ``{"score": <1-5>, "reasoning": str}`` (phi-1's
+                                                                    educational value; the extractive teacher refuses it)
 =================  ===============================================  ==========================
 
 The api-annotator's tasks (ToolLLM, Qin et al. 2023) are in ``TOOL_TASKS``; the offline
@@ -36,7 +38,8 @@ judging its own rule-written paths would only agree with itself.
 
 from __future__ import annotations
 
-__all__ = ["TASK_BACKTRANSLATE", "TASK_CURATE", "TASK_JUDGE", "TASK_QA_PAIRS",
+__all__ = ["TASK_BACKTRANSLATE", "TASK_CURATE", "TASK_EDUCATIONAL", "TASK_JUDGE",
+           "TASK_QA_PAIRS",
            "TASK_RATIONALE", "TASK_TOOL_CALL", "TASK_TOOL_INSTRUCTIONS", "TASK_TOOL_JUDGE",
            "TASKS", "TOOL_TASKS"]
 
@@ -45,6 +48,7 @@ TASK_BACKTRANSLATE = "backtranslate"
 TASK_CURATE = "curate"
 TASK_RATIONALE = "rationale"
 TASK_JUDGE = "judge"
+TASK_EDUCATIONAL = "educational"
 
 TASKS: dict[str, tuple[str, ...]] = {
     TASK_QA_PAIRS: ("passage", "n"),
@@ -52,6 +56,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     TASK_CURATE: ("instruction", "response"),
     TASK_RATIONALE: ("question", "context"),
     TASK_JUDGE: ("instruction", "response", "context"),
+    TASK_EDUCATIONAL: ("instruction", "response", "topic"),
 }
 
 TASK_TOOL_INSTRUCTIONS = "tool_instructions"

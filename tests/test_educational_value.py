@@ -387,6 +387,12 @@ async def test_misconfiguration_and_unusable_annotations(openai_server, tmp_path
                          options={**options(store), "sample_sise": 10})
     with pytest.raises(ValueError, match="needs a teacher to annotate the first 20"):
         await EV().judge(r, context=None, teacher=None, options=options(store))
+    # phi-1's label is a model's judgement: the extractive teacher refuses it, by name,
+    # and nothing is annotated with another rule
+    from syllabus.plugins.teachers.extractive import ExtractiveTeacher
+    with pytest.raises(ValueError, match="the extractive teacher refuses the task"):
+        await EV().judge(r, context=None, teacher=ExtractiveTeacher(), options=options(store))
+    assert not list(store.list("annotations/"))
 
     # an answer that cannot be parsed, even after a retry: dropped, raw output kept, and not
     # counted as an annotation; "keep" keeps it

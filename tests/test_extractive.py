@@ -401,9 +401,14 @@ def test_unknown_or_missing_task_and_inputs_raise_non_retryable_errors():
 
 def test_every_task_answers_and_reports_model_and_token_counts():
     inputs = {"passage": COLONY, "n": 2, "response": CLEAN, "instruction": "What is propolis?",
-              "question": "What is propolis?", "context": COLONY}
+              "question": "What is propolis?", "context": COLONY, "topic": "bees"}
     teacher = extractive.ExtractiveTeacher()
     for task, keys in TASKS.items():
+        if task in teacher.refuses:  # a refusal, named (see the test below)
+            with pytest.raises(TeacherError, match="does not rate educational value"):
+                asyncio.run(teacher.complete([], params=GenerationParams(
+                    task=task, inputs={k: inputs[k] for k in keys})))
+            continue
         completion = asyncio.run(teacher.complete(
             [ChatMessage(role="user", content="one two three")],
             params=GenerationParams(task=task, inputs={k: inputs[k] for k in keys})))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from syllabus.contracts import (
     QA_RATIONALIZED,
     RECORDS_ACCEPTED,
@@ -61,6 +63,14 @@ async def test_llm_judge_scores_against_the_threshold(openai_server, tmp_path):
                                     options={})
     assert not failed.kept and failed.details["raw_output"] == "still none"
     await teacher.aclose()
+
+
+def test_educational_value_with_the_extractive_teacher_fails_at_start(settings):
+    settings.teacher.kind = "extractive"
+    settings.filters.techniques = ["heuristic-quality", "educational-value"]
+    rt = Runtime.create(settings)
+    with pytest.raises(ValueError, match="extractive teacher refuses that task"):
+        build_router(rt)
 
 
 async def test_filter_service_accepts_and_rejects_with_reasons(settings, openai_server):

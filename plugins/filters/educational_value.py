@@ -8,8 +8,13 @@ threshold is kept. Here the student is learning the topic of the collection's do
 and the data arrives one record at a time:
 
 1. **Annotation.** Per collection, the first ``sample_size`` records are rated by the
-   teacher, from 1 to 5 (task ``judge``: JSON ``{"score", "reasoning"}``, so the offline
-   ``extractive`` teacher answers too). Each annotation (record id, the record's text and
+   teacher, from 1 to 5 (task ``educational``: JSON ``{"score", "reasoning"}``). The
+   offline ``extractive`` teacher refuses the task (a rule's "educational value" would be
+   its groundedness rule under another name), and the filter raises, naming why; the
+   sycophancy-filter service refuses to start with it. Departure: the sample is the first
+   ``sample_size`` records of the stream, not a random sample (a seeded random sample of
+   a stream needs the records that are not drawn to wait or be redelivered until the
+   classifier exists; not built yet). Each annotation (record id, the record's text and
    its sha256, score, reasoning, teacher) is written to
    ``annotations/<collection>/educational-value/<record_id>.json``, so every replica sees
    it. An annotated record is kept when its score is at least ``threshold``; a record that
@@ -92,7 +97,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from syllabus.contracts import (
-    TASK_JUDGE,
+    TASK_EDUCATIONAL,
     ArtifactStore,
     ChatMessage,
     GenerationParams,
@@ -143,6 +148,14 @@ Response:
 Answer with JSON only: {{"score": <1-5>, "reasoning": "<one or two sentences>"}}'''
 
 _DEFAULT_TOPIC = "the topic of the source documents"
+
+
+def refusal(teacher: Any) -> str:
+    """Why ``teacher`` cannot annotate (it lists the ``educational`` task in ``refuses``)."""
+    return (f"the {NAME} filter needs a language model to annotate educational value, and "
+            f"the {teacher.kind} teacher refuses the task (phi-1's label is a model's "
+            "judgement, not a rule's): configure an LLM teacher (local, openai, ...) or "
+            f"leave {NAME} out of filters.techniques")
 _PROMPT_HASH = prompt_hash(ANNOTATION_PROMPT)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -554,14 +567,16 @@ class EducationalValueFilter:
             if teacher is None:
                 raise ValueError(f"the {NAME} filter needs a teacher to annotate the first "
                                  f"{cfg.sample_size} records of a collection")
+            if TASK_EDUCATIONAL in getattr(teacher, "refuses", ()):
+                raise ValueError(refusal(teacher))
             topic = cfg.topic or _DEFAULT_TOPIC
             inputs = {"instruction": record.instruction, "response": record.response,
-                      "context": context or ""}
+                      "topic": topic}
             messages = [ChatMessage(role="user", content=ANNOTATION_PROMPT.format(
                 topic=topic, instruction=record.instruction, response=record.response))]
             params = GenerationParams(temperature=cfg.temperature, max_tokens=300,
                                       json_schema=Rating.model_json_schema(),
-                                      task=TASK_JUDGE, inputs=inputs)
+                                      task=TASK_EDUCATIONAL, inputs=inputs)
             result = await ask(teacher, messages, params=params, parse=json_model(Rating))
             teacher_name = f"{teacher.kind}:{teacher.model}"
             if not result.ok:

@@ -52,6 +52,11 @@ Techniques, by task:
     description as a request, with its example arguments written in; I2/I3 queries join
     two APIs' requests. JSON ``[{"query", "related_apis"}]``. See ``_extractive_tools``.
 
+``educational`` -- refused
+    phi-1's educational-value rating (the ``educational-value`` filter) is a model's
+    judgement; answering it with a rule would relabel ``judge``'s groundedness. The filter
+    names the refusal when it starts.
+
 ``tool_judge`` -- refused
     ToolEval's judge (``plugins/tools/tooleval.py``) is not answered: the teacher wrote
     both the instructions and the paths, so its verdict would be self-consistency. The
@@ -78,6 +83,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from syllabus.contracts import (
+    TASK_EDUCATIONAL,
     TASK_TOOL_CALL,
     TASK_TOOL_JUDGE,
     TASKS,
@@ -163,6 +169,13 @@ def _no_messages(inputs: dict[str, Any]) -> str:  # pragma: no cover - complete(
                        "sees the messages and the tools", retryable=False)
 
 
+def _refuse_educational(inputs: dict[str, Any]) -> str:
+    raise TeacherError("extractive teacher: it does not rate educational value "
+                       "(educational): phi-1's label is a language model's judgement of "
+                       "what a student learns, and a rule would only restate the "
+                       "groundedness rule of 'judge'; use an LLM teacher", retryable=False)
+
+
 def _refuse_tool_judge(inputs: dict[str, Any]) -> str:
     raise TeacherError("extractive teacher: it does not judge tool answers (tool_judge): "
                        "its instructions and solution paths are its own rules' output, so "
@@ -179,6 +192,7 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "tool_instructions": _tool_instructions,
     TASK_TOOL_CALL: _no_messages,
     TASK_TOOL_JUDGE: _refuse_tool_judge,
+    TASK_EDUCATIONAL: _refuse_educational,
 }
 assert set(_HANDLERS) == set(TASKS) | set(TOOL_TASKS), "every contract task needs a handler"
 _REQUIRED = {**TASKS, **TOOL_TASKS}
@@ -190,7 +204,7 @@ class ExtractiveTeacher:
     kind = "extractive"
     model = MODEL
     #: tasks answered only with a refusal (``Teacher.refuses``)
-    refuses = frozenset({TASK_TOOL_JUDGE})
+    refuses = frozenset({TASK_TOOL_JUDGE, TASK_EDUCATIONAL})
 
     def run(self, task: str | None, inputs: dict[str, Any]) -> str:
         """The task's output text (synchronous; ``complete`` wraps it)."""

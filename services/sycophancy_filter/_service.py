@@ -6,7 +6,13 @@ import logging
 
 from faststream.nats import NatsRouter
 
-from syllabus.contracts import QA_RATIONALIZED, RECORDS_ACCEPTED, RECORDS_REJECTED, QARecord
+from syllabus.contracts import (
+    QA_RATIONALIZED,
+    RECORDS_ACCEPTED,
+    RECORDS_REJECTED,
+    TASK_EDUCATIONAL,
+    QARecord,
+)
 
 from ..runtime import RECORDS, HandlerContext, Runtime, default_embedder
 from ..runtime._records import chunk_text
@@ -29,6 +35,12 @@ def build_router(rt: Runtime) -> NatsRouter:
     needs_teacher = any(name in TEACHER_FILTERS or cfg.options.get(name, {}).get("use_teacher")
                         for name in cfg.techniques)
     teacher = rt.teacher() if needs_teacher else None
+    if "educational-value" in cfg.techniques and teacher is not None and \
+            TASK_EDUCATIONAL in teacher.refuses:  # named when the service starts
+        raise ValueError(f"filters.techniques has educational-value, which needs a language "
+                         f"model to annotate educational value, and the {teacher.kind} "
+                         "teacher refuses that task: configure an LLM teacher (local, "
+                         "openai, ...) or leave educational-value out")
     router = NatsRouter()
 
     # teacher-bound: keep at least as many messages in flight as the teacher takes calls
