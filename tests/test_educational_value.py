@@ -260,7 +260,11 @@ async def test_annotate_train_predict_and_a_second_replica(openai_server, tmp_pa
     meta = json.loads(store.get(f"{prefix}meta.json"))
     assert meta["sample_size"] == 20 and meta["threshold"] == 3
     assert meta["labels"] == {"educational": 10, "not_educational": 10}
-    assert meta["heldout"]["n"] == 4 and 0 <= meta["heldout"]["accuracy"] <= 1
+    # 4 held-out annotations: the agreement is a count of them, and the rule-rated sample
+    # is learnable (chance would be 0.5)
+    heldout = meta["heldout"]
+    assert heldout["n"] == 4 and heldout["accuracy"] * 4 == round(heldout["accuracy"] * 4)
+    assert heldout["accuracy"] >= 0.75, heldout
     assert meta["embedder"] == {"model": "sentence-transformers/all-MiniLM-L6-v2",
                                 "dimension": 384}
     assert meta["record_ids"] == sorted(r.record_id for r in records[:20])

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import random
+import shutil
 import tracemalloc
 import urllib.request
 from pathlib import Path
@@ -249,8 +250,20 @@ def test_stream_close_early_then_reuse(store: ArtifactStore) -> None:
     assert len(store.get("big")) == 3 * MiB
 
 
-def test_ping(store: ArtifactStore) -> None:
+def test_ping(store: ArtifactStore, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A store that works answers the readiness probe; one that cannot work raises
+    ``StoreError`` naming why (a missing root; a missing bucket it may not create)."""
     store.ping()  # type: ignore[attr-defined]
+    if isinstance(store, LocalStore):
+        broken = LocalStore(tmp_path / "gone")
+        shutil.rmtree(tmp_path / "gone")
+        with pytest.raises(StoreError, match="is not a directory"):
+            broken.ping()
+    else:
+        s3 = request.getfixturevalue("s3_server")
+        missing = s3.store(create_bucket=False)
+        with pytest.raises(StoreError, match="does not exist"):
+            missing.ping()
 
 
 # --- the directory -----------------------------------------------------------------------

@@ -238,6 +238,10 @@ APIARY = [
 
 
 def test_extractive_teacher_generates_and_annotates_single_tool_instructions():
+    """The offline teacher's mechanics. Its paths are solved by construction (it wrote the
+    instructions from the descriptions it then matches), so ``solved`` here proves only
+    that the two rules agree ("self-consistency"); what the test checks beyond that is
+    that every call reached the real API with the arguments written into the query."""
     teacher = ExtractiveTeacher()
     with LocalToolApi(APIARY) as api:
         tools = api.tools()
