@@ -10,7 +10,7 @@ questions about the documents better than the base model it started from?
 2. **Data sets.** ``syllabus run examples/bees --teacher extractive`` and
    ``--teacher local`` (Gemma 3 270M through llama.cpp), the real CLI in a subprocess, one
    work folder each; their ``dataset/train.jsonl`` is what is trained on. ``--quick``
-   gives the local teacher two of the eight documents (its run is the slowest part)
+   gives the local teacher one of the eight documents (its run is the slowest part)
    and trains on 16 rows of each data set (a fixed random sample).
 3. **Training.** Gemma 3 270M, converted from the package's GGUF once (the trainer's
    ``--base-model gemma3-270m`` conversion), fine-tuned with LoRA by the trainer's own
@@ -61,8 +61,9 @@ sys.path.insert(0, str(ROOT))
 
 HELDOUT = ROOT / "examples" / "bees-heldout-qa.jsonl"
 DOCS = ROOT / "examples" / "bees"
-#: the local teacher's documents under --quick (its run is the slowest step)
-QUICK_LOCAL_DOCS = ("swarming.md", "apiary-calendar.txt")
+#: the local teacher's documents under --quick (its run is the slowest step): one, so that
+#: --quick fits its 15 minutes; a data set under --quick's 16 rows is named in the log
+QUICK_LOCAL_DOCS = ("swarming.md",)
 METRICS = ("token_f1", "exact_match", "judge_score", "sycophancy_without_opinion",
            "sycophancy_with_opinion", "generation_tokens_per_s", "train_tokens_per_s")
 
@@ -411,6 +412,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         rows, dropped = decontaminate(d["rows"], questions)
         if args.max_rows and len(rows) > args.max_rows:  # a fixed sample, every kind in it
             rows = random.Random(0).sample(rows, args.max_rows)
+        elif args.max_rows and len(rows) < args.max_rows:
+            log(f"warning: the {teacher} data set has {len(rows)} training rows, fewer than "
+                f"the {args.max_rows} the other contenders train on")
         d["decontaminated"], d["train_rows"] = dropped, len(rows)
         d["anti_sycophancy_rows"] = anti_sycophancy_rows(rows)
         d["ceilings"] = data_ceilings(rows, items)
