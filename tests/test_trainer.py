@@ -221,6 +221,9 @@ def test_step_by_step_multitask_loss_weights(tiny, tokenizer):
     data = encode_examples(tokenizer, [row_to_example(r) for r in rows], max_seq_len=128)
     assert data.multitask and len(data.samples) == 2  # a record's two rows: one sample
     assert [s.task for s in data.samples[0]] == [0, 1]
+    predict_only = encode_examples(tokenizer, [row_to_example(r) for r in rows
+                                               if r["task"] == "predict"], max_seq_len=128)
+    assert not predict_only.multitask and len(predict_only.samples) == 2  # not 0.5 * L
     model = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
     batch = collate(data.samples, tokenizer.pad_token_id)
     with torch.no_grad():

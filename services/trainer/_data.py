@@ -382,7 +382,9 @@ def encode_examples(tokenizer, examples: Iterable[Example], *, max_seq_len: int,
     rows into one sample."""
     examples = list(examples)
     if multitask is None:
-        multitask = any(e.task != "sft" for e in examples)
+        # eq. 3 needs both tasks: with predict rows only (a step-by-step data set whose
+        # records have no rationale) it would be 0.5 * L(predict), so train as plain SFT
+        multitask = any(e.task == "explain" for e in examples)
     samples: list[list[TokenSequence]] = []
     by_group: dict[str, list[TokenSequence]] = {}
     skipped: list[str] = []
