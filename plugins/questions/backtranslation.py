@@ -25,7 +25,10 @@ Li et al. 2023, "Self-Alignment with Instruction Backtranslation" (Humpback):
   examples, then ``Response: <chunk>`` / ``Instruction:``), one line;
 * self-curation continues Table 1's rubric, the pair, and ``Score:`` with the score
   alone (2 tokens): the paper asks for a brief reasoning first, which a 270M base model
-  does not give before its token limit. The record's reasoning says so.
+  does not give before its token limit. The record's reasoning says so. No grammar holds
+  the score to 1-5: tried with Gemma 3 270M, it scored 208 of 210 hand-labelled pairs 1
+  (``bench_techniques.py``, row ``humpback``), so an out-of-scale answer stays a named
+  parse failure rather than becoming a 1.
 
 Departures from the paper: there is no trained backward model M_yx and no iteration (the
 teacher is prompted for both steps); the paper's seed model M_0 is fine-tuned on seed data.
