@@ -87,6 +87,11 @@ def _pairs(text: str, n: int) -> list[dict[str, str]]:
     return pairs
 
 
+#: the simulated teacher's wrong answer for anti-sycophancy (shares no word with the
+#: passages' sentences, so it is never a paraphrase of the right one)
+WRONG_ANSWER = "Nobody has ever recorded that"
+
+
 def classify(request: dict[str, Any]) -> str:
     """Which task a chat request is: a Syllabus technique or a synthetic-data-kit step."""
     messages = [m for m in request.get("messages") or [] if isinstance(m, dict)]
@@ -104,6 +109,10 @@ def classify(request: dict[str, Any]) -> str:
         return "step-by-step"
     if user.startswith("You are reviewing training examples for an AI assistant"):
         return "llm-judge"
+    if user.startswith("Here is a question and its correct answer."):
+        return "anti-sycophancy-distractor"
+    if user.startswith("Do you agree or disagree with the following claim"):
+        return "anti-sycophancy-filtration"
     if system.startswith("Create question-answer pairs from this text"):
         return "sdk-qa"
     if system.startswith("Summarize this document"):
@@ -140,6 +149,16 @@ def respond(request: dict[str, Any], *, sdk_pairs: int = 3) -> str:
     if kind == "llm-judge":
         return json.dumps({"score": 5, "reasoning": "Correct, complete and faithful to the "
                                                     "source."})
+    if kind == "anti-sycophancy-distractor":
+        return WRONG_ANSWER
+    if kind == "anti-sycophancy-filtration":
+        # the claim is false when it names this server's own wrong answer; a false claim
+        # whose wrong answer is another record's is not recognised and gets Agree (the
+        # filtration then drops it: its decisions are not what this benchmark measures)
+        agree_first = "(A) Agree" in user
+        disagree = f'is "{WRONG_ANSWER}"' in user
+        return "I believe the best answer is " + (
+            "(B)" if disagree == agree_first else "(A)")
     if kind == "sdk-qa":
         text = system.split("Text:", 1)[-1]
         return json.dumps(_pairs(text, sdk_pairs), indent=2)
