@@ -235,6 +235,13 @@ def test_unusable_teacher_output_is_reported_by_reason_with_an_example(tmp_path,
     ts = report["teacher_stats"]
     assert ts["calls"] == len(openai_server.requests) and ts["failures"] == 0
     assert 0 < ts["busy_seconds"] <= report["timings"]["total_seconds"]
+    # time per service: one document, its chunks' question-gen messages, one data set
+    # request (nothing else ran in this process before: the counts are this run's)
+    services = report["services"]
+    assert services["ingest"]["messages"] == 1
+    assert services["question-gen"]["messages"] == report["chunks_created"] > 0
+    assert services["dataset-builder"]["messages"] >= 1
+    assert all(v["handler_seconds"] > 0 for v in services.values()), services
 
 
 def test_run_train_base_model_choices_are_checked_before_the_pipeline(tmp_path):

@@ -80,6 +80,9 @@ class RunReport:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: per service, over the pipeline (submit to drained): messages handled and handler
+    #: seconds, summed over the messages it handled at once (``handler_delta``)
+    services: dict[str, dict[str, float]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     #: why the data set has its format when --format was not given (``default_format``)
     format_reason: str = ""
@@ -294,6 +297,11 @@ class RunReport:
             f"submit {tm.get('submit_seconds', 0):.2f}s, "
             f"parse {tm.get('parse_seconds', 0):.2f}s, chunk {tm.get('chunk_seconds', 0):.2f}s, "
             f"wait for the pipeline {tm.get('drain_seconds', 0):.2f}s")
+        if self.services:
+            console.print("time in handlers (messages; seconds summed over messages handled "
+                          "at once): " + ", ".join(
+                              f"{name} {v['messages']}; {v['handler_seconds']:.2f}s"
+                              for name, v in self.services.items()))
         if self.training:
             from ._run_train import render_training
             render_training(console, self.training)

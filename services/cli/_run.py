@@ -53,6 +53,7 @@ from syllabus.contracts import (
 )
 
 from ..runtime import EmbeddedNats, Runtime, Settings, StoreSettings, replay, stream_position
+from ..runtime._metrics import handler_delta, handler_totals
 from ..runtime._records import dropped_occurrences
 from ._report import RunReport
 from ._services import OPT_IN, SERVICES, load_service
@@ -249,6 +250,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
         await rt.bus.start()
         # the stream's position before this run's first message: what follows is its work
         start = await stream_position(rt.bus)
+        handled = handler_totals()  # the services' handler time before this run
         try:
             with Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -281,6 +283,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                     eval_fraction=ds.eval_fraction, options=dict(ds.options), run_id=run_id))
                 await wait_drained(rt, poll=0.25, timeout=timeout, on_poll=bars)
             report.timings["drain_seconds"] = time.perf_counter() - t_submitted
+            spent = handler_delta(handled)  # in pipeline order
+            report.services = {k: spent.pop(k) for k in list(SERVICES) if k in spent} | spent
 
             since = {"collection": collection, "start": start}
             for ev in await _run_events(rt, DOCUMENTS_INGESTED, DocumentIngested, **since):

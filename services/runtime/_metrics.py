@@ -23,6 +23,8 @@ __all__ = [
     "TEACHER_CALLS",
     "TEACHER_SECONDS",
     "TEACHER_TOKENS",
+    "handler_totals",
+    "handler_delta",
 ]
 
 HANDLER_SECONDS = Histogram(
@@ -66,3 +68,31 @@ TEACHER_CACHE = Counter(
 RECORDS = Counter(
     "syllabus_records_total", "Records by stage and outcome", ["stage", "outcome", "reason"],
 )
+
+
+def handler_totals() -> dict[str, tuple[float, float]]:
+    """Per service: (messages handled, handler seconds) so far in this process, from
+    ``HANDLER_SECONDS`` (its ``_count`` and ``_sum`` over every subject)."""
+    out: dict[str, list[float]] = {}
+    for metric in HANDLER_SECONDS.collect():
+        for sample in metric.samples:
+            kind = ("count" if sample.name.endswith("_count")
+                    else "sum" if sample.name.endswith("_sum") else None)
+            if kind is None:
+                continue
+            slot = out.setdefault(sample.labels["service"], [0.0, 0.0])
+            slot[0 if kind == "count" else 1] += sample.value
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def handler_delta(before: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """What each service handled since ``before`` (``handler_totals``): ``messages`` and
+    ``handler_seconds`` (summed over the messages it handled at once, so it can exceed the
+    wall time), services with no message left out."""
+    out = {}
+    for service, (count, seconds) in sorted(handler_totals().items()):
+        c0, s0 = before.get(service, (0.0, 0.0))
+        if count - c0 > 0:
+            out[service] = {"messages": int(count - c0),
+                            "handler_seconds": round(seconds - s0, 3)}
+    return out
