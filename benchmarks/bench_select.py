@@ -916,8 +916,9 @@ def _notes(res: dict[str, Any], args: argparse.Namespace) -> list[str]:
         if near["ran"] and near["peak_rss_mb"]:
             extra = near["peak_rss_mb"] - big["rss_generated_mb"]
             notes.append(f"  * near_duplicate at {big['size']:,}: +{extra:,.0f} MB over the "
-                         f"records ({1024 * extra / near['in']:.1f} kB per record: every "
-                         f"record's shingle set plus the MinHash LSH index).")
+                         f"records ({1024 * extra / near['in']:.1f} kB per record: the band "
+                         f"keys of every record, the bucket groups, and the shingle sets "
+                         f"of the records that share a bucket).")
         sem = next(s for s in big["steps"] if s["step"] == "semantic_duplicate")
         if not sem["ran"]:
             m = sem["in"]

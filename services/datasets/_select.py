@@ -6,14 +6,15 @@ record it duplicates:
 
 1. ``exact_duplicate``: the same normalised instruction and response (NFKC, case-folded,
    whitespace collapsed; ``normalise_text``), hashed.
-2. ``near_duplicate``: MinHash (datasketch) over word shingles of the instruction and
-   response (``shingle_words`` words each; 1 by default, because question/answer pairs
-   are short: with 1-word shingles a 40-word pair that differs in three words has a
-   Jaccard similarity of about 0.85, with 2-word shingles about 0.75, with the 5-word
-   shingles ingest uses for chunks about 0.5). LSH bands cut for a lower threshold than
+2. ``near_duplicate``: MinHash over word shingles of the instruction and response
+   (``shingle_words`` words each; 1 by default, because question/answer pairs are short:
+   with 1-word shingles a 40-word pair that differs in three words has a Jaccard
+   similarity of about 0.85, with 2-word shingles about 0.75, with the 5-word shingles
+   ingest uses for chunks about 0.5). LSH bands cut for a lower threshold than
    ``near_duplicate_threshold`` (0.8) propose candidates; each candidate is verified with
    the *exact* Jaccard similarity of the two shingle sets, so the decision does not depend
-   on MinHash's estimate.
+   on MinHash's estimate. The signatures are computed with numpy a batch at a time and
+   only the band keys are kept (``_near.py``), so 1M records need a few hundred MB.
 3. ``semantic_duplicate``: cosine similarity of the records' sentence embeddings (the
    runtime's all-MiniLM-L6-v2), at or above ``semantic_threshold`` (0.95). Computed in
    blocks with numpy: a block of records against the kept ones, a column block at a time,
@@ -79,6 +80,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syllabus.contracts import QARecord, normalise_text, sha256_hex
+from syllabus.services.datasets._near import near_duplicates
 
 __all__ = [
     "DEFAULT_QUALITY_SCORES",
@@ -364,37 +366,21 @@ def _shingles(text: str, k: int) -> set[str]:
 
 def _near(records: list[QARecord], opts: SelectOptions,
           progress: Progress | None) -> tuple[list[QARecord], list[Removal]]:
-    from datasketch import MinHash, MinHashLSH
-
     threshold = opts.near_duplicate_threshold
     assert threshold is not None
-    # candidates from bands cut for a lower threshold; the decision is the exact Jaccard
-    lsh = MinHashLSH(threshold=max(0.3, threshold - 0.2), num_perm=opts.num_perm)
-    shingles = [_shingles(_record_text(r), opts.shingle_words) for r in records]
-    kept, removed = [], []
-    kept_shingles: dict[str, set[str]] = {}
-    gen = MinHash.generator(([s.encode("utf-8") for s in sh] for sh in shingles),
-                            num_perm=opts.num_perm, seed=1)
-    total = len(records)
-    for i, (r, sh, mh) in enumerate(zip(records, shingles, gen, strict=True)):
-        best: tuple[float, str] | None = None
-        for cand in sorted(lsh.query(mh)):
-            other = kept_shingles[cand]
-            j = len(sh & other) / len(sh | other)
-            if j >= threshold and (best is None or j > best[0]):
-                best = (j, cand)
-        if best is not None:
-            removed.append(Removal(r.record_id, "near_duplicate",
-                                   f"word {opts.shingle_words}-shingle Jaccard "
-                                   f"{best[0]:.3f} >= {threshold:g}",
-                                   duplicate_of=best[1], similarity=best[0]))
-        else:
-            lsh.insert(r.record_id, mh, check_duplication=False)
-            kept_shingles[r.record_id] = sh
-            kept.append(r)
-        if progress is not None and (i + 1) % 5000 == 0:
-            progress("near_duplicate", i + 1, total)
-    return kept, removed
+    k = opts.shingle_words
+
+    def shingles(i: int) -> set[str]:
+        return _shingles(_record_text(records[i]), k)
+
+    dups = near_duplicates(shingles, len(records), threshold=threshold,
+                           num_perm=opts.num_perm, progress=progress)
+    gone = {i for i, _, _ in dups}
+    removed = [Removal(records[i].record_id, "near_duplicate",
+                       f"word {k}-shingle Jaccard {sim:.3f} >= {threshold:g}",
+                       duplicate_of=records[j].record_id, similarity=sim)
+               for i, j, sim in dups]
+    return [r for i, r in enumerate(records) if i not in gone], removed
 
 
 def semantic_duplicates(emb: np.ndarray, threshold: float, *, block: int = 1024,
