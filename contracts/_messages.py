@@ -350,6 +350,12 @@ class DatasetBuilt(Event):
     counts: dict[str, int] = Field(default_factory=dict,
                                    description="records in, and removed by each step")
     run_id: str | None = None
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="seconds of this build by phase, in order: load (reading the accepted "
+                    "records), embed, each selection step that ran (without embedding), "
+                    "export (splitting and formatting) and write (the store); not in the "
+                    "manifest, which stays reproducible")
 
     def dedup_id(self) -> str:
         return f"datasets.built:{self.collection}:{self.version}:{self.run_id}"

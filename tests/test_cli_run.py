@@ -88,6 +88,13 @@ def test_run_on_examples_twice(tmp_path):
     assert 0 < counts["selected"] <= sf["accepted"]
     assert len(rows) == report["dataset_rows"] == counts["selected"] + counts["synthetic"]
     assert counts["synthetic"] > 0  # anti-sycophancy examples were mixed in
+    # the build's time by phase, in the order it ran; the default selection embeds
+    timings = report["dataset"]["timings"]
+    assert list(timings)[:3] == ["load", "embed", "exact_duplicate"]
+    assert list(timings)[-2:] == ["export", "write"]
+    assert "semantic_duplicate" in timings and timings["embed"] > 0
+    assert all(v >= 0 for v in timings.values()), timings
+    assert "data set build time: load " in first.stdout + first.stderr
     for row in rows:
         if row["metadata"]["kind"] == "anti_sycophancy":
             assert "(A) Agree" in row["messages"][-2]["content"] or \

@@ -149,7 +149,7 @@ class RunReport:
         self.dataset_rows = built.train_rows + built.eval_rows
         self.dataset = {"version": built.version, "prefix": built.prefix, "format": built.format,
                         "train_rows": built.train_rows, "eval_rows": built.eval_rows,
-                        "counts": dict(built.counts)}
+                        "counts": dict(built.counts), "timings": dict(built.timings)}
 
     def add_failure(self, failure: GenerationFailed) -> None:
         key = shorten(f"{failure.stage} {failure.technique.name}: {failure.reason}", 160)
@@ -302,6 +302,9 @@ class RunReport:
                           "at once): " + ", ".join(
                               f"{name} {v['messages']}; {v['handler_seconds']:.2f}s"
                               for name, v in self.services.items()))
+        if self.dataset.get("timings"):
+            console.print("data set build time: " + ", ".join(
+                f"{k} {v:.2f}s" for k, v in self.dataset["timings"].items()))
         if self.training:
             from ._run_train import render_training
             render_training(console, self.training)

@@ -15,6 +15,7 @@ import inspect
 import io
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -275,7 +276,9 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
     extra = [QARecord.model_validate(r) for r in request.options.get("synthetic") or ()]
     synthetic = [*synthetic, *extra]
 
+    t0 = time.perf_counter()
     records = await load_accepted(rt, request.collection)
+    timings = {"load": time.perf_counter() - t0}
     if not records:
         raise BuildRefused("no_accepted_records",
                            f"the collection {request.collection!r} has no accepted records "
@@ -287,7 +290,11 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
     selection = await asyncio.to_thread(select, records, embedder=embedder, options=opts,
                                         synthetic=synthetic, eval_set=eval_set,
                                         progress=progress)
+    timings["embed"] = selection.embed_seconds
+    timings.update((s.step, s.seconds) for s in selection.steps
+                   if s.skipped is None and s.records_in)
 
+    t0 = time.perf_counter()
     chosen = selection.all_records
     tag = request.options.get("humpback_tags", True)
     if not isinstance(tag, bool):
@@ -353,6 +360,8 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
         "train": [r.record_id for r in train],
         "eval": [r.record_id for r in evals],
     }
+    timings["export"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     manifest_key = prefix + "manifest.json"
     written = False
     if await rt.to_thread(rt.store.exists, manifest_key):
@@ -370,7 +379,9 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
         log.info("wrote data set %s: %d train and %d eval rows", prefix, train_rows, eval_rows)
     event = DatasetBuilt(collection=request.collection, version=version, prefix=prefix,
                          format=fmt, train_rows=train_rows, eval_rows=eval_rows,
-                         counts=counts, run_id=request.run_id)
+                         counts=counts, run_id=request.run_id,
+                         timings={k: round(v, 3) for k, v in
+                                  {**timings, "write": time.perf_counter() - t0}.items()})
     return BuildResult(event=event, manifest=manifest, written=written, selection=selection)
 
 

@@ -254,6 +254,9 @@ class Selection:
     synthetic_available: int
     quality: dict[str, float]
     options: SelectOptions
+    #: seconds spent embedding texts (inside the semantic and diversity steps; their
+    #: ``StepReport.seconds`` leave it out)
+    embed_seconds: float = 0.0
 
     @property
     def all_records(self) -> list[QARecord]:
@@ -632,21 +635,24 @@ def select(records: Iterable[QARecord], *, embedder: Any | None,
         nonlocal current
         rep = StepReport(step=step, records_in=len(current), skipped=skipped)
         if skipped is None and current:
-            t0 = time.perf_counter()
+            t0, e0 = time.perf_counter(), embed_time[0]
             current, rep.removed = fn(current)
-            rep.seconds = time.perf_counter() - t0
+            rep.seconds = time.perf_counter() - t0 - (embed_time[0] - e0)
             log.info("%s: %d in, %d removed (%.1fs)", step, rep.records_in, len(rep.removed),
                      rep.seconds)
         steps.append(rep)
 
     emb_cache: dict[str, np.ndarray] = {}
+    embed_time = [0.0]
 
     def embeddings(recs: list[QARecord]) -> np.ndarray:
         missing = [r for r in recs if r.record_id not in emb_cache]
         if missing:
             if embedder is None:
                 raise ValueError("the semantic and diversity steps need an embedder")
+            t0 = time.perf_counter()
             vecs = _embed(embedder, [_record_text(r) for r in missing], progress)
+            embed_time[0] += time.perf_counter() - t0
             for r, v in zip(missing, vecs, strict=True):
                 emb_cache[r.record_id] = v
         if not recs:
@@ -736,7 +742,7 @@ def select(records: Iterable[QARecord], *, embedder: Any | None,
     return Selection(records=selected, synthetic=chosen_syn, steps=steps,
                      synthetic_steps=syn_steps, synthetic_available=available,
                      quality={r.record_id: round(quality[r.record_id], 6) for r in selected},
-                     options=opts)
+                     options=opts, embed_seconds=embed_time[0])
 
 
 def split_eval(record_id: str, *, eval_fraction: float, seed: int) -> bool:
