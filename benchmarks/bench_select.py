@@ -420,6 +420,9 @@ def worker_select(spec: dict[str, Any]) -> dict[str, Any]:
                "out": rep.records_out, "seconds": rep.seconds, "skipped": rep.skipped,
                "ran": rep.skipped is None and rep.records_in > 0}
         row.update(meter.steps.get(rep.step, {}))
+        # StepReport.seconds leaves the embedding out (Selection.embed_seconds); here a
+        # step's seconds include its share, and algo_seconds below takes it out again
+        row["seconds"] = rep.seconds + (row.get("embed_seconds") or 0.0)
         out_steps.append(row)
     # resetting VmHWM also resets ru_maxrss, so the process's peak is the largest reading
     peaks = [peak_generation, _status_kb("VmHWM") / 1024,
@@ -828,8 +831,8 @@ def render(env: dict[str, Any], args: argparse.Namespace, res: dict[str, Any]) -
                     why = f"NOT RUN ({s['skipped']})" if s["skipped"] else "NOT RUN"
                 t2.append([f"{r['size']:,}", s["step"], f"{s['in']:,}", "-", "-", "-", "-",
                            "-", "-", "-", "-", why])
-    out += [_table("2. Per step (seconds = StepReport.seconds; algo = without the stand-in's "
-                   "embedding; peak RSS = the step's own peak)",
+    out += [_table("2. Per step (seconds = StepReport.seconds plus the step's embedding; "
+                   "algo = without the stand-in's embedding; peak RSS = the step's own peak)",
                    ["records", "step", "in", "removed", "out", "s", "algo s", "us/rec in",
                     "peak RSS MB", "+ over records MB", "spread", "notes"], t2,
                    left=(0, 1, -1)), ""]

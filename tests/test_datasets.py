@@ -565,6 +565,10 @@ def test_cli_dataset_build(settings, nats_server, tmp_path):
     steps = {s["step"]: s for s in out["steps"]}
     assert steps["exact_duplicate"]["removed"] == 1 and steps["contaminated"]["removed"] == 1
     assert steps["semantic_duplicate"]["skipped"] == "off"
+    # semantic dedup is off and there is no target size: nothing is embedded
+    assert list(out["timings"]) == ["load", "embed", "exact_duplicate", "near_duplicate",
+                                    "contaminated", "export", "write"]
+    assert out["timings"]["embed"] == 0
     store = LocalStore(tmp_path / "store")
     manifest = json.loads(store.get(out["prefix"] + "manifest.json"))
     assert manifest["version"] == out["version"]
@@ -577,6 +581,7 @@ def test_cli_dataset_build(settings, nats_server, tmp_path):
     assert again.exit_code == 0, again.output
     assert out["version"] in again.stdout and "already in the store" in again.stdout
     assert "near_duplicate" in again.stdout and "contaminated" in again.stdout
+    assert "build time: load " in again.stdout
 
     missing = runner.invoke(dataset_group, ["build", "-c", "nothing-here"], env=env)
     assert missing.exit_code == 1 and "no accepted records" in missing.output

@@ -166,6 +166,7 @@ def build_command(collection: str | None, target_size: int | None, fmt: str,
                    "out": s.records_out, "skipped": s.skipped,
                    "seconds": round(s.seconds, 3)} for s in result.selection.steps],
         "synthetic": {k: v for k, v in manifest.get("synthetic", {}).items() if k != "steps"},
+        "timings": ev.timings,
         "seconds": round(seconds, 3),
     }
     if as_json:
@@ -190,3 +191,6 @@ def build_command(collection: str | None, target_size: int | None, fmt: str,
     console.print(f"{ev.train_rows} train and {ev.eval_rows} eval rows "
                   f"({ev.counts.get('train_records', 0)} + {ev.counts.get('eval_records', 0)} "
                   f"records), {state} the store at {ev.prefix} ({seconds:.1f}s)", markup=False)
+    if ev.timings:
+        console.print("build time: " + ", ".join(f"{k} {v:.2f}s" for k, v in ev.timings.items()),
+                      markup=False)
