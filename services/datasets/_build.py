@@ -316,6 +316,12 @@ async def build(rt: Runtime, request: DatasetRequested, *, synthetic: Iterable[Q
         "decontaminate": None if eval_set is None else {
             "sha256": eval_set.sha256, "ngram": eval_set.n, "ngrams": len(eval_set.grams)},
     }
+    if selection.approximate_steps:  # neighbours from an HNSW graph, not exact products
+        from ._ann import describe
+
+        settings["approximate_neighbours"] = {"steps": selection.approximate_steps,
+                                              "above_records": opts.ann_min_records,
+                                              **describe()}
     if humpback:
         settings["humpback_tags"] = True
     if fmt == "step-by-step":  # what the predict and explain rows' input holds

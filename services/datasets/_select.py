@@ -151,6 +151,10 @@ class SelectOptions(BaseModel):
         "in proportion to n ** (1 / T) (inf: evenly); None: one subset over all records")
     lima: bool = Field(default=False, description="LIMA's subset: target_size 1000 and "
                        "source_temperature inf, unless given")
+    ann_min_records: int | None = Field(
+        default=20000, ge=2, description="the semantic and diversity steps search "
+        "neighbours in an HNSW graph (usearch) above this many records, exactly below it; "
+        "None: always exactly")
 
     @model_validator(mode="before")
     @classmethod
@@ -184,9 +188,11 @@ class SelectOptions(BaseModel):
         """What the version id hashes (``block_size`` changes no result, so it is left out;
         nor does ``lima``, whose effect is the fields it fills in; ``source_temperature``
         only when set, so versions built before it keep their ids; ``inf`` as a string,
-        since JSON has none)."""
+        since JSON has none). ``ann_min_records`` is left out too: the build records the
+        approximate search in the manifest's settings when a step used it."""
         out = self.model_dump(mode="json", exclude={"block_size", "lima",
-                                                    "source_temperature"})
+                                                    "source_temperature",
+                                                    "ann_min_records"})
         if self.source_temperature is not None:
             out["source_temperature"] = ("inf" if math.isinf(self.source_temperature)
                                          else self.source_temperature)
@@ -257,6 +263,8 @@ class Selection:
     #: seconds spent embedding texts (inside the semantic and diversity steps; their
     #: ``StepReport.seconds`` leave it out)
     embed_seconds: float = 0.0
+    #: the steps that searched neighbours approximately (``_ann.py``)
+    approximate_steps: list[str] = field(default_factory=list)
 
     @property
     def all_records(self) -> list[QARecord]:
@@ -386,11 +394,23 @@ def _near(records: list[QARecord], opts: SelectOptions,
     return [r for i, r in enumerate(records) if i not in gone], removed
 
 
+#: neighbours per row that the approximate semantic step looks at
+SEMANTIC_NEIGHBOURS = 16
+
+
 def semantic_duplicates(emb: np.ndarray, threshold: float, *, block: int = 1024,
-                        col_block: int = 16384,
+                        col_block: int = 16384, approximate: bool = False,
                         progress: Progress | None = None) -> list[tuple[int, int, float]]:
     """Greedy in row order: row i is a duplicate when its cosine with an earlier kept row
-    is at or above ``threshold``. Returns ``(row, duplicate_of_row, similarity)``."""
+    is at or above ``threshold``. Returns ``(row, duplicate_of_row, similarity)``.
+    ``approximate``: the earlier rows are those among its nearest neighbours in an HNSW
+    graph (``_ann.knn``), see ``_semantic_from_neighbours``."""
+    if approximate:
+        from . import _ann
+
+        idx, val = _ann.knn(emb, SEMANTIC_NEIGHBOURS, step="semantic_duplicate",
+                            progress=progress)
+        return _semantic_from_neighbours(emb, idx, val, threshold)
     n = emb.shape[0]
     kept_idx = np.empty(n, dtype=np.int64)
     nk = 0
@@ -427,6 +447,40 @@ def semantic_duplicates(emb: np.ndarray, threshold: float, *, block: int = 1024,
             nk += 1
         if progress is not None:
             progress("semantic_duplicate", int(rows[-1]) + 1, n)
+    return out
+
+
+def _semantic_from_neighbours(emb: np.ndarray, idx: np.ndarray, val: np.ndarray,
+                              threshold: float) -> list[tuple[int, int, float]]:
+    """The greedy rule of ``semantic_duplicates`` over each row's neighbour list (sorted by
+    decreasing exact cosine): row i is a duplicate of its most similar *earlier kept*
+    neighbour at or above ``threshold``. When all of a row's listed neighbours are at or
+    above it (a cluster larger than the list, so an earlier kept row may be missing
+    from it), the row is checked exactly against every earlier kept row instead."""
+    n = emb.shape[0]
+    rows = np.arange(n)[:, None]
+    close = (val >= threshold) & (idx >= 0) & (idx != rows)
+    earlier = close & (idx < rows)
+    saturated = close.sum(axis=1) >= idx.shape[1] - 1
+    todo = np.flatnonzero(earlier.any(axis=1) | saturated)
+    kept = np.ones(n, dtype=bool)
+    out: list[tuple[int, int, float]] = []
+    for i in todo.tolist():
+        if saturated[i]:
+            before = np.flatnonzero(kept[:i])
+            if len(before):
+                sims = emb[before] @ emb[i]
+                j = int(sims.argmax())
+                if float(sims[j]) >= threshold:
+                    out.append((i, int(before[j]), float(sims[j])))
+                    kept[i] = False
+            continue
+        cand = idx[i][earlier[i]]
+        ok = kept[cand]
+        if ok.any():
+            first = int(np.flatnonzero(ok)[0])
+            out.append((i, int(cand[first]), float(val[i][earlier[i]][first])))
+            kept[i] = False
     return out
 
 
@@ -473,7 +527,14 @@ def _knn(emb: np.ndarray, k: int, *, block: int = 1024, col_block: int = 16384,
         val[start:start + len(e)] = bv
         if progress is not None:
             progress("diversity:neighbours", start + len(e), n)
-    # self is always a neighbour, with similarity 1
+    return _with_self(idx, val)
+
+
+def _with_self(idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Self is always a neighbour, with similarity 1 (in place of the least similar
+    neighbour where the search did not list it); unfilled slots (-1) become self too, at
+    similarity 0; similarities clipped at 0."""
+    n = idx.shape[0]
     rows = np.arange(n)
     has_self = (idx == rows[:, None]).any(axis=1)
     if not has_self.all():
@@ -481,19 +542,30 @@ def _knn(emb: np.ndarray, k: int, *, block: int = 1024, col_block: int = 16384,
         worst = val[miss].argmin(axis=1)
         idx[miss, worst] = miss
     val[idx == rows[:, None]] = 1.0
+    empty = idx < 0
+    if empty.any():
+        idx[empty] = np.broadcast_to(rows[:, None], idx.shape)[empty]
+        val[empty] = 0.0
     return idx, np.maximum(val, 0.0)
 
 
 def facility_location(emb: np.ndarray, weights: np.ndarray, size: int, *,
-                      neighbors: int = 32, block: int = 1024,
+                      neighbors: int = 32, block: int = 1024, approximate: bool = False,
                       progress: Progress | None = None) -> list[int]:
     """Greedy (lazy) facility location: the ``size`` rows that maximise
-    ``sum_i max_{j in S} w_j * sim(i, j)`` over each row's nearest neighbours. Ties go to
-    the lower row index. Returns the chosen rows in the order they were chosen."""
+    ``sum_i max_{j in S} w_j * sim(i, j)`` over each row's nearest neighbours (found in
+    an HNSW graph when ``approximate``). Ties go to the lower row index. Returns the
+    chosen rows in the order they were chosen."""
     n = emb.shape[0]
     if size >= n:
         return list(range(n))
-    idx, val = _knn(emb, neighbors, block=block, progress=progress)
+    if approximate:
+        from . import _ann
+
+        idx, val = _with_self(*_ann.knn(emb, neighbors, step="diversity:neighbours",
+                                        progress=progress))
+    else:
+        idx, val = _knn(emb, neighbors, block=block, progress=progress)
     # candidate j -> its clients i (rows that have j among their neighbours) and w_j*s_ij
     clients = np.repeat(np.arange(n), idx.shape[1])
     cands = idx.ravel()
@@ -659,10 +731,27 @@ def select(records: Iterable[QARecord], *, embedder: Any | None,
             return np.zeros((0, 1), dtype=np.float32)
         return np.stack([emb_cache[r.record_id] for r in recs])
 
+    approximate_steps: list[str] = []
+
+    def approximate(step: str, n: int) -> bool:
+        """Whether this step's neighbour search over ``n`` rows uses the HNSW graph."""
+        if opts.ann_min_records is None or n <= opts.ann_min_records:
+            return False
+        from . import _ann
+
+        if not _ann.available():
+            log.warning("%s over %d records: usearch is not installed, so the neighbours "
+                        "are searched exactly (O(n^2)); pip install usearch", step, n)
+            return False
+        if step not in approximate_steps:
+            approximate_steps.append(step)
+        return True
+
     def semantic(recs: list[QARecord]) -> tuple[list[QARecord], list[Removal]]:
         thr = opts.semantic_threshold
         assert thr is not None
         dups = semantic_duplicates(embeddings(recs), thr, block=opts.block_size,
+                                   approximate=approximate("semantic_duplicate", len(recs)),
                                    progress=progress)
         gone = {i: (d, s) for i, d, s in dups}
         removed = [Removal(recs[i].record_id, "semantic_duplicate",
@@ -676,7 +765,9 @@ def select(records: Iterable[QARecord], *, embedder: Any | None,
             return set(range(len(recs)))
         w = np.array([max(quality[r.record_id], _MIN_WEIGHT) for r in recs])
         return set(facility_location(embeddings(recs), w, size, neighbors=opts.neighbors,
-                                     block=opts.block_size, progress=progress))
+                                     block=opts.block_size,
+                                     approximate=approximate("diversity", len(recs)),
+                                     progress=progress))
 
     def diverse(recs: list[QARecord]) -> tuple[list[QARecord], list[Removal]]:
         size = opts.target_size
@@ -742,7 +833,8 @@ def select(records: Iterable[QARecord], *, embedder: Any | None,
     return Selection(records=selected, synthetic=chosen_syn, steps=steps,
                      synthetic_steps=syn_steps, synthetic_available=available,
                      quality={r.record_id: round(quality[r.record_id], 6) for r in selected},
-                     options=opts, embed_seconds=embed_time[0])
+                     options=opts, embed_seconds=embed_time[0],
+                     approximate_steps=approximate_steps)
 
 
 def split_eval(record_id: str, *, eval_fraction: float, seed: int) -> bool:
