@@ -19,7 +19,9 @@ record it duplicates:
    runtime's all-MiniLM-L6-v2), at or above ``semantic_threshold`` (0.95). Computed in
    blocks with numpy: a block of records against the kept ones, a column block at a time,
    so 100k records need a few tens of MB besides the embeddings (100k x 384 float32 =
-   150 MB).
+   150 MB). Above ``ann_min_records`` (20,000) a record is compared with its 16 nearest
+   neighbours in an HNSW graph instead (``_ann.py``; exactly with every earlier kept
+   record when all 16 are at or above the threshold).
 4. ``contaminated``: decontamination against an evaluation set, as phi-1 did (Gunasekar
    et al. 2023): a record that shares any word 13-gram (lower-cased, punctuation
    stripped) with the evaluation set is removed. Each field (instruction, response,
@@ -28,7 +30,8 @@ record it duplicates:
 5. ``diversity``: a LIMA-style (Zhou et al. 2023) small, diverse, high-quality subset of
    ``target_size`` records: greedy maximisation of the facility-location function
    ``F(S) = sum_i max_{j in S} q_j * max(0, cos(i, j))`` over a sparse graph of each
-   record's ``neighbors`` (32) nearest neighbours (self included), with lazy
+   record's ``neighbors`` (32) nearest neighbours (self included; found in an HNSW graph
+   above ``ann_min_records`` records, exactly below), with lazy
    evaluations (the function is submodular, so a stale gain is an upper bound). ``q_j`` is
    the record's quality weight, below. Skipped when ``target_size`` is None or at least
    the number of records left.
