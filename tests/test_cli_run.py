@@ -274,3 +274,35 @@ def test_run_train_base_model_choices_are_checked_before_the_pipeline(tmp_path):
     result = CliRunner().invoke(main, ["run", str(docs), "--out", str(out),
                                        "--base-model", "tiny"])
     assert result.exit_code == 2 and "add --train" in result.output
+
+
+@pytest.mark.parametrize(("options", "target_size", "warmed"), [
+    ({}, None, True),  # the default selection has semantic dedup
+    ({"semantic_threshold": None}, 50, True),  # a diversity subset embeds too
+    ({"semantic_threshold": None}, None, False),  # nothing embeds: nothing is loaded
+    ({"semantic_threshold": "not a number"}, None, False),  # the build reports it
+])
+def test_run_loads_the_embedder_in_the_background_only_when_selection_needs_it(
+        options, target_size, warmed):
+    """``syllabus run`` warms the data set builder's embedder while the pipeline works, so
+    the build at the end does not wait for the model."""
+    import threading
+    from types import SimpleNamespace
+
+    from syllabus.services.cli._run import _warm_embedder
+    from syllabus.services.runtime import Settings
+
+    class Recording:
+        def __init__(self) -> None:
+            self.loaded = threading.Event()
+
+        def warm(self) -> None:
+            assert threading.current_thread().name == "embedder-warm-up"
+            self.loaded.set()
+
+    settings = Settings()
+    settings.datasets.options = options
+    settings.datasets.target_size = target_size
+    embedder = Recording()
+    _warm_embedder(SimpleNamespace(settings=settings, state={"embedder": embedder}))
+    assert embedder.loaded.wait(5 if warmed else 0.2) is warmed

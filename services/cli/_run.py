@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +59,8 @@ from ..runtime._metrics import handler_delta, handler_totals
 from ..runtime._records import dropped_occurrences
 from ._report import RunReport
 from ._services import OPT_IN, SERVICES, load_service
+
+log = logging.getLogger("syllabus.cli")
 
 __all__ = ["run_pipeline", "wait_drained", "write_chunks"]
 
@@ -207,6 +211,38 @@ async def default_format(rt: Runtime, collection: str, *, train: bool) -> tuple[
     return "openai", "no record has a rationale"
 
 
+def _warm_embedder(rt: Runtime) -> None:
+    """Load the data set builder's embedder in the background while the pipeline runs,
+    when the run's selection will need it (semantic dedup or a diversity subset), so the
+    build at the end does not wait for the model: on ``examples/bees`` loading it was
+    most of the dataset-builder's time, after the teacher had gone idle. A failure here
+    is left for the build to report, where it names the step."""
+    from ..datasets import request_options
+    from ..runtime._embedder import default_embedder
+
+    ds = rt.settings.datasets
+    try:
+        opts = request_options(DatasetRequested(collection=rt.settings.collection,
+                                                format="openai", target_size=ds.target_size,
+                                                options=dict(ds.options)))
+    except Exception:  # noqa: BLE001 - invalid options are the build's to report
+        return
+    if opts.semantic_threshold is None and opts.target_size is None:
+        return
+    embedder = rt.state.get("embedder") or default_embedder()
+    warm = getattr(embedder, "warm", None)
+    if warm is None:
+        return
+
+    def go() -> None:
+        try:
+            warm()
+        except Exception as exc:  # noqa: BLE001 - the build raises it again, by name
+            log.debug("embedder warm-up failed: %s", exc)
+
+    threading.Thread(target=go, name="embedder-warm-up", daemon=True).start()
+
+
 async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                        settings: Settings, console: Console, fmt: str | None = None,
                        timeout: float | None = None, train: bool = False,
@@ -248,6 +284,7 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 continue  # mounted only when asked (syllabus run --serve, --train)
             rt.bus.broker.include_router(load_service(name).build_router(rt))
         await rt.bus.start()
+        _warm_embedder(rt)
         # the stream's position before this run's first message: what follows is its work
         start = await stream_position(rt.bus)
         handled = handler_totals()  # the services' handler time before this run

@@ -42,6 +42,11 @@ class MiniLMEmbedder:
                         local_files_only=True)
         return self._st
 
+    def warm(self) -> None:
+        """Load the model now (about 5 s on 2 cores) and run it once (torch's first call
+        sets up its kernels), so that the first ``embed`` does not wait for either."""
+        self._load().encode(["warm up"], show_progress_bar=False)
+
     def embed_array(self, texts: Sequence[str]) -> Any:
         """A float32 numpy array (n, 384), L2-normalised."""
         import numpy as np
