@@ -747,17 +747,13 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _ann_available() -> bool:
-    from syllabus.services.datasets import _ann
-
-    return _ann.available()
-
-
 def _planned_steps(size: int, args: argparse.Namespace) -> list[str]:
     if args.steps == "auto":
         # above SelectOptions.ann_min_records the semantic and diversity steps search an
         # HNSW graph and are no longer O(n^2); without usearch they are, and are estimated
-        if _ann_available():
+        from syllabus.services.datasets import _ann
+
+        if _ann.available():
             return list(STEP_NAMES)
         return [s for s in STEP_NAMES if s not in QUADRATIC or size <= args.max_quadratic]
     return list(args.step_list)

@@ -37,6 +37,10 @@ Progress = Callable[[str, int, int], None]
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
 EXPANSION_SEARCH = 96
+#: rows added to the graph per call (for progress), and rows searched at once (their
+#: neighbours' vectors are gathered to recompute the similarities: 4096 x k x dim floats)
+ADD_BATCH = 50_000
+SEARCH_BATCH = 4096
 
 
 def available() -> bool:
@@ -60,17 +64,15 @@ def knn(emb: np.ndarray, k: int, *, step: str,
     index = Index(ndim=dim, metric="ip", dtype="i8", connectivity=CONNECTIVITY,
                   expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
     keys = np.arange(n, dtype=np.uint64)
-    chunk = 50_000
-    for start in range(0, n, chunk):  # one thread: the same input gives the same graph
-        index.add(keys[start:start + chunk], emb[start:start + chunk], threads=1)
+    for start in range(0, n, ADD_BATCH):  # one thread: the same input, the same graph
+        index.add(keys[start:start + ADD_BATCH], emb[start:start + ADD_BATCH], threads=1)
         if progress is not None:
-            progress(f"{step}:index", min(n, start + chunk), n)
+            progress(f"{step}:index", min(n, start + ADD_BATCH), n)
     idx = np.full((n, k), -1, dtype=np.int64)
     val = np.full((n, k), -np.inf, dtype=np.float32)
     threads = max(1, len(os.sched_getaffinity(0)))
-    chunk = 4096  # rows searched at once: the neighbours' vectors are gathered for them
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
+    for start in range(0, n, SEARCH_BATCH):
+        stop = min(n, start + SEARCH_BATCH)
         found = index.search(emb[start:stop], k, threads=threads)
         got = np.asarray(found.keys, dtype=np.int64).reshape(stop - start, -1)
         counts = np.asarray(found.counts).reshape(-1)
@@ -83,7 +85,7 @@ def knn(emb: np.ndarray, k: int, *, step: str,
         idx[start:stop, :width] = np.where(np.take_along_axis(valid, order, axis=1),
                                            np.take_along_axis(safe, order, axis=1), -1)
         val[start:stop, :width] = np.take_along_axis(sims, order, axis=1)
-        if progress is not None and (stop == n or stop % (chunk * 10) == 0):
+        if progress is not None and (stop == n or stop % (SEARCH_BATCH * 10) == 0):
             progress(f"{step}:search", stop, n)
     return idx, val
 
