@@ -33,7 +33,7 @@ import re
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
 
-from ._visible import has_visible_text
+from ._outline import Outline, collapse_spaces, table_text
 
 __all__ = ["HtmlParser", "decode_html", "register_parsers"]
 
@@ -47,7 +47,6 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
 # WHATWG: these labels mean windows-1252 (which is a superset of latin-1's printable range)
 _WINDOWS_1252_ALIASES = {"iso8859-1", "ascii", "cp1252"}
-_SPACE = re.compile(r"\s+")
 # id/class words of page furniture; matched as whole words ("site-footer", "cookie_bar")
 _BOILERPLATE = re.compile(
     r"(?:^|[\s_-])(?:cookies?|cookiebar|consent|gdpr|nav|navbar|navigation|menu|breadcrumbs?|"
@@ -97,35 +96,6 @@ def decode_html(data: bytes) -> str:
     return re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
 
 
-def _clean(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
-
-
-class _Builder:
-    """Collects sections while tracking the heading path."""
-
-    def __init__(self) -> None:
-        self.sections: list[Section] = []
-        self._stack: list[tuple[int, str]] = []
-
-    @property
-    def path(self) -> list[str]:
-        return [title for _, title in self._stack]
-
-    def heading(self, level: int, text: str) -> None:
-        text = _clean(text)
-        if not has_visible_text(text):
-            return
-        while self._stack and self._stack[-1][0] >= level:
-            self._stack.pop()
-        self._stack.append((level, text))
-        self.sections.append(Section(text=text, heading_path=self.path, kind="heading"))
-
-    def block(self, text: str, kind: str) -> None:
-        if has_visible_text(text):
-            self.sections.append(Section(text=text.strip(), heading_path=self.path, kind=kind))
-
-
 def _heading_level(tag_or_rend: str | None, default: int = 2) -> int:
     match = re.fullmatch(r"h([1-6])", (tag_or_rend or "").lower())
     return int(match.group(1)) if match else default
@@ -145,7 +115,7 @@ def _list_text(element, item_tag: str, list_tag: str, depth: int = 0) -> list[st
             else:
                 own.append(child.xpath("string()"))
             own.append(child.tail or "")
-        line = _clean("".join(own))
+        line = collapse_spaces("".join(own))
         if line:
             lines.append("  " * depth + line)
         lines += nested
@@ -153,12 +123,7 @@ def _list_text(element, item_tag: str, list_tag: str, depth: int = 0) -> list[st
 
 
 def _table_text(rows) -> str:
-    lines = []
-    for row in rows:
-        cells = [_clean(cell.xpath("string()")) for cell in row]
-        if any(cells):
-            lines.append(" | ".join(cells))
-    return "\n".join(lines)
+    return table_text([cell.xpath("string()") for cell in row] for row in rows)
 
 
 def _sections_from_trafilatura(text: str) -> list[Section]:
@@ -175,8 +140,8 @@ def _sections_from_trafilatura(text: str) -> list[Section]:
     main = root.find("main")
     if main is None:
         return []
-    out = _Builder()
-    out.block(_clean(main.text or ""), "paragraph")
+    out = Outline()
+    out.block(collapse_spaces(main.text or ""), "paragraph")
     for element in main:
         tag = element.tag
         if tag == "head":
@@ -188,8 +153,8 @@ def _sections_from_trafilatura(text: str) -> list[Section]:
         elif tag == "code":
             out.block(element.xpath("string()"), "code")
         elif tag != "graphic":
-            out.block(_clean(element.xpath("string()")), "paragraph")
-        out.block(_clean(element.tail or ""), "paragraph")
+            out.block(collapse_spaces(element.xpath("string()")), "paragraph")
+        out.block(collapse_spaces(element.tail or ""), "paragraph")
     return out.sections
 
 
@@ -219,7 +184,7 @@ def _sections_from_lxml(document) -> list[Section]:
             continue  # comments and processing instructions
         if element.getparent() is not None and _is_boilerplate(element, body_chars):
             element.drop_tree()
-    out = _Builder()
+    out = Outline()
     for element in body.iter("h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "pre",
                              "table", "blockquote", "dl"):
         if any(parent.tag in ("ul", "ol", "table", "pre", "blockquote", "dl", "p")
@@ -234,9 +199,9 @@ def _sections_from_lxml(document) -> list[Section]:
         elif element.tag == "pre":
             out.block(element.text_content(), "code")
         else:
-            out.block(_clean(element.text_content()), "paragraph")
+            out.block(collapse_spaces(element.text_content()), "paragraph")
     if not out.sections:
-        out.block(_clean(body.text_content()), "paragraph")
+        out.block(collapse_spaces(body.text_content()), "paragraph")
     return out.sections
 
 
@@ -260,7 +225,7 @@ class _FlatReader(html.parser.HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.out = _Builder()
+        self.out = Outline()
         self.title: str | None = None
         self._text: list[str] = []
         self._heading: int | None = None
@@ -268,7 +233,7 @@ class _FlatReader(html.parser.HTMLParser):
         self._in_title = False
 
     def _flush(self) -> None:
-        text = _clean("".join(self._text))
+        text = collapse_spaces("".join(self._text))
         self._text = []
         if self._heading is not None:
             self.out.heading(self._heading, text)
@@ -297,7 +262,7 @@ class _FlatReader(html.parser.HTMLParser):
 
     def handle_data(self, data) -> None:
         if self._in_title:
-            self.title = _clean(f"{self.title or ''} {data}") or None
+            self.title = collapse_spaces(f"{self.title or ''} {data}") or None
         elif not self._skip:
             self._text.append(data)
 
@@ -331,7 +296,7 @@ def _resource_limit(parser) -> str | None:
 def _title(document) -> str | None:
     for path in ('//meta[@property="og:title"]/@content', '//meta[@name="og:title"]/@content',
                  "//title//text()", "//h1//text()"):
-        found = _clean(" ".join(str(v) for v in document.xpath(path)))
+        found = collapse_spaces(" ".join(str(v) for v in document.xpath(path)))
         if found:
             return found
     return None

@@ -19,9 +19,9 @@ from __future__ import annotations
 import codecs
 import re
 
-from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
+from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, hookimpl
 
-from ._visible import has_visible_text
+from ._outline import Outline, table_text
 
 __all__ = ["MarkdownParser", "register_parsers"]
 
@@ -73,37 +73,11 @@ def _inline_text(token) -> str:
     return "\n".join(line for line in lines if line)
 
 
-class _Builder:
-    def __init__(self) -> None:
-        self.sections: list[Section] = []
-        self.stack: list[tuple[int, str]] = []
-        self.first_h1: str | None = None
-
-    @property
-    def path(self) -> list[str]:
-        return [title for _, title in self.stack]
-
-    def heading(self, level: int, text: str) -> None:
-        if not has_visible_text(text):
-            return
-        if level == 1 and self.first_h1 is None:
-            self.first_h1 = text
-        while self.stack and self.stack[-1][0] >= level:
-            self.stack.pop()
-        self.stack.append((level, text))
-        self.sections.append(Section(text=text, heading_path=self.path, kind="heading"))
-
-    def block(self, text: str, kind: str) -> None:
-        if has_visible_text(text):
-            self.sections.append(Section(text=text.strip("\n"), heading_path=self.path,
-                                         kind=kind))
-
-
-def _build(tokens) -> _Builder:
-    out = _Builder()
+def _build(tokens) -> Outline:
+    out = Outline(strip="\n")
     lists = 0  # depth of open lists
     list_lines: list[str] = []
-    table_rows: list[str] | None = None
+    table_rows: list[list[str]] | None = None
     row: list[str] = []
     heading_level: int | None = None
     for token in tokens:
@@ -122,13 +96,12 @@ def _build(tokens) -> _Builder:
         elif kind == "table_open":
             table_rows = []
         elif kind == "table_close":
-            out.block("\n".join(table_rows or []), "table")
+            out.block(table_text(table_rows or []), "table")
             table_rows = None
         elif kind == "tr_open":
             row = []
         elif kind == "tr_close" and table_rows is not None:
-            if any(row):
-                table_rows.append(" | ".join(row))
+            table_rows.append(row)
         elif kind in ("fence", "code_block"):
             if lists:
                 indent = "  " * (lists - 1)
@@ -192,7 +165,7 @@ class MarkdownParser:
         out = _build(tokens)
         if not out.sections:
             raise ParseError(RejectionReason.NO_TEXT, "the Markdown document has no text")
-        return ParsedDocument(media_type="text/markdown", title=title or out.first_h1,
+        return ParsedDocument(media_type="text/markdown", title=title or out.first.get(1),
                               sections=out.sections, warnings=warnings)
 
 
