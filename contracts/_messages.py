@@ -101,6 +101,8 @@ class RejectionReason(StrEnum):
     CORRUPT = "corrupt"
     NO_TEXT_LAYER = "no_text_layer"
     NO_TEXT = "no_text"
+    #: an Office file whose only content is a macro project (macros are never run)
+    MACRO_ONLY = "macro_only"
     #: text, but too little of it for one chunk (``ingest.min_tokens``)
     TOO_SHORT = "too_short"
     UNSAFE_NAME = "unsafe_name"

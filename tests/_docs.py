@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from syllabus.contracts import RejectionReason
+from tests import _office
 
 __all__ = [
     "BadInput",
@@ -363,6 +364,17 @@ def bad_inputs() -> tuple[BadInput, ...]:
         BadInput("blank.html", RejectionReason.NO_TEXT,
                  html_bytes("<nav><ul><li></li></ul></nav><div>   </div>")),
         BadInput("whitespace.txt", RejectionReason.NO_TEXT, b"  \n\n\t \n"),
+        BadInput("locked.docx", RejectionReason.ENCRYPTED,
+                 _office.encrypted_bytes(_office.docx_bytes())),
+        BadInput("locked.pptx", RejectionReason.ENCRYPTED,
+                 _office.encrypted_bytes(_office.pptx_bytes())),
+        BadInput("broken.docx", RejectionReason.CORRUPT, _office.corrupt_docx_bytes()),
+        BadInput("macros.docm", RejectionReason.MACRO_ONLY, _office.macro_only_docm_bytes()),
+        BadInput("blank.docx", RejectionReason.NO_TEXT, _office.empty_docx_bytes()),
+        BadInput("blank.pptx", RejectionReason.NO_TEXT, _office.empty_pptx_bytes()),
+        BadInput("old.doc", RejectionReason.UNKNOWN_TYPE, _office.legacy_doc_bytes()),
+        BadInput("bomb.docx", RejectionReason.TOO_LARGE,
+                 _office.size_bomb_bytes(_office.docx_bytes())),
         BadInput("invisible.txt", RejectionReason.NO_TEXT,
                  "\u200b\u200d\u2060\ufeff\u202e\n\n\u200b \u2066\u2069".encode()),
     )

@@ -175,6 +175,9 @@ def test_run_on_a_folder_of_bad_inputs_names_every_file(tmp_path):
         "            application/json:\n              schema:\n                type: object\n"
         "                default: {$ref: 'file:///etc/passwd'}\n")
     (docs / "deep.json").write_text('{"openapi": "3.0.0", "x": ' + "[" * 100_000)
+    from ._office import handbook_docx_bytes
+
+    (docs / "handbook.docx").write_bytes(handbook_docx_bytes())
     out = tmp_path / "out"
     res = _run("run", str(docs), "--out", str(out), "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -195,8 +198,9 @@ def test_run_on_a_folder_of_bad_inputs_names_every_file(tmp_path):
     assert ("report.pdf: the name says application/pdf but the content is text/html"
             in warnings)
     assert "deep.md:" in warnings
-    assert report["ingested"] == 2  # report.pdf and deep.md
-    assert report["files"] == len(bad) + 6
+    assert "handbook.docx: the document has tracked changes" in warnings
+    assert report["ingested"] == 3  # report.pdf, deep.md and handbook.docx
+    assert report["files"] == len(bad) + 7
 
 
 def test_run_with_nothing_usable_says_why_there_is_no_data_set(tmp_path):

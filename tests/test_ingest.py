@@ -86,6 +86,41 @@ async def test_examples_end_to_end_on_s3(settings, s3_store):
         await rt.bus.close()
 
 
+async def test_word_and_powerpoint_files_become_chunks_with_their_lineage(settings, tmp_path):
+    """A Word document and a deck through the real service: each chunk names its
+    document's media type, its heading path and (for the deck) its slides, whatever the
+    files are called."""
+    from ._office import HANDBOOK, handbook_docx_bytes, talk_pptx_bytes
+
+    settings.ingest.min_tokens = 4  # the deck's slides are short
+    rt = await _ingest_runtime(settings)
+    try:
+        (tmp_path / "handbook.docx").write_bytes(handbook_docx_bytes())
+        (tmp_path / "talk.bin").write_bytes(talk_pptx_bytes())  # no Office name at all
+        for name in ("handbook.docx", "talk.bin"):
+            res = await submit_path(rt, tmp_path / name, collection="office", run_id="r1")
+            assert res.outcome == "submitted", res
+        await wait_drained(rt, timeout=60)
+        assert await _events(rt, DOCUMENTS_REJECTED, DocumentRejected) == []
+        ingested = {e.filename: e for e in await _events(rt, DOCUMENTS_INGESTED, DocumentIngested)}
+        assert ingested["talk.bin"].pages == 3
+        assert ingested["talk.bin"].media_type.endswith("presentationml.presentation")
+        chunks = await _events(rt, CHUNKS_CREATED, ChunkCreated)
+        word = [c for c in chunks if c.lineage.filename == "handbook.docx"]
+        deck = [c for c in chunks if c.lineage.filename == "talk.bin"]
+        assert word and deck
+        assert all(c.lineage.media_type.endswith("wordprocessingml.document") for c in word)
+        brood = [c for c in word if HANDBOOK["brood"][:30] in c.text]
+        assert brood and brood[0].lineage.section == [HANDBOOK["title"], "Brood"]
+        assert all(c.lineage.pages == [] for c in word)
+        assert {p for c in deck for p in c.lineage.pages} == {1, 2, 3}
+        notes = [c for c in deck if "wear a veil" in c.text]
+        assert notes and notes[0].lineage.pages == [1]
+        assert await replay(rt.bus, DLQ_ALL) == []
+    finally:
+        await rt.bus.close()
+
+
 async def test_bad_inputs_are_rejected_with_reasons_and_good_ones_still_ingested(settings, tmp_path):
     settings.ingest.max_file_bytes = 200_000
     rt = await _ingest_runtime(settings)

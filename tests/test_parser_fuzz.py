@@ -19,7 +19,9 @@ the PDF parser, which is the slowest.
 
 from __future__ import annotations
 
+import io
 import unicodedata
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,9 +37,11 @@ from syllabus.contracts import (
 )
 from syllabus.plugins.chunkers.structured import StructuredChunker, normalise_document
 from syllabus.plugins.parsers._visible import has_visible_text
+from syllabus.plugins.parsers.docx import DocxParser
 from syllabus.plugins.parsers.html import HtmlParser
 from syllabus.plugins.parsers.markdown import MarkdownParser
 from syllabus.plugins.parsers.pdf import PdfParser
+from syllabus.plugins.parsers.pptx import PptxParser
 from syllabus.plugins.parsers.text import TextParser
 from syllabus.services.ingest._documents import (
     Rejection,
@@ -46,17 +50,22 @@ from syllabus.services.ingest._documents import (
     sniff_mismatch,
 )
 from syllabus.services.runtime import Registered
-from tests import _docs
+from tests import _docs, _office
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "bees"
-PARSERS = {p.name: p for p in (PdfParser(), HtmlParser(), MarkdownParser(), TextParser())}
+PARSERS = {p.name: p for p in (PdfParser(), HtmlParser(), MarkdownParser(), TextParser(),
+                               DocxParser(), PptxParser())}
 REGISTERED = [Registered(obj=p, kind="register_parsers", plugin=p.name, version="0")
               for p in PARSERS.values()]
 SEEDS = {path.name: path.read_bytes() for path in sorted(EXAMPLES.iterdir())}
 # uncompressed, hand-made PDFs: edits land in their structure, not in a deflate stream
 SEEDS["hand-made.pdf"] = _docs.page_count_lie_pdf_bytes(1)
 SEEDS["self-drawing-form.pdf"] = _docs.self_drawing_form_pdf_bytes()
+SEEDS["handbook.docx"] = _office.handbook_docx_bytes()
+SEEDS["talk.pptx"] = _office.talk_pptx_bytes()
 SEEDS_BY_PARSER = {
+    "docx": ["handbook.docx"],
+    "pptx": ["talk.pptx"],
     "pdf": [n for n in SEEDS if n.endswith(".pdf")],
     "html": [n for n in SEEDS if n.endswith(".html")],
     "markdown": [n for n in SEEDS if n.endswith(".md")],
@@ -147,7 +156,10 @@ FAST = settings(max_examples=100, deadline=None, derandomize=True, database=None
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW = settings(FAST, max_examples=40)
 MUTATION_SETTINGS = {"pdf": SLOW, "html": settings(FAST, max_examples=60),
-                     "markdown": FAST, "text": FAST}
+                     "markdown": FAST, "text": FAST, "docx": SLOW, "pptx": SLOW}
+#: the part of each Office seed whose XML the package mutations edit
+MAIN_PARTS = {"handbook.docx": ("word/document.xml", "docx"),
+              "talk.pptx": ("ppt/slides/slide1.xml", "pptx")}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
@@ -166,6 +178,29 @@ def test_parse_mutated_examples(name):
     @given(data=mutated(SEEDS_BY_PARSER[name]))
     def run(data):
         check_parse(PARSERS[name], data, filename="mutated")
+
+    run()
+
+
+@pytest.mark.parametrize("seed", sorted(MAIN_PARTS))
+def test_parse_office_packages_with_mutated_xml(seed):
+    """The ZIP stays valid (edits to its bytes only reach the CRC check); the XML inside
+    gets the edits, so python-docx, python-pptx and lxml see damaged markup."""
+    part, parser = MAIN_PARTS[seed]
+    with zipfile.ZipFile(io.BytesIO(SEEDS[seed])) as archive:
+        xml = archive.read(part)
+
+    @SLOW
+    @given(edits=st.lists(st.tuples(st.integers(0, len(xml)), st.integers(0, 64),
+                                    st.sampled_from(TOKENS + [b"<w:p>", b"</w:p>", b"<a:t>",
+                                                              b"</a:t>", b'w:val="x"'])),
+                          min_size=1, max_size=6))
+    def run(edits):
+        data = bytearray(xml)
+        for at, cut, token in edits:
+            data[at:at + cut] = token
+        check_parse(PARSERS[parser], _office.rezip(SEEDS[seed], replace={part: bytes(data)}),
+                    filename="mutated")
 
     run()
 

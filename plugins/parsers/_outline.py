@@ -9,14 +9,17 @@ heading of level *n* or deeper, and each block gets the titles still open as its
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from syllabus.contracts import Section
 
 from ._visible import has_visible_text
 
-__all__ = ["Outline", "collapse_spaces", "table_text"]
+__all__ = ["Outline", "collapse_spaces", "page_list", "table_text"]
 
 _SPACES = re.compile(r"\s+")
+#: page ranges named in one warning
+_MAX_RANGES = 20
 
 
 def collapse_spaces(text: str) -> str:
@@ -33,6 +36,24 @@ def table_text(rows) -> str:
         if any(has_visible_text(cell) for cell in cells):
             lines.append(" | ".join(cells))
     return "\n".join(lines)
+
+
+def page_list(pages: Sequence[int | range]) -> str:
+    """Ascending page numbers (or ranges of them) as "2, 4-5"; at most ``_MAX_RANGES``."""
+    ranges: list[tuple[int, int]] = []
+    for item in pages:
+        first, last = (item.start, item.stop - 1) if isinstance(item, range) else (item, item)
+        if first > last:
+            continue
+        if ranges and first == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], last)
+        else:
+            ranges.append((first, last))
+    named = [str(a) if a == b else f"{a}-{b}" for a, b in ranges[:_MAX_RANGES]]
+    if len(ranges) > _MAX_RANGES:
+        rest = sum(b - a + 1 for a, b in ranges[_MAX_RANGES:])
+        named.append(f"and {rest} more")
+    return ", ".join(named)
 
 
 class Outline:

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
 
+from ._outline import page_list
 from ._visible import has_visible_text
 
 __all__ = ["PdfParser", "register_parsers"]
@@ -59,8 +59,6 @@ _MAX_FORM_DEPTH = 8
 _MAX_OBJECTS = 20_000
 #: after this many pages in a row fail to load, the rest are not tried
 _MAX_FAILED_RUN = 256
-#: page ranges named in one warning
-_MAX_RANGES = 20
 
 
 @dataclass
@@ -181,7 +179,7 @@ def _extract_pdfium(data: bytes) -> _Extraction:
         if failed and lost == len(out.pages):
             raise _Unreadable(f"none of its {lost} page(s) could be loaded")
         if failed:
-            out.warnings.append(f"pypdfium2 could not read page(s) {_page_list(failed)}")
+            out.warnings.append(f"pypdfium2 could not read page(s) {page_list(failed)}")
         return out
     finally:
         doc.close()
@@ -231,26 +229,8 @@ def _extract_pypdf(data: bytes) -> _Extraction:
     if count and len(failed) == count:
         raise _Unreadable(f"none of its {count} page(s) could be read")
     if failed:
-        out.warnings.append(f"pypdf could not read page(s) {_page_list(failed)}")
+        out.warnings.append(f"pypdf could not read page(s) {page_list(failed)}")
     return out
-
-
-def _page_list(pages: Sequence[int | range]) -> str:
-    """Ascending page numbers (or ranges of them) as "2, 4-5"; at most ``_MAX_RANGES``."""
-    ranges: list[tuple[int, int]] = []
-    for item in pages:
-        first, last = (item.start, item.stop - 1) if isinstance(item, range) else (item, item)
-        if first > last:
-            continue
-        if ranges and first == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], last)
-        else:
-            ranges.append((first, last))
-    named = [str(a) if a == b else f"{a}-{b}" for a, b in ranges[:_MAX_RANGES]]
-    if len(ranges) > _MAX_RANGES:
-        rest = sum(b - a + 1 for a, b in ranges[_MAX_RANGES:])
-        named.append(f"and {rest} more")
-    return ", ".join(named)
 
 
 def _looks_truncated(data: bytes) -> bool:
@@ -312,7 +292,7 @@ class PdfParser:
                 + "".join(f"; {warning}" for warning in extraction.warnings))
         if scanned:
             extraction.warnings.append(
-                f"page(s) {_page_list(sorted(scanned))} of {total} are images without a "
+                f"page(s) {page_list(sorted(scanned))} of {total} are images without a "
                 "text layer (scanned?); their text is missing, as OCR is not enabled")
         if not any(has_visible_text(text) for text in extraction.pages):
             if truncated or extraction.warnings:
