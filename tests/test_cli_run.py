@@ -200,6 +200,7 @@ def test_run_on_a_folder_of_bad_inputs_names_every_file(tmp_path):
     assert "deep.md:" in warnings
     assert "handbook.docx: the document has tracked changes" in warnings
     assert report["ingested"] == 3  # report.pdf, deep.md and handbook.docx
+    assert report["formats"] == {"html": 1, "markdown": 1, "docx": 1}  # by content, not name
     assert report["files"] == len(bad) + 7
 
 

@@ -37,6 +37,20 @@ def shorten(text: str, width: int) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
+#: the short names of the media types the built-in parsers read
+_FORMATS = {
+    "application/pdf": "pdf", "text/html": "html", "application/xhtml+xml": "html",
+    "text/markdown": "markdown", "text/plain": "text",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+}
+
+
+def format_label(media_type: str) -> str:
+    """``"pdf"`` for ``application/pdf``; a media type without a short name as it is."""
+    return _FORMATS.get(media_type, media_type)
+
+
 @dataclass
 class RunReport:
     run_id: str
@@ -59,6 +73,8 @@ class RunReport:
     rejected: int = 0
     pages: int = 0
     bytes: int = 0
+    #: documents ingested by format ("pdf", "docx", ...; other media types as they are)
+    formats: dict[str, int] = field(default_factory=dict)
     chunks_created: int = 0
     chunks_in_collection: int = 0
     chunks_dropped: dict[str, int] = field(default_factory=dict)
@@ -96,6 +112,8 @@ class RunReport:
     def add_ingested(self, ev: DocumentIngested) -> None:
         self.ingested += 1
         self.pages += ev.pages
+        label = format_label(ev.media_type)
+        self.formats[label] = self.formats.get(label, 0) + 1
         self.bytes += ev.size_bytes
         for reason, n in ev.chunks_dropped.items():
             self.chunks_dropped[reason] = self.chunks_dropped.get(reason, 0) + n
@@ -183,7 +201,9 @@ class RunReport:
             t.add_row("api specs submitted", str(self.specs_submitted),
                       "to the api-annotator")
         t.add_row("documents ingested", str(self.ingested),
-                  f"{self.pages} pages, {self.bytes / 1e6:.2f} MB")
+                  f"{self.pages} pages, {self.bytes / 1e6:.2f} MB"
+                  + ("; " + ", ".join(f"{k} {v}" for k, v in sorted(self.formats.items()))
+                     if self.formats else ""))
         t.add_row("documents rejected", str(self.rejected),
                   ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.rejections.items())))
         dropped = Counter(self.chunks_dropped)
