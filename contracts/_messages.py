@@ -177,6 +177,9 @@ class ChunkLineage(BaseModel):
     media_type: str
     pages: list[int] = Field(default_factory=list, description="1-based page numbers")
     section: list[str] = Field(default_factory=list, description="heading path")
+    language: str | None = Field(default=None, description="ISO 639 code of the chunk's "
+                                 "language (fastText's lid.176), or None when it is too short "
+                                 "to tell")
     char_start: int = Field(ge=0, description="start of the chunk in the document's normalised "
                             "text (what the chunker's normalise_document returns)")
     char_end: int = Field(ge=0, description="end of that span (exclusive)")

@@ -76,6 +76,8 @@ class RunReport:
     #: documents ingested by format ("pdf", "docx", ...; other media types as they are)
     formats: dict[str, int] = field(default_factory=dict)
     chunks_created: int = 0
+    #: the chunks created, by language ("und": too short to tell)
+    languages: dict[str, int] = field(default_factory=dict)
     chunks_in_collection: int = 0
     chunks_dropped: dict[str, int] = field(default_factory=dict)
     #: chunks announced earlier that a document submitted before them now drops
@@ -208,7 +210,9 @@ class RunReport:
                   ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.rejections.items())))
         dropped = Counter(self.chunks_dropped)
         t.add_row("chunks created", str(self.chunks_created),
-                  f"{self.chunks_in_collection} in the collection in all")
+                  f"{self.chunks_in_collection} in the collection in all"
+                  + ("; " + ", ".join(f"{k} {v}" for k, v in self.languages.items())
+                     if self.languages else ""))
         t.add_row("chunks dropped", str(sum(dropped.values())),
                   ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
         if self.chunks_superseded:

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -332,8 +333,10 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                 report.add_rejected(ev)
             # new announcements only: a redelivered document announces again what a killed
             # run had announced, and JetStream keeps one message of each
-            report.chunks_created = len(await _run_events(rt, CHUNKS_CREATED, ChunkCreated,
-                                                          **since))
+            created = await _run_events(rt, CHUNKS_CREATED, ChunkCreated, **since)
+            report.chunks_created = len(created)
+            report.languages = dict(sorted(Counter(
+                c.lineage.language or "und" for c in created).items()))
             for ev in await _run_events(rt, CHUNKS_DROPPED, ChunkDropped, **since):
                 if ev.superseded:
                     report.chunks_superseded += 1

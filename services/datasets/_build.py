@@ -209,6 +209,9 @@ def _sources(records: Iterable[QARecord]) -> dict[str, Any]:
     kinds: Counter[str] = Counter()
     techniques: Counter[str] = Counter()
     teachers: Counter[str] = Counter()
+    #: records by the language of their source chunk ("und" when it could not be told;
+    #: records without a source chunk, such as tool trajectories, are not counted)
+    languages: Counter[str] = Counter()
     for r in records:
         kinds[r.kind] += 1
         techniques[f"{r.technique.name}@{r.technique.version}"] += 1
@@ -216,7 +219,9 @@ def _sources(records: Iterable[QARecord]) -> dict[str, Any]:
         if r.lineage is not None:
             d = docs.setdefault(r.lineage.doc_id, {"filename": r.lineage.filename, "records": 0})
             d["records"] += 1
+            languages[r.lineage.language or "und"] += 1
     return {"documents": dict(sorted(docs.items())), "kinds": dict(sorted(kinds.items())),
+            "languages": dict(sorted(languages.items())),
             "techniques": dict(sorted(techniques.items())),
             "teachers": dict(sorted(teachers.items()))}
 

@@ -40,6 +40,7 @@ from ..runtime import (
 )
 from ._dedup import BUCKET, Deduplicator, VerdictKind
 from ._documents import SNIFF_BYTES, Rejection, check_filename, detect_parser, sniff_mismatch
+from ._language import detect_language
 
 __all__ = ["SERVICE", "build_router", "chunk_key", "reject"]
 
@@ -176,6 +177,7 @@ def build_router(rt: Runtime) -> NatsRouter:
                     lineage=ChunkLineage(
                         doc_id=doc.doc_id, filename=doc.filename, media_type=parsed.media_type,
                         pages=draft.pages, section=draft.heading_path,
+                        language=detect_language(draft.text),
                         char_start=draft.char_start, char_end=draft.char_end,
                         parser=parser_ref, chunker=chunker_ref, settings_hash=settings_hash))
                 if not await rt.to_thread(rt.store.exists, chunk.store_key):
