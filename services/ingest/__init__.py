@@ -1,4 +1,4 @@
-"""The ingest service: documents (PDF, HTML, Markdown, text) -> clean, de-duplicated chunks.
+"""The ingest service: documents (PDF, HTML, Markdown, text, Word, PowerPoint) -> clean, de-duplicated chunks.
 
 Consumes ``syllabus.documents.submitted`` (durable consumer ``ingest``), publishes
 ``syllabus.chunks.created`` / ``syllabus.chunks.dropped`` and ``syllabus.documents.ingested`` /
