@@ -237,3 +237,129 @@ def test_many_parts_are_refused_before_parsing():
         DocxParser().parse(data, filename="parts.docx")
     assert caught.value.reason is RejectionReason.TOO_LARGE
     assert "parts.docx holds 20,0" in caught.value.detail
+
+
+# --- odd but valid files, and hostile ones (found in review) ---------------------------
+
+_MC_NS = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+_P_NS = ('xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" '
+         'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"')
+
+
+def _docx_with_body(xml: str, styles: tuple[str, ...] = ()) -> bytes:
+    """A Word document whose body is ``xml`` (Word's namespaces declared), with paragraph
+    ``styles`` added by name."""
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+
+    document = docx.Document()
+    for name in styles:
+        document.styles.add_style(name, WD_STYLE_TYPE.PARAGRAPH)
+    body = document.element.body
+    wrapper = _office._parse(f'<w:body xmlns:w="{_office.W_NS}" xmlns:mc="{_MC_NS}">{xml}'
+                             "</w:body>")
+    end = body.find(f"{{{_office.W_NS}}}sectPr")
+    for child in list(wrapper):
+        end.addprevious(child)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def _para(text: str, extra: str = "", style: str | None = None) -> str:
+    props = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ""
+    return f"<w:p>{props}<w:r>{extra}<w:t>{text}</w:t></w:r></w:p>"
+
+
+def test_docx_reads_the_first_alternative_only_and_leaves_hidden_text_out():
+    data = _docx_with_body(
+        "<mc:AlternateContent><mc:Choice Requires=\"w14\">" + _para("Choice one is read.")
+        + "</mc:Choice><mc:Choice Requires=\"w15\">" + _para("Choice two is not.")
+        + "</mc:Choice><mc:Fallback>" + _para("Fallback is not.") + "</mc:Fallback>"
+        "</mc:AlternateContent>"
+        + _para("Hidden text is not shown.", "<w:rPr><w:vanish/></w:rPr>")
+        + _para("Worker bees build comb from wax that they secrete."))
+    text = [s.text for s in DocxParser().parse(data, filename="alt.docx").sections]
+    assert text == ["Choice one is read.", "Worker bees build comb from wax that they secrete."]
+
+
+def test_docx_table_of_contents_paragraphs_are_left_out():
+    data = _docx_with_body(_para("Brood 3", style="toc1") + _para("The brood nest is warm."),
+                           styles=("toc 1",))
+    doc = DocxParser().parse(data, filename="toc.docx")
+    assert [s.text for s in doc.sections] == ["The brood nest is warm."]
+
+
+def test_docx_without_a_body_has_no_text_and_a_given_name_is_never_the_title():
+    data = _office.docx_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        xml = archive.read("word/document.xml").decode()
+    start, end = xml.index("<w:body"), xml.index("</w:body>") + len("</w:body>")
+    bodyless = _office.rezip(data, replace={"word/document.xml": (xml[:start]
+                                                                  + xml[end:]).encode()})
+    with pytest.raises(ParseError) as caught:
+        DocxParser().parse(bodyless, filename="bodyless.docx")
+    assert caught.value.reason is RejectionReason.NO_TEXT
+    # body text and a footnote: the "Footnotes" path is no title
+    noted = DocxParser().parse(_office.handbook_docx_bytes(), filename="h.docx")
+    assert noted.title == H["title"]
+    plain = DocxParser().parse(_office.docx_bytes(), filename="plain.docx")
+    assert plain.title is None
+
+
+def test_docx_list_start_values_are_word_s_and_bounded():
+    data = _office.handbook_docx_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        numbering = archive.read("word/numbering.xml").decode()
+    at = numbering.index('<w:abstractNum w:abstractNumId="90">')
+    for start, first in (("0", "0."), ("300000000", "32767.")):
+        edited = numbering[:at] + numbering[at:].replace('w:val="1"', f'w:val="{start}"', 1)
+        doc = DocxParser().parse(_office.rezip(data, replace={
+            "word/numbering.xml": edited.encode()}), filename="start.docx")
+        steps = _with(doc, H["steps"][0])
+        assert steps.text.split("\n")[0] == f"{first} {H['steps'][0]}"
+
+
+def test_pptx_title_is_found_by_type_and_unreadable_shapes_are_counted():
+    import pptx
+    from pptx.oxml import parse_xml
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Harvest time"
+    slide.shapes.title._element.nvSpPr.nvPr.ph.set("idx", "7")
+    slide.shapes._spTree.append(parse_xml(
+        f'<p:sp {_P_NS}><p:nvSpPr><p:cNvPr id="5" name="x"/><p:cNvSpPr/><p:nvPr/></p:nvSpPr>'
+        '<p:spPr/><p:txBody><a:bodyPr/><a:p><a:r><a:t>No geometry</a:t></a:r></a:p>'
+        '</p:txBody></p:sp>'))
+    box = slide.shapes.add_textbox(0, 0, 100, 100)
+    box.text_frame.text = "Take honey only from capped frames."
+    untitled = deck.slides.add_slide(deck.slide_layouts[6])
+    untitled.shapes.add_textbox(0, 0, 100, 100).text_frame.text = "An untitled slide."
+    out = io.BytesIO()
+    deck.save(out)
+    doc = PptxParser().parse(out.getvalue(), filename="odd.pptx")
+    assert doc.title == "Harvest time"
+    texts = [s.text for s in doc.sections]
+    assert texts[0] == "Harvest time" and "Take honey only from capped frames." in texts
+    assert texts == ["Harvest time", "Take honey only from capped frames.", "An untitled slide."]
+    assert doc.warnings == ["1 shape(s) on slide(s) 1 could not be read (python-pptx has no "
+                            "reader for them) and were left out"]
+
+
+def test_compression_methods_office_never_writes_and_huge_xml_are_refused():
+    data = _office.docx_bytes()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename),
+                         compress_type=zipfile.ZIP_LZMA)
+    with pytest.raises(ParseError) as caught:
+        DocxParser().parse(out.getvalue(), filename="lzma.docx")
+    assert caught.value.reason is RejectionReason.CORRUPT
+    assert "compression method 14" in caught.value.detail
+    with pytest.raises(ParseError) as caught:
+        DocxParser().parse(_office.size_bomb_bytes(data, size=_ooxml.MAX_XML_BYTES + 1),
+                           filename="xml.docx")
+    assert caught.value.reason is RejectionReason.TOO_LARGE
+    assert "XML would unpack to" in caught.value.detail

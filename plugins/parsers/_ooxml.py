@@ -16,9 +16,12 @@ Rejections (``ParseError.reason``), made before any XML is parsed:
 - ``unknown_type``: a legacy binary Office file (the detail says to save it in the new
   format);
 - ``corrupt``: not a readable ZIP archive;
-- ``too_large``: more than ``MAX_ENTRIES`` entries, or entries that would unpack to more
-  than ``MAX_UNPACKED_BYTES`` (a ZIP bomb): the sizes are the archive's own, and Python's
-  zipfile never inflates an entry past the size its header declares.
+- ``too_large``: more than ``MAX_ENTRIES`` entries, entries that would unpack to more
+  than ``MAX_UNPACKED_BYTES``, or XML parts (``.xml``, ``.rels``) over ``MAX_XML_BYTES`` in
+  all (lxml needs some 25 times an XML part's size in memory): a ZIP bomb. The sizes are
+  the archive's own, and Python's zipfile never inflates a stored or deflated entry past
+  the size its header declares; other methods (bzip2, LZMA: zipfile inflates those whole
+  before it checks) are ``corrupt``, as Office never writes them.
 
 Nothing is fetched: external relationships (linked images, hyperlinks) stay names, and
 lxml is not allowed to resolve entities (python-docx and python-pptx parse with
@@ -35,7 +38,7 @@ from pathlib import PurePosixPath
 
 from syllabus.contracts import ParseError, RejectionReason
 
-__all__ = ["MAX_ENTRIES", "MAX_UNPACKED_BYTES", "Family", "Package", "damaged", "open_package"]
+__all__ = ["MAX_ENTRIES", "MAX_UNPACKED_BYTES", "MAX_XML_BYTES", "Family", "Package", "damaged", "open_package"]
 
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -49,6 +52,9 @@ _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 MAX_ENTRIES = 20_000
 #: what all the entries may unpack to (python-docx and python-pptx read every part)
 MAX_UNPACKED_BYTES = 1 << 30
+#: what the XML parts may unpack to, in all (a 1,000-page report's is about 20 MB)
+MAX_XML_BYTES = 64 << 20
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,18 @@ def open_package(family: Family, data: bytes, filename: str) -> Package:
         raise ParseError(RejectionReason.TOO_LARGE,
                          f"{filename} would unpack to {unpacked / 2**20:,.0f} MiB, over the "
                          f"limit of {MAX_UNPACKED_BYTES / 2**20:,.0f} MiB (a ZIP bomb?)")
+    xml = sum(entry.file_size for entry in entries
+              if entry.filename.lower().endswith((".xml", ".rels")))
+    if xml > MAX_XML_BYTES:
+        raise ParseError(RejectionReason.TOO_LARGE,
+                         f"{filename}'s XML would unpack to {xml / 2**20:,.0f} MiB, over the "
+                         f"limit of {MAX_XML_BYTES / 2**20:,.0f} MiB (a ZIP bomb?)")
+    odd = next((entry for entry in entries if entry.compress_type not in _METHODS), None)
+    if odd is not None:
+        raise ParseError(RejectionReason.CORRUPT,
+                         f"{filename} is not a readable {family.label}: part {odd.filename!r} "
+                         f"uses compression method {odd.compress_type}, which Office never "
+                         "writes")
     if any(entry.flag_bits & 0x1 for entry in entries):
         raise ParseError(RejectionReason.ENCRYPTED,
                          f"{filename} is an encrypted ZIP archive; save a copy without a "

@@ -66,7 +66,7 @@ class Outline:
         self.sections: list[Section] = []
         self._stack: list[tuple[int, str]] = []
         self._strip = strip
-        #: the first heading seen at each level
+        #: the first heading (with text in the document) seen at each level
         self.first: dict[int, str] = {}
 
     @property
@@ -80,7 +80,8 @@ class Outline:
         text = collapse_spaces(text)
         if not has_visible_text(text):
             return
-        self.first.setdefault(level, text)
+        if emit:  # a name the parser gave is never the document's title
+            self.first.setdefault(level, text)
         while self._stack and self._stack[-1][0] >= level:
             self._stack.pop()
         self._stack.append((level, text))

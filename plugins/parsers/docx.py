@@ -16,9 +16,12 @@ The body is read in order, as Word shows it:
   from the row above is empty, so columns stay in place).
 - **Text boxes** are read after the paragraph that anchors them (only once, though Word
   stores each twice, for old and new readers); content controls (``w:sdt``) are read as
-  their content, except a table of contents, which repeats the headings.
+  their content, except a table of contents (as a content control, or as paragraphs in
+  the ``TOC 1``-``9`` styles), which repeats the headings.
 - **Tracked changes** are read as if accepted (insertions kept, deletions left out), and
-  a warning says so; fields show their result, never their code.
+  a warning says so; fields show their result, never their code; hidden text
+  (``w:vanish``) is left out. Of alternative contents (``mc:AlternateContent``) only the
+  first choice is read.
 - **Footnotes and endnotes** follow the body, under the path "Footnotes"/"Endnotes".
 
 The title is the core properties' ``dc:title``, else the first heading of the highest
@@ -77,10 +80,15 @@ _HIDDEN = frozenset({_W + "del", _W + "delText", _W + "instrText", _W + "pPr", _
 #: block-level wrappers whose children are read as if they stood in their place
 _TRANSPARENT = frozenset({_W + "customXml", _W + "ins", _W + "moveTo", _W + "smartTag",
                           _MC + "AlternateContent", _MC + "Choice"})
+#: the styles of the entries Word writes for a table of contents (or of figures)
+_TOC_STYLES = ("toc ", "table of figures")
 _HEADING_NAME = re.compile(r"heading ([1-9])")
 #: Word's outline level 9 is "body text"
 _BODY_LEVEL = 9
 _MAX_STYLE_CHAIN = 16
+_MAX_START = 32767
+_RUN, _RPR, _VANISH = _W + "r", _W + "rPr", _W + "vanish"
+_OFF = ("0", "false", "off")
 _ROMAN = ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"),
           (50, "l"), (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"))
 
@@ -124,11 +132,21 @@ class _Style:
     num_level: int | None
 
 
+def _related(part, suffix: str):
+    """The XML of the part ``part`` relates to by a relationship type ending in
+    ``suffix``, or None (python-docx parses only the parts it knows the type of)."""
+    from docx.oxml.parser import parse_xml
+
+    for rel in part.rels.values():
+        if rel.reltype.endswith(suffix) and not rel.is_external:
+            target = rel.target_part
+            return target.element if hasattr(target, "element") else parse_xml(target.blob)
+    return None
+
+
 def _styles(part) -> dict[str, _Style]:
-    try:
-        element = next(rel.target_part.element for rel in part.rels.values()
-                       if rel.reltype.endswith("/styles") and not rel.is_external)
-    except StopIteration:
+    element = _related(part, "/styles")
+    if element is None:
         return {}
     styles = {}
     for style in element.iter(_W + "style"):
@@ -157,6 +175,12 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _start(element) -> int:
+    """A list level's start value (Word allows 0 to 32767)."""
+    value = _int(element.get(_VAL)) if element is not None else None
+    return 1 if value is None else max(0, min(value, _MAX_START))
+
+
 @dataclass
 class _Level:
     fmt: str = "decimal"
@@ -175,10 +199,8 @@ class _Numbering:
 
     @classmethod
     def of(cls, part) -> _Numbering:
-        try:
-            element = next(rel.target_part.element for rel in part.rels.values()
-                           if rel.reltype.endswith("/numbering") and not rel.is_external)
-        except StopIteration:
+        element = _related(part, "/numbering")
+        if element is None:
             return cls()
         abstract: dict[str, dict[int, _Level]] = {}
         style_levels: dict[str, int] = {}
@@ -195,7 +217,7 @@ class _Numbering:
                 levels[ilvl] = _Level(
                     fmt=fmt.get(_VAL, "decimal") if fmt is not None else "decimal",
                     text=text.get(_VAL, "") if text is not None else f"%{ilvl + 1}.",
-                    start=(_int(start.get(_VAL)) if start is not None else None) or 1)
+                    start=_start(start))
             abstract[definition.get(_W + "abstractNumId", "")] = levels
         out = cls(style_levels=style_levels)
         for num in element.iter(_W + "num"):
@@ -237,6 +259,8 @@ def _text(element, boxes: list) -> str:
         tag = child.tag
         if not isinstance(tag, str) or tag in _HIDDEN:
             continue
+        if tag == _RUN and _vanished(child):
+            continue
         if tag == _T:
             out.append(child.text or "")
         elif tag == _TAB:
@@ -250,6 +274,20 @@ def _text(element, boxes: list) -> str:
         else:
             out.append(_text(child, boxes))
     return "".join(out)
+
+
+def _vanished(run) -> bool:
+    """Whether a run is hidden text (``w:vanish``), which Word does not show."""
+    mark = run.find(f"{_RPR}/{_VANISH}")
+    return mark is not None and mark.get(_VAL, "1").lower() not in _OFF
+
+
+def _first_choices_only(root) -> None:
+    """Drop every ``mc:Choice`` after the first of its ``mc:AlternateContent`` (each holds
+    the same content for another reader; the Fallbacks are skipped as they are read)."""
+    for alternate in list(root.iter(_MC + "AlternateContent")):
+        for extra in alternate.findall(_MC + "Choice")[1:]:
+            alternate.remove(extra)
 
 
 def _paragraph_texts(element):
@@ -370,6 +408,8 @@ class _Reader:
         boxes: list = []
         text = _text(element, boxes)
         chain = self._style(element)
+        if any(style.name.startswith(_TOC_STYLES) for style in chain):
+            return  # a table of contents built from fields: it repeats the headings
         level = self._heading_level(element, chain)
         if level is not None and has_visible_text(text):
             self.flush_list()
@@ -407,9 +447,9 @@ class _Reader:
             if suffix is None or rel.is_external:
                 continue
             tag, name = _NOTES[suffix]
-            element = rel.target_part.element if hasattr(rel.target_part, "element") else None
-            if element is None:
-                element = parse_xml(rel.target_part.blob)
+            target = rel.target_part
+            element = target.element if hasattr(target, "element") else parse_xml(target.blob)
+            _first_choices_only(element)
             notes = [n for n in element.iter(_W + tag)
                      if n.get(_W + "type") not in ("separator", "continuationSeparator",
                                                    "continuationNotice")]
@@ -459,7 +499,9 @@ class DocxParser:
                                  f"{part.content_type}")
             body = part.element.body
             reader = _Reader(part)
-            reader.walk(body)
+            if body is not None:  # the schema lets a document have none
+                _first_choices_only(body)
+                reader.walk(body)
             reader.flush_list()
             reader.notes(part)
         except ParseError:
@@ -468,12 +510,13 @@ class DocxParser:
             raise _ooxml.damaged(WORD, filename, exc) from exc
 
         warnings = package.warnings()
-        if body.find(f".//{_W}del") is not None or body.find(f".//{_W}ins") is not None:
+        if body is not None and (body.find(f".//{_W}del") is not None
+                                 or body.find(f".//{_W}ins") is not None):
             warnings.append("the document has tracked changes; it was read as if they were "
                             "accepted")
         sections = reader.out.sections
         if not sections:
-            images = sum(1 for _ in body.iter(_A + "blip"))
+            images = sum(1 for _ in body.iter(_A + "blip")) if body is not None else 0
             raise package.nothing_read(
                 filename, f"{filename} has no text"
                 + (f"; its {images} image(s) are not read, as OCR is not enabled"

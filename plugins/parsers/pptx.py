@@ -1,4 +1,5 @@
-"""PowerPoint parser (``.pptx``, ``.pptm``, ``.potx``, ``.ppsx``), built on python-pptx.
+"""PowerPoint parser (``.pptx``, ``.pptm``, ``.potx``, ``.ppsx``: the main-part types
+python-pptx knows), built on python-pptx.
 
 Each slide is a page: its sections have ``page`` set to the slide's number, so the
 lineage of a chunk names its slides, and ``pages`` is the number of slides.
@@ -13,8 +14,10 @@ lineage of a chunk names its slides, and ``pages`` is the number of slides.
   - a table is a ``table``: one line per row, cells joined with `` | ``.
 - **Speaker notes** follow the slide's text, under the path ``[title, "Speaker notes"]``.
 - Footer, date and slide-number placeholders are left out (they repeat on every slide),
-  as are pictures, charts, SmartArt and media. Hidden slides are read, with a warning
-  naming them.
+  as are pictures, charts, SmartArt and media, and shapes inside ``mc:AlternateContent``
+  (python-pptx does not list them). Hidden slides are read, with a warning naming them; a
+  shape python-pptx has no reader for (ink, a shape without geometry) is left out, with a
+  warning counting them.
 
 Rejections: see ``_ooxml`` (``encrypted``, ``corrupt``, ``too_large``, ``unknown_type``
 for ``.ppt``), plus ``no_text`` for a deck without text and ``macro_only`` for one whose
@@ -34,7 +37,7 @@ from ._visible import has_visible_text
 __all__ = ["PptxParser", "register_parsers"]
 
 POWERPOINT = _ooxml.Family(label="PowerPoint deck", folder=b"ppt/",
-                           extensions=(".pptx", ".pptm", ".potx", ".potm", ".ppsx", ".ppsm"),
+                           extensions=(".pptx", ".pptm", ".potx", ".ppsx"),
                            legacy=(".ppt", ".pot", ".pps"), legacy_name="PowerPoint 97-2003, .ppt")
 #: python-pptx's shape nesting limit is XML's; groups deeper than this are not read
 _MAX_GROUP_DEPTH = 32
@@ -61,43 +64,65 @@ class _Slide:
     def __init__(self, out: Outline, number: int) -> None:
         self.out = out
         self.number = number
+        #: shapes python-pptx could not read (an ink part, a shape without geometry)
+        self.unread = 0
 
     def shapes(self, shapes, depth: int = 0) -> None:
+        try:
+            ordered = sorted(shapes, key=_position)  # stable: z-order breaks ties
+        except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError):
+            ordered = list(shapes)
+        for shape in ordered:
+            try:
+                self.shape(shape, depth)
+            except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError):
+                # python-pptx has no class for some valid shapes; the rest of the slide is
+                # still read, and the warning counts what was not
+                self.unread += 1
+
+    def shape(self, shape, depth: int) -> None:
         from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
 
         skipped = (PP_PLACEHOLDER.FOOTER, PP_PLACEHOLDER.DATE, PP_PLACEHOLDER.SLIDE_NUMBER,
-                   PP_PLACEHOLDER.HEADER, PP_PLACEHOLDER.TITLE, PP_PLACEHOLDER.CENTER_TITLE,
-                   PP_PLACEHOLDER.VERTICAL_TITLE)
+                   PP_PLACEHOLDER.HEADER, *_titles())
         listed = (PP_PLACEHOLDER.BODY, PP_PLACEHOLDER.OBJECT, PP_PLACEHOLDER.VERTICAL_BODY,
                   PP_PLACEHOLDER.VERTICAL_OBJECT)
-        for shape in sorted(shapes, key=_position):  # stable: z-order breaks ties
-            kind = None
-            if shape.is_placeholder:
-                kind = shape.placeholder_format.type
-                if kind in skipped:
-                    continue
-            if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
-                if depth < _MAX_GROUP_DEPTH:
-                    self.shapes(shape.shapes, depth + 1)
-                continue
-            if getattr(shape, "has_table", False) and shape.has_table:
-                rows = [[cell.text for cell in row.cells] for row in shape.table.rows]
-                self.out.block(table_text(rows), "table", page=self.number)
-            elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
-                paragraphs = _paragraphs(shape.text_frame)
-                if kind in listed:
-                    lines = ["  " * max(0, min(level, 8)) + text for level, text in paragraphs]
-                    self.out.block("\n".join(lines), "list", page=self.number)
-                else:
-                    self.out.block("\n\n".join(text for _, text in paragraphs), "paragraph",
-                                   page=self.number)
+        kind = shape.placeholder_format.type if shape.is_placeholder else None
+        if kind in skipped:
+            return
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+            if depth < _MAX_GROUP_DEPTH:
+                self.shapes(shape.shapes, depth + 1)
+            return
+        if getattr(shape, "has_table", False) and shape.has_table:
+            rows = [[cell.text for cell in row.cells] for row in shape.table.rows]
+            self.out.block(table_text(rows), "table", page=self.number)
+        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            paragraphs = _paragraphs(shape.text_frame)
+            if kind in listed:
+                lines = ["  " * max(0, min(level, 8)) + text for level, text in paragraphs]
+                self.out.block("\n".join(lines), "list", page=self.number)
+            else:
+                self.out.block("\n\n".join(text for _, text in paragraphs), "paragraph",
+                               page=self.number)
+
+
+def _titles():
+    from pptx.enum.shapes import PP_PLACEHOLDER
+
+    return (PP_PLACEHOLDER.TITLE, PP_PLACEHOLDER.CENTER_TITLE, PP_PLACEHOLDER.VERTICAL_TITLE)
 
 
 def _title(slide) -> str:
-    shape = slide.shapes.title
-    if shape is None or not shape.has_text_frame:
-        return ""
-    return " ".join(text for _, text in _paragraphs(shape.text_frame))
+    """The text of the slide's title placeholder (found by its type, whatever its index)."""
+    titles = _titles()
+    for shape in slide.placeholders:
+        try:
+            if shape.placeholder_format.type in titles and shape.has_text_frame:
+                return " ".join(text for _, text in _paragraphs(shape.text_frame))
+        except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError):
+            continue
+    return ""
 
 
 class PptxParser:
@@ -117,6 +142,7 @@ class PptxParser:
         package = _ooxml.open_package(POWERPOINT, data, filename)
         out = Outline()
         hidden: list[int] = []
+        unread: dict[int, int] = {}
         from pptx.package import Package
         from pptx.parts.presentation import PresentationPart
 
@@ -137,7 +163,10 @@ class PptxParser:
                     out.heading(1, title, page=number)
                 else:
                     out.heading(1, f"Slide {number}", page=number, emit=False)
-                _Slide(out, number).shapes(slide.shapes)
+                reader = _Slide(out, number)
+                reader.shapes(slide.shapes)
+                if reader.unread:
+                    unread[number] = reader.unread
                 if slide.has_notes_slide:
                     frame = slide.notes_slide.notes_text_frame
                     notes = _paragraphs(frame) if frame is not None else []
@@ -151,6 +180,10 @@ class PptxParser:
             raise _ooxml.damaged(POWERPOINT, filename, exc) from exc
 
         warnings = package.warnings()
+        if unread:
+            warnings.append(f"{sum(unread.values())} shape(s) on slide(s) "
+                            f"{page_list(sorted(unread))} could not be read (python-pptx has "
+                            "no reader for them) and were left out")
         if hidden:
             warnings.append(f"slide(s) {page_list(hidden)} of {count} are hidden; they were "
                             "read all the same")
