@@ -39,6 +39,9 @@ __all__ = ["PptxParser", "register_parsers"]
 POWERPOINT = _ooxml.Family(label="PowerPoint deck", folder=b"ppt/",
                            extensions=(".pptx", ".pptm", ".potx", ".ppsx"),
                            legacy=(".ppt", ".pot", ".pps"), legacy_name="PowerPoint 97-2003, .ppt")
+#: what python-pptx raises for a valid shape it has no class for (an ink part, a shape
+#: without geometry): that shape is skipped and counted, the rest of the slide is read
+_UNREADABLE = (AttributeError, NotImplementedError, KeyError, ValueError, TypeError)
 #: python-pptx's shape nesting limit is XML's; groups deeper than this are not read
 _MAX_GROUP_DEPTH = 32
 
@@ -70,12 +73,12 @@ class _Slide:
     def shapes(self, shapes, depth: int = 0) -> None:
         try:
             ordered = sorted(shapes, key=_position)  # stable: z-order breaks ties
-        except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError):
+        except _UNREADABLE:
             ordered = list(shapes)
         for shape in ordered:
             try:
                 self.shape(shape, depth)
-            except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError):
+            except _UNREADABLE:
                 # python-pptx has no class for some valid shapes; the rest of the slide is
                 # still read, and the warning counts what was not
                 self.unread += 1
@@ -120,7 +123,7 @@ def _title(slide) -> str:
         try:
             if shape.placeholder_format.type in titles and shape.has_text_frame:
                 return " ".join(text for _, text in _paragraphs(shape.text_frame))
-        except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError):
+        except _UNREADABLE:
             continue
     return ""
 
