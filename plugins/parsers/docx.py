@@ -440,15 +440,10 @@ class _Reader:
         return table_text(rows)
 
     def notes(self, part) -> None:
-        from docx.oxml.parser import parse_xml
-
-        for rel in part.rels.values():
-            suffix = next((s for s in _NOTES if rel.reltype.endswith(s)), None)
-            if suffix is None or rel.is_external:
+        for suffix, (tag, name) in _NOTES.items():
+            element = _related(part, suffix)
+            if element is None:
                 continue
-            tag, name = _NOTES[suffix]
-            target = rel.target_part
-            element = target.element if hasattr(target, "element") else parse_xml(target.blob)
             _first_choices_only(element)
             notes = [n for n in element.iter(_W + tag)
                      if n.get(_W + "type") not in ("separator", "continuationSeparator",
