@@ -34,6 +34,12 @@ from ._keys import (
     tool_eval_key,
     tool_filter_key,
 )
+from ._language import (
+    LANGUAGE_NAMES,
+    language_name,
+    output_language,
+    unsupported,
+)
 from ._messages import *  # noqa: F403
 from ._messages import __all__ as _messages_all
 from ._parsing import *  # noqa: F403
@@ -53,6 +59,7 @@ __all__ = [
     "HOOK_KINDS",
     "HUMPBACK_AUGMENTED_SYSTEM",
     "HUMPBACK_SEED_SYSTEM",
+    "LANGUAGE_NAMES",
     "PREDICT_PREFIX",
     "PROJECT",
     "RUN_ID_PATTERN",
@@ -69,14 +76,17 @@ __all__ = [
     "inference_system",
     "is_valid_collection",
     "is_valid_run_id",
+    "language_name",
     "normalise_text",
     "normalize_answer",
+    "output_language",
     "parent_death_signal",
     "sha256_hex",
     "spec_key",
     "stop_process",
     "teacher_cache_key",
     "token_f1",
+    "unsupported",
     "tool_eval_key",
     "tool_filter_key",
     *_messages_all,

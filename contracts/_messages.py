@@ -35,6 +35,7 @@ __all__ = [
     "Event",
     "GenerationFailed",
     "ModelDeployed",
+    "PassedOver",
     "PluginRef",
     "QARecord",
     "RecordDecision",
@@ -320,6 +321,29 @@ class GenerationFailed(Event):
                 f"{self.chunk_id}:{self.record_id}")
 
 
+class PassedOver(Event):
+    """A chunk (or record) that a technique was not given, and why: it is in a language
+    the technique, or the teacher it asks, does not work in (``syllabus.contracts.
+    unsupported``). Nothing was asked and nothing failed; the run report counts these
+    apart from failures and rejections."""
+
+    subject: ClassVar[str] = s.PASSED_OVER
+    collection: str = Collection
+    stage: str = Field(description="the service: question-gen, rationale, ...")
+    technique: PluginRef
+    teacher: TeacherRef | None = None
+    chunk_id: str | None = None
+    record_id: str | None = None
+    reason: Literal["language"] = "language"
+    language: str | None = Field(default=None, description="ISO 639 code of the text")
+    detail: str = Field(description="who works in which languages, and the text's language")
+    run_id: str | None = None
+
+    def dedup_id(self) -> str:
+        return (f"passed.over:{self.collection}:{self.stage}:{self.technique.name}:"
+                f"{self.chunk_id}:{self.record_id}:{self.run_id}")
+
+
 # --- data sets -------------------------------------------------------------------------
 
 
@@ -566,7 +590,8 @@ SUBJECT_MODELS: dict[str, type[Event]] = {
     m.subject: m
     for m in (
         DocumentSubmitted, DocumentIngested, DocumentRejected, ChunkCreated, ChunkDropped,
-        GenerationFailed, DatasetRequested, DatasetBuilt, DatasetFailed, ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
+        GenerationFailed, PassedOver, DatasetRequested, DatasetBuilt, DatasetFailed,
+        ApiSpecSubmitted, ToolTrajectory, TrainingRequested, TrainingProgress,
         TrainingCompleted, TrainingFailed, ModelDeployed,
     )
 }

@@ -267,6 +267,10 @@ class Teacher(Protocol):
     #: Optional (read with ``getattr(teacher, "refuses", ())``): the tasks it will not
     #: answer (the ``extractive`` teacher's ``tool_judge``); a technique that sees its task
     #: there falls back to its documented, labelled alternative instead of asking.
+    #: Optional (read with ``getattr(teacher, "languages", None)``): the languages it reads
+    #: and writes (the ``extractive`` teacher's ``("en",)``); ``None`` for any. Techniques,
+    #: filters and augmenters may declare ``languages`` the same way
+    #: (``syllabus.contracts.unsupported``).
 
     async def complete(self, messages: Sequence[ChatMessage], *,
                        params: GenerationParams) -> Completion: ...

@@ -25,6 +25,7 @@ __all__ = [
     "HEADER_MSG_ID",
     "HEADER_RUN_ID",
     "MODELS_DEPLOYED",
+    "PASSED_OVER",
     "QA_GENERATED",
     "QA_RATIONALIZED",
     "RECORDS_ACCEPTED",
@@ -51,6 +52,9 @@ CHUNKS_DROPPED = "syllabus.chunks.dropped"
 QA_GENERATED = "syllabus.qa.generated"
 QA_RATIONALIZED = "syllabus.qa.rationalized"
 GENERATION_FAILED = "syllabus.generation.failed"
+#: work a technique or filter was not given, and why (a chunk in a language it does not
+#: work in)
+PASSED_OVER = "syllabus.techniques.passed_over"
 RECORDS_ACCEPTED = "syllabus.records.accepted"
 RECORDS_REJECTED = "syllabus.records.rejected"
 DATASETS_REQUESTED = "syllabus.datasets.requested"

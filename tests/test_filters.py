@@ -11,7 +11,7 @@ import pytest
 
 from syllabus.contracts import Filter, PluginRef, QARecord, TeacherRef
 from syllabus.plugins.filters import heuristic, sycophancy
-from syllabus.plugins.filters._text import detect_language, negated_stems, numbers
+from syllabus.plugins.filters._text import negated_stems, numbers
 from syllabus.plugins.filters.heuristic import HeuristicQualityFilter
 from syllabus.plugins.filters.sycophancy import SycophancyDetector, find_claims
 from syllabus.plugins.teachers.extractive import ExtractiveTeacherFactory
@@ -213,10 +213,24 @@ async def test_leftover_links_and_html_are_dropped(response, expected):
     assert "markup: the response contains " in d.reason and expected in d.reason
 
 
-async def test_language_must_be_one_of_the_configured_ones():
+async def test_a_german_record_is_not_judged_by_english_rules():
+    """By default any language is fine: a German pair grounded in its German source is
+    kept, and the English-only checks are passed over, named, not failed."""
     question = "Wie viele Eier legt eine Bienenkönigin an einem Tag?"
     answer = "Eine Bienenkönigin legt im Frühsommer bis zu 2.000 Eier am Tag."
     d = await _judge(question, answer, context=GERMAN)
+    assert d.kept, d.reason
+    assert d.details["language"] == "de"
+    assert d.details["passed_over"] == ["well_formed", "boilerplate", "first_person"]
+    assert d.details["checks"]["grounded"]["passed"] is True
+    assert "well_formed passed over: it works in English (en) only; the record is in " \
+        "German (de)" in d.reason
+
+
+async def test_language_must_be_one_of_the_configured_ones():
+    question = "Wie viele Eier legt eine Bienenkönigin an einem Tag?"
+    answer = "Eine Bienenkönigin legt im Frühsommer bis zu 2.000 Eier am Tag."
+    d = await _judge(question, answer, context=GERMAN, languages=["en"])
     assert not d.kept and d.details["failed"] == ["language"]
     assert ("language: the instruction is in German (de), not in the configured language(s) "
             "en; the response is in German (de)") in d.reason
@@ -224,19 +238,14 @@ async def test_language_must_be_one_of_the_configured_ones():
     assert d.kept, d.reason
 
 
-def test_language_detector():
-    assert detect_language("The queen can lay up to 2,000 eggs a day in early summer.") \
-        .language == "en"
-    assert detect_language("La reine peut pondre jusqu'à 2 000 œufs par jour au début de "
-                           "l'été.").language == "fr"
-    assert detect_language("La reina puede poner hasta 2.000 huevos al día en el verano.") \
-        .language == "es"
-    assert detect_language("De koningin kan in de vroege zomer tot 2.000 eieren per dag "
-                           "leggen.").language == "nl"
-    assert detect_language("Пчелиная матка откладывает до двух тысяч яиц в день.") \
-        .language == "ru"
-    short = detect_language("Tens of thousands.")
-    assert short.language is None and "too short" in short.note
+async def test_a_response_in_another_language_than_its_question_fails():
+    question = "Wie viele Eier legt eine Bienenkönigin an einem Tag?"
+    answer = "A honeybee queen lays up to 2,000 eggs a day in early summer."
+    d = await _judge(question, answer, context=GERMAN, grounded=False)
+    assert not d.kept and d.details["failed"] == ["language"], d.reason
+    assert "the instruction is in German (de) and the response in English (en)" in d.reason
+    d = await _judge(question, answer, context=GERMAN, grounded=False, same_language=False)
+    assert d.kept, d.reason
 
 
 async def test_checks_can_be_disabled_and_tuned():

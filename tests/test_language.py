@@ -8,10 +8,28 @@ import json
 
 import pytest
 
-from syllabus.services.ingest._language import detect_language
+from syllabus.contracts import (
+    ChunkCreated,
+    ChunkLineage,
+    PluginRef,
+    QARecord,
+    TeacherRef,
+    sha256_hex,
+    unsupported,
+)
+from syllabus.plugins._language import detect_language, record_language
+from syllabus.plugins.filters.heuristic import HeuristicQualityFilter
+from syllabus.plugins.filters.sycophancy import SycophancyDetector
+from syllabus.plugins.questions.backtranslation import BacktranslationGenerator
+from syllabus.plugins.questions.qa_pairs import QAPairsGenerator, answer_sentences
+from syllabus.plugins.teachers.extractive import ExtractiveTeacher
+from syllabus.plugins.teachers.openai import OpenAITeacher
+from tests.openai_server import text
 
 from ._office import docx_bytes, pptx_bytes
 from .test_cli_run import _run
+
+pytest_plugins = ["tests.openai_server"]
 
 SENTENCES = {
     "en": "The queen lays up to two thousand eggs a day during the height of summer.",
@@ -46,9 +64,9 @@ def test_a_run_counts_chunks_and_rows_by_language(tmp_path):
                                                  "Worker bees build comb from wax that "
                                                  "they secrete from glands on the abdomen."]))
     out = tmp_path / "out"
-    res = _run("run", str(docs), "--out", str(out), "--json", cwd=tmp_path)
+    res = _run("run", str(docs), "--out", str(out), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    report = json.loads(res.stdout)
+    report = json.loads((out / "report.json").read_text())
     assert report["formats"] == {"docx": 1, "pptx": 1}
     assert set(report["languages"]) == {"de", "en"}, report["languages"]
     chunks = [json.loads(line) for line in (out / "chunks.jsonl").read_text().splitlines()]
@@ -57,3 +75,114 @@ def test_a_run_counts_chunks_and_rows_by_language(tmp_path):
     manifest = json.loads((out / "dataset" / "manifest.json").read_text())
     languages = manifest["sources"]["languages"]
     assert set(languages) <= {"de", "en", "und"} and languages.get("en", 0) > 0, languages
+    # the extractive teacher's rules are English: the German chunks are passed over by
+    # each question technique, counted and said, never made into "low quality" records
+    german_chunks = sum(1 for c in chunks if c["lineage"]["language"] == "de")
+    why = "the extractive teacher works in English (en) only; this text is in German (de)"
+    assert report["passed_over"] == {
+        f"question-gen {name} (de)": {"count": german_chunks, "detail": why}
+        for name in ("qa-pairs", "backtranslation")}
+    assert report["techniques"]["qa-pairs"]["passed over"] == german_chunks
+    printed = " ".join(res.stdout.split())
+    assert "passed over" in printed and "question-gen qa-pairs (de): " in printed
+
+
+# --- what is passed over, and what is written in the chunk's language -----------------
+
+GERMAN_PASSAGE = (
+    "Im Winter bilden die Arbeiterinnen eine dichte Traube um die Königin. Die Bienen in "
+    "der Mitte zittern mit ihren Flugmuskeln und erzeugen so Wärme. Ein starkes Volk braucht "
+    "etwa zwanzig Kilogramm Honig, um bis zum Frühjahr zu kommen.")
+FRENCH_PASSAGE = (
+    "On taille les pommiers à la fin de l'hiver, avant que les bourgeons ne gonflent. Les "
+    "branches qui se croisent sont coupées en premier, car elles se blessent en frottant. "
+    "Une taille trop forte provoque la pousse de nombreux gourmands au printemps suivant.")
+
+
+def _chunk(text: str, language: str | None) -> ChunkCreated:
+    cid = sha256_hex(text.encode())
+    return ChunkCreated(
+        chunk_id=cid, collection="lang", text=text, token_count=80, index=0,
+        store_key=f"chunks/{cid}.json", run_id="run-1",
+        lineage=ChunkLineage(doc_id="d" * 64, filename="doc.md", media_type="text/markdown",
+                             language=language, char_start=0, char_end=len(text),
+                             parser=PluginRef(name="markdown"),
+                             chunker=PluginRef(name="structured"), settings_hash="h"))
+
+
+def test_unsupported_names_who_works_in_which_language():
+    extractive = ExtractiveTeacher()
+    assert unsupported("en", [("qa-pairs", QAPairsGenerator()), ("the extractive teacher",
+                                                                 extractive)]) is None
+    assert unsupported("de", [("qa-pairs", QAPairsGenerator()), ("the extractive teacher",
+                                                                 extractive)]) == (
+        "the extractive teacher works in English (en) only; this text is in German (de)")
+    # too little text to tell is no reason to pass anything over
+    assert unsupported(None, [("the extractive teacher", extractive)]) is None
+
+
+async def test_a_chat_teacher_is_asked_in_the_chunks_language_unless_the_recipe_names_one(
+        openai_server):
+    pair = '{"pairs": [{"question": "Wie viel Honig braucht ein Volk?", "answer": "Zwanzig."}]}'
+    openai_server.script(text(pair), text(pair), text(pair))
+    teacher = OpenAITeacher(model="scripted", url=openai_server.url)
+    for chunk, options in ((_chunk(GERMAN_PASSAGE, "de"), {}),
+                           (_chunk(FRENCH_PASSAGE, "fr"), {}),
+                           (_chunk(GERMAN_PASSAGE, "de"), {"language": "en"})):
+        out = await QAPairsGenerator().generate(chunk, teacher=teacher, options=options)
+        assert len(out.records) == 1, out.failures
+    await teacher.aclose()
+    asked = [r.json["messages"][-1]["content"] for r in openai_server.requests]
+    assert "Write the questions and answers in German." in asked[0]
+    assert "Write the questions and answers in French." in asked[1]
+    assert "Write the questions and answers in English." in asked[2]
+
+
+async def test_a_base_model_gets_few_shot_examples_in_the_chunks_language(openai_server):
+    def answer(body: dict) -> str:  # a question in the prompt's language, then a score
+        prompt = body["prompt"]
+        if prompt.endswith("Score:"):
+            return "5"
+        if prompt.endswith("Anweisung:"):
+            return " Wie bleibt die Königin im Winter warm?"
+        return " Quand taille-t-on les pommiers ?" if "Réponse" in prompt else \
+            " Was brauchen die Bienen im Winter, und wie viel Honig braucht ein Volk?"
+
+    openai_server.default = answer
+    teacher = OpenAITeacher(model="scripted-base", url=openai_server.url, base_model=True)
+    german = await QAPairsGenerator().generate(_chunk(GERMAN_PASSAGE, "de"), teacher=teacher,
+                                               options={})
+    french = await QAPairsGenerator().generate(_chunk(FRENCH_PASSAGE, "fr"), teacher=teacher,
+                                               options={})
+    back = await BacktranslationGenerator().generate(
+        _chunk(GERMAN_PASSAGE, "de"), teacher=teacher, options={"min_chunk_tokens": 1})
+    await teacher.aclose()
+    prompts = [r.json["prompt"] for r in openai_server.requests]
+    de = [p for p in prompts if p.endswith("\nFrage:")]
+    fr = [p for p in prompts if p.startswith("Réponse: ") and p.endswith("\nQuestion:")]
+    assert len(de) >= 3 and len(fr) >= 3 and len(de) + len(fr) + 2 == len(prompts)
+    assert all(p.startswith("Antwort: ") and "Wann wurde der Eiffelturm fertiggestellt?" in p
+               for p in de)
+    assert {r.response for r in german.records} <= set(answer_sentences(GERMAN_PASSAGE, 3))
+    assert german.records and french.records
+    assert prompts[-2].endswith(f"Antwort: {GERMAN_PASSAGE}\nAnweisung:")
+    assert back.records[0].instruction == "Wie bleibt die Königin im Winter warm?"
+
+
+async def test_filters_pass_over_a_german_record_when_their_rules_are_english():
+    """sycophancy-detector's patterns are English: the service keeps a German record with
+    a decision naming why, and heuristic-quality passes over its English-only checks."""
+    record = QARecord(
+        record_id="r" * 64, collection="lang", instruction="Wie viel Honig braucht ein "
+        "starkes Volk im Winter?", response="Ein starkes Volk braucht etwa zwanzig Kilogramm "
+        "Honig, um bis zum Frühjahr zu kommen.", chunk_id="c" * 64,
+        lineage=_chunk(GERMAN_PASSAGE, "de").lineage, technique=PluginRef(name="qa-pairs"),
+        teacher=TeacherRef(kind="openai", model="m"))
+    assert record_language(record) == "de"
+    why = unsupported(record_language(record), [("sycophancy-detector",
+                                                 SycophancyDetector())])
+    assert why == "sycophancy-detector works in English (en) only; this text is in German (de)"
+    decision = await HeuristicQualityFilter().judge(record, context=GERMAN_PASSAGE,
+                                                    teacher=None, options={})
+    assert decision.kept and decision.details["passed_over"] == [
+        "well_formed", "boilerplate", "first_person"], decision.reason

@@ -129,3 +129,82 @@ def test_qa_pairs_and_step_by_step_with_gemma_through_the_bus(tmp_path: Path):
         engine["run_tokens_per_s"] / engine["alone"]["tokens_per_s"])
     printed = " ".join(done.stdout.split())  # the console wraps long lines
     assert "local engine:" in printed and "the engine alone" in printed
+
+
+GERMAN_DOCUMENT = """# Bienenvölker im Winter
+
+Ein Bienenvolk überwintert als dichte Traube aus Arbeiterinnen, in deren Mitte die Königin
+sitzt. Die Bienen im Inneren der Traube zittern mit ihren Flugmuskeln und erzeugen so
+Wärme. Die äußere Schicht der Bienen hält die Wärme wie eine Decke im Inneren der Traube.
+Ein starkes Volk braucht etwa zwanzig Kilogramm eingelagerten Honig bis zum Frühjahr.
+Im Herbst setzen die Imker Mäusegitter vor die Fluglöcher, weil Mäuse warme Nistplätze
+suchen. Völker mit zu wenig Honig werden vor dem Kälteeinbruch mit dickem Zuckersirup
+gefüttert.
+"""
+
+FRENCH_DOCUMENT = """# La taille des pommiers
+
+On taille les pommiers à la fin de l'hiver, avant que les bourgeons ne commencent à
+gonfler. Les branches qui se croisent sont coupées en premier, car elles se blessent en
+frottant l'une contre l'autre. Le centre de l'arbre est dégagé pour que la lumière atteigne
+les fruits. Une taille trop sévère provoque au printemps la pousse de nombreux rameaux
+verticaux appelés gourmands. Les outils sont désinfectés entre deux arbres pour ne pas
+transmettre les maladies.
+"""
+
+LANGUAGE_RECIPE = """
+[question_gen]
+techniques = ["qa-pairs"]
+[question_gen.options."qa-pairs"]
+pairs_per_chunk = 6
+temperature = 0.0
+[filters]
+techniques = ["heuristic-quality"]
+[datasets]
+augmenters = []
+"""
+
+
+@pytest.mark.slow
+def test_german_and_french_documents_make_records_in_their_languages_with_gemma(
+        tmp_path: Path):
+    """Two documents the pipeline did not write, in German and in French: Gemma 3 270M is
+    prompted with few-shot examples in each chunk's language, and its questions are
+    checked by the language detector and against the chunk."""
+    from syllabus.plugins._language import detect_language
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bienen.md").write_text(GERMAN_DOCUMENT)
+    (docs / "pommiers.md").write_text(FRENCH_DOCUMENT)
+    (tmp_path / "syllabus.toml").write_text(LANGUAGE_RECIPE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYLLABUS_")}
+    out = tmp_path / "out"
+    done = subprocess.run([SYLLABUS, "run", str(docs), "--out", str(out), "--teacher", "local"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["languages"] == {"de": 1, "fr": 1}, report["languages"]
+    # an LLM teacher works in any language; only heuristic-quality's English checks pass
+    assert {k.split(" (")[0] for k in report["passed_over"]} == {
+        f"heuristic-quality {check}" for check in ("well_formed", "boilerplate",
+                                                   "first_person")}, report["passed_over"]
+    chunks = {json.loads(line)["lineage"]["filename"]: json.loads(line)["text"]
+              for line in (out / "chunks.jsonl").read_text().splitlines()}
+    rows = [json.loads(line) for name in ("train.jsonl", "eval.jsonl")
+            for line in (out / "dataset" / name).read_text().splitlines()]
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        messages = {m["role"]: m["content"] for m in row["messages"]}
+        source = row["metadata"]["filename"]
+        assert row["metadata"]["language"] == {"bienen.md": "de", "pommiers.md": "fr"}[source]
+        by_file.setdefault(source, []).append((messages["user"], messages["assistant"]))
+    # records from both files; every answer is a sentence of its chunk, and most questions
+    # are in the chunk's language (the detector, not the pipeline's rules, says so)
+    assert set(by_file) == {"bienen.md", "pommiers.md"}, report
+    for name, code in (("bienen.md", "de"), ("pommiers.md", "fr")):
+        pairs = by_file[name]
+        assert all(a in " ".join(chunks[name].split()) for _, a in pairs), pairs
+        in_language = [q for q, _ in pairs if detect_language(q) == code]
+        print(name, f"{len(in_language)} of {len(pairs)} questions in {code}:", pairs)
+        assert len(in_language) * 2 > len(pairs), (name, pairs)

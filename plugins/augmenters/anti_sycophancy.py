@@ -474,6 +474,9 @@ def _is_llm(teacher: Teacher | None) -> bool:
 
 class AntiSycophancyAugmenter:
     name = NAME
+    #: Wei et al.'s templates (and the names and claims filled in) are English: records in
+    #: other languages are passed over, and the report counts them
+    languages = ("en",)
 
     def eligible(self, records: Sequence[QARecord], *, max_answer_chars: int = 400
                  ) -> list[QARecord]:

@@ -14,7 +14,7 @@
   ``closed_book = true`` gives none: the rationale then teaches recall, not reading).
 
 Every row carries its lineage in ``metadata``: the record and chunk ids, the document,
-pages and section, the technique, the teacher and model, the scores and the decisions.
+pages, section and language (the chunk's), the technique, the teacher and model, the scores and the decisions.
 
 Tool-call trajectories (``kind == "tool"``, from the api-annotator) export as:
 
@@ -50,6 +50,7 @@ def lineage_metadata(r: QARecord) -> dict[str, Any]:
         "filename": lin.filename if lin else None,
         "pages": lin.pages if lin else [],
         "section": lin.section if lin else [],
+        "language": lin.language if lin else None,
         "technique": f"{r.technique.name}@{r.technique.version}",
         "teacher": f"{r.teacher.kind}:{r.teacher.model}",
         "prompt_hash": r.prompt_hash,

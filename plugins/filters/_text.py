@@ -2,27 +2,22 @@
 
 Words come from one regular expression, stems from a few suffix rules applied the same way
 to both sides of a comparison, numbers are normalised (``2,000`` = ``2000`` = ``two
-thousand``), and the language of a text is guessed from its script and its share of each
-language's most frequent function words. Everything is a pure function of its input, so
-every decision a filter makes is reproducible.
+thousand``). Everything is a pure function of its input, so every decision a filter
+makes is reproducible. (A text's language comes from ``syllabus.plugins._language``, the
+one detector every stage uses.)
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 __all__ = [
-    "LANGUAGE_NAMES",
     "NEGATIONS",
     "STOPWORDS",
-    "LanguageGuess",
     "content_keys",
     "content_terms",
     "content_words",
-    "detect_language",
     "negated_stems",
     "numbers",
     "split_sentences",
@@ -233,121 +228,3 @@ def negated_stems(text: str, *, window: int = 3) -> set[str]:
             if any(k in NEGATIONS or k.endswith("n't") for _, k, _ in terms[max(0, i - window):i]):
                 out.add(key if is_number else stem(key))
     return out
-
-
-# --- language --------------------------------------------------------------------------
-
-LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
-    "nl": "Dutch", "pt": "Portuguese", "ru": "Russian (Cyrillic script)",
-    "el": "Greek", "ar": "Arabic (script)", "he": "Hebrew", "hi": "Hindi (Devanagari)",
-    "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "th": "Thai",
-}
-
-#: The most frequent function words of each Latin-script language the detector knows.
-_FUNCTION_WORDS: dict[str, frozenset[str]] = {lang: frozenset(ws.split()) for lang, ws in {
-    "en": """the and of to a in is it that for on with as are was be by this they from at or
-        an which their has have not but can its were been will there what when how do does
-        up into than also more these only each about who all if so he she we you i his her
-        our them would should could may after before between""",
-    "de": """der die das und ist in den von zu mit sich des auf für im dem nicht ein eine
-        einer eines einem einen als auch es an werden aus er hat dass daß sie nach wird bei
-        um am sind noch wie über so zum zur nur oder aber vor bis mehr durch man kann wenn
-        ihr ihre was wir ich sehr vom diese dieser dieses haben wird wurden wurde kein keine
-        zwischen""",
-    "fr": """le la les de des du et en un une est que qui dans pour pas au aux sur par plus
-        ne se ce cette ces il elle ils elles sont avec son sa ses ou mais comme on nous
-        vous leur leurs été être a l d qu c n j s y entre très""",
-    "es": """el la los las de del y en un una es que por para con no se su sus al lo como
-        más pero o este esta estos estas son entre cuando muy sin sobre también hay está
-        ha fue ser a e ya desde todo nos le les puede""",
-    "it": """il lo la i gli le di del della dei delle e è in un una uno che per con non si
-        da al alla nel nella sono come più ma o anche questo questa suo sua ha hanno essere
-        a tra fra dal dalla loro ci degli sul sulla""",
-    "nl": """de het een en van in is dat op te zijn voor met die niet aan er om ook als bij
-        of door maar naar dan wordt worden uit tot kan nog over hun deze dit wat zo haar
-        hij zij we wij ze heeft hebben was al""",
-    "pt": """o a os as de do da dos das e em no na nos nas um uma é que para por com não se
-        ao à mais como mas ou seu sua são foi ser pelo pela também quando muito já entre
-        está tem há isso este esta ela ele""",
-}.items()}
-
-#: Scripts that settle the language on their own (one script, one language: see the
-#: limits in ``detect_language``).
-_SCRIPTS: list[tuple[str, str]] = [
-    ("CYRILLIC", "ru"), ("GREEK", "el"), ("ARABIC", "ar"), ("HEBREW", "he"),
-    ("DEVANAGARI", "hi"), ("HIRAGANA", "ja"), ("KATAKANA", "ja"), ("HANGUL", "ko"),
-    ("CJK", "zh"), ("THAI", "th"),
-]
-_LETTERS = re.compile(r"[^\W\d_]+")
-
-
-@dataclass
-class LanguageGuess:
-    """``language`` is None when the text is too short or has too few function words;
-    ``candidates`` are the best-scoring languages (several on a tie)."""
-
-    language: str | None
-    candidates: list[str] = field(default_factory=list)
-    script: str = "LATIN"
-    scores: dict[str, float] = field(default_factory=dict)
-    words: int = 0
-    note: str = ""
-
-
-def _script(text: str) -> tuple[str, str | None]:
-    counts: dict[str, int] = {}
-    for ch in text:
-        if not ch.isalpha():
-            continue
-        name = unicodedata.name(ch, "")
-        for script, _ in _SCRIPTS:
-            if name.startswith(script):
-                counts[script] = counts.get(script, 0) + 1
-                break
-        else:
-            counts["LATIN"] = counts.get("LATIN", 0) + 1
-    if not counts:
-        return "LATIN", None
-    script = max(counts, key=counts.get)
-    if script == "LATIN":
-        return script, None
-    if script == "CJK" and (counts.get("HIRAGANA", 0) + counts.get("KATAKANA", 0)):
-        return "CJK", "ja"
-    return script, dict(_SCRIPTS)[script]
-
-
-def detect_language(text: str, *, min_words: int = 5, min_score: float = 0.1) -> LanguageGuess:
-    """Guess the language of ``text`` (stdlib only; a heuristic with known limits).
-
-    1. A text mostly in a non-Latin script gets that script's language: Cyrillic -> ``ru``
-       (also Ukrainian, Bulgarian, Serbian...), Arabic script -> ``ar`` (also Persian,
-       Urdu), Han -> ``zh`` (``ja`` with kana), Hangul -> ``ko``, and so on.
-    2. A Latin-script text is scored against the function words of en, de, fr, es, it, nl
-       and pt: the share of its words in each list. The best share wins; on a tie every
-       tied language is a candidate. Under ``min_words`` words (script checks aside), or
-       when no list reaches ``min_score``, the language is None ("unknown").
-
-    Limits: other Latin-script languages (Polish, Swedish, Latin, ...) come out unknown or
-    as the nearest listed language; a mixed-language text gets its majority language;
-    close pairs (es/pt, nl/de) can be confused on a short text; word lists, tables and
-    code have few function words and come out unknown.
-    """
-    script, by_script = _script(text)
-    tokens = [t.lower() for t in _LETTERS.findall(text)]
-    if by_script is not None:
-        return LanguageGuess(by_script, [by_script], script=script, words=len(tokens),
-                             note=f"{script.title()} script")
-    if len(tokens) < min_words:
-        return LanguageGuess(None, words=len(tokens),
-                             note=f"too short to tell ({len(tokens)} words, under {min_words})")
-    scores = {lang: round(sum(1 for t in tokens if t in ws) / len(tokens), 3)
-              for lang, ws in _FUNCTION_WORDS.items()}
-    best = max(scores.values())
-    if best < min_score:
-        return LanguageGuess(None, scores=scores, words=len(tokens),
-                             note=f"too few function words to tell (best share {best:.0%})")
-    candidates = sorted(lang for lang, s in scores.items() if s == best)
-    return LanguageGuess(candidates[0] if len(candidates) == 1 else None, candidates,
-                         scores=scores, words=len(tokens),
-                         note="" if len(candidates) == 1 else "tie: " + ", ".join(candidates))

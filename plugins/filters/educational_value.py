@@ -412,6 +412,9 @@ def _load(store: ArtifactStore, collection: str, sha: str) -> _Classifier | None
 
 class EducationalValueFilter:
     name = NAME
+    #: all-MiniLM-L6-v2, whose embeddings the classifier learns from, was trained on
+    #: English text: records in other languages are passed over (``unsupported``)
+    languages = ("en",)
 
     def __init__(self) -> None:
         self._states: dict[str, _State] = {}

@@ -57,12 +57,21 @@ Checks (each on by default; turn one off with its name, e.g. ``{"grounded": fals
     Neither field carries links or HTML left over from the source: ``http(s)://``,
     ``www.``, ``<tags>``, entities such as ``&amp;``, Markdown links ``[text](url)``.
 ``language``
-    Both fields are in one of ``languages`` (``["en"]``), by the stdlib detector in
-    ``_text.detect_language`` (script, then the share of each language's function words;
-    knows en, de, fr, es, it, nl, pt by words and a dozen others by script; see its limits
-    there). A field under ``min_language_words`` (5) words is skipped with a note, and so
-    is a text whose language cannot be told (few function words), unless
-    ``unknown_language`` is ``"drop"``.
+    Each field's language, by the detector every stage shares
+    (``syllabus.plugins._language``, fastText's lid.176): with ``languages`` set
+    (e.g. ``["en"]``), both fields must be in one of them; by default (``[]``) any
+    language is fine. Either way, with ``same_language`` (true) the instruction and the
+    response must be in the same language (a small teacher that asks in German and answers
+    in English fails here). A field under ``min_language_words`` (5) words, or whose
+    language cannot be told, is skipped with a note, unless ``unknown_language`` is
+    ``"drop"``.
+
+**Languages.** ``length``, ``grounded``, ``markup`` and ``language`` work in any language.
+``well_formed``, ``boilerplate`` and ``first_person`` match English words and phrases
+(``CHECK_LANGUAGES``): for a record in another language they are passed over, not failed,
+and the decision says so (``details.passed_over`` names them, ``details.language`` the
+record's language); the run report counts them. Before, a German record failed the
+``language`` check, whose default was English only.
 
 The decision lists every failed check. ``score`` is the share of the evaluated checks that
 passed (skipped ones do not count); the record is kept when at most ``max_failures`` (0)
@@ -78,13 +87,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from syllabus.contracts import QARecord, RecordDecision, Teacher, hookimpl
+from syllabus.contracts import (
+    QARecord,
+    RecordDecision,
+    Teacher,
+    hookimpl,
+    language_name,
+)
 
+from .._language import detect_language, record_language
 from ._text import (
-    LANGUAGE_NAMES,
     content_keys,
     content_terms,
-    detect_language,
     split_sentences,
     strip_quotes,
     words,
@@ -93,6 +107,7 @@ from ._text import (
 __all__ = [
     "BOILERPLATE_PHRASES",
     "CHECKS",
+    "CHECK_LANGUAGES",
     "DANGLING_PHRASES",
     "DEFAULTS",
     "FORUM_PHRASES",
@@ -105,6 +120,11 @@ VERSION = "1"
 
 CHECKS = ("length", "grounded", "well_formed", "boilerplate", "first_person", "markup",
           "language")
+
+#: the checks that only work in some languages (their word and phrase lists are English);
+#: the rest work in any
+CHECK_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "well_formed": ("en",), "boilerplate": ("en",), "first_person": ("en",)}
 
 IMPERATIVE_VERBS = (
     "explain", "describe", "list", "summarize", "summarise", "write", "give", "name",
@@ -161,7 +181,8 @@ DEFAULTS: dict[str, Any] = {
     "forum_phrases": list(FORUM_PHRASES),
     "first_person_pronouns": True,
     # language
-    "languages": ["en"],
+    "languages": [],
+    "same_language": True,
     "min_language_words": 5,
     "unknown_language": "keep",
 }
@@ -445,23 +466,31 @@ def _language(record: QARecord, o: dict[str, Any]) -> Check:
     problems: list[str] = []
     notes: list[str] = []
     details: dict[str, Any] = {"languages": allowed}
+    found: dict[str, str] = {}
     evaluated = False
     for fname in ("instruction", "response"):
-        guess = detect_language(getattr(record, fname), min_words=int(o["min_language_words"]))
-        details[fname] = {"language": guess.language, "candidates": guess.candidates,
-                          "words": guess.words, "scores": guess.scores, "note": guess.note}
-        if not guess.candidates:
-            if guess.words >= o["min_language_words"] and o["unknown_language"] == "drop":
+        text = getattr(record, fname)
+        n_words = len(words(text))
+        code = detect_language(text) if n_words >= o["min_language_words"] else None
+        details[fname] = {"language": code, "words": n_words}
+        if code is None:
+            if n_words >= o["min_language_words"] and o["unknown_language"] == "drop":
                 evaluated = True
-                problems.append(f"the language of the {fname} cannot be told ({guess.note})")
+                problems.append(f"the language of the {fname} cannot be told")
             else:
-                notes.append(f"{fname} skipped: {guess.note}")
+                why = (f"too short to tell ({n_words} words, under {o['min_language_words']})"
+                       if n_words < o["min_language_words"] else "its language cannot be told")
+                details[fname]["note"] = why
+                notes.append(f"{fname} skipped: {why}")
             continue
         evaluated = True
-        if not set(guess.candidates) & set(allowed):
-            names = " or ".join(f"{LANGUAGE_NAMES.get(c, c)} ({c})" for c in guess.candidates)
-            problems.append(f"the {fname} is in {names}, not in the configured language(s) "
-                            f"{', '.join(allowed)}")
+        found[fname] = code
+        if allowed and code not in allowed:
+            problems.append(f"the {fname} is in {language_name(code)}, not in the configured "
+                            f"language(s) {', '.join(allowed)}")
+    if o["same_language"] and len(set(found.values())) > 1:
+        problems.append(f"the instruction is in {language_name(found['instruction'])} and the "
+                        f"response in {language_name(found['response'])}")
     note = "; ".join(notes)
     if not evaluated:
         return Check(None, details=details, note=note)
@@ -488,8 +517,15 @@ class HeuristicQualityFilter:
                  options: dict[str, Any] | None = None) -> RecordDecision:
         """The decision, synchronously (``judge`` is the Protocol's async face)."""
         o = _options(options or {})
-        results: dict[str, Check] = {name: _RUNNERS[name](record, context, o)
-                                     for name in CHECKS if o[name]}
+        language = record_language(record)
+        passed_over = [name for name in CHECKS if o[name] and language is not None
+                       and language not in CHECK_LANGUAGES.get(name, (language,))]
+        results: dict[str, Check] = {
+            name: Check(None, note=f"passed over: it works in "
+                        f"{', '.join(map(language_name, CHECK_LANGUAGES[name]))} only; the "
+                        f"record is in {language_name(language)}")
+            if name in passed_over else _RUNNERS[name](record, context, o)
+            for name in CHECKS if o[name]}
         failed = [n for n, r in results.items() if r.passed is False]
         evaluated = [n for n, r in results.items() if r.passed is not None]
         skipped = [n for n, r in results.items() if r.passed is None]
@@ -515,7 +551,8 @@ class HeuristicQualityFilter:
             reason=reason,
             details={"checks": {name: r.as_dict() for name, r in results.items()},
                      "failed": failed, "skipped": skipped, "disabled": disabled,
-                     "max_failures": max_failures})
+                     "max_failures": max_failures, "language": language,
+                     **({"passed_over": passed_over} if passed_over else {})})
 
     async def judge(self, record: QARecord, *, context: str | None, teacher: Teacher | None,
                     options: dict[str, Any]) -> RecordDecision:

@@ -407,6 +407,9 @@ class SycophancyDetector:
     """See the module docstring."""
 
     name = "sycophancy-detector"
+    #: its claim and agreement patterns are English: records in other languages are passed
+    #: over, and the report counts them (``syllabus.contracts.unsupported``)
+    languages = ("en",)
 
     def evaluate(self, record: QARecord, *, context: str | None,
                  options: dict[str, Any] | None = None) -> RecordDecision:

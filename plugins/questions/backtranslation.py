@@ -33,8 +33,15 @@ Li et al. 2023, "Self-Alignment with Instruction Backtranslation" (Humpback):
 Departures from the paper: there is no trained backward model M_yx and no iteration (the
 teacher is prompted for both steps); the paper's seed model M_0 is fine-tuned on seed data.
 
+**Languages** (not in the paper, which is English): the instruction is written in the
+chunk's language (``lineage.language``), or in the ``language`` option when set. The chat
+prompt names it; a base model gets the few-shot examples in it (``BASE_AUGMENT_PROMPTS``:
+English, German, French; another language gets the English ones). Self-curation keeps
+Table 1's English rubric, verbatim, whatever the pair's language.
+
 Options: ``min_score`` (5), ``min_chunk_tokens`` (48), ``tag_system_prompt`` (true),
-``temperature`` (0.7, the paper's sampling temperature for generation).
+``temperature`` (0.7, the paper's sampling temperature for generation), ``language`` (the
+chunk's).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from typing import Any
 from syllabus.contracts import (
     HUMPBACK_AUGMENTED_SYSTEM,
     HUMPBACK_SEED_SYSTEM,
+    LANGUAGE_NAMES,
     TASK_BACKTRANSLATE,
     TASK_CURATE,
     ChatMessage,
@@ -60,6 +68,7 @@ from syllabus.contracts import (
     TechniqueOutput,
     ask,
     hookimpl,
+    output_language,
     parse_score,
     prompt_hash,
 )
@@ -81,7 +90,7 @@ Response:
 {output}
 """
 
-Write the instruction only, with nothing before or after it.'''
+Write the instruction only, in {language}, with nothing before or after it.'''
 
 #: Table 1 of Li et al. 2023, verbatim; the last line is the paper's
 #: "<generated instruction> <output>" placeholder, filled in.
@@ -112,6 +121,38 @@ BASE_AUGMENT_PROMPT = (
     "for filing an expense claim?\n\n"
     "Response: {output}\nInstruction:")
 
+#: the same examples in German and in French, labels included, so that a base model
+#: continuing a German passage writes a German instruction
+BASE_AUGMENT_PROMPTS = {
+    "en": BASE_AUGMENT_PROMPT,
+    "de": (
+        "Antwort: Bücher werden für drei Wochen verliehen und können zweimal online "
+        "verlängert werden, außer ein anderer Leser hat sie vorgemerkt. Filme werden für eine "
+        "Woche verliehen und können nicht verlängert werden.\nAnweisung: Wie lange kann ich "
+        "Bücher und Filme aus der Bibliothek behalten, und kann ich sie verlängern?\n\n"
+        "Antwort: Das Wasser in einem geschlossenen Kühlkreislauf wird mit einem Inhibitor "
+        "behandelt, weil unbehandeltes Wasser die Stahlrohre angreift. Der Füllstand wird "
+        "jeden Monat geprüft.\nAnweisung: Warum bekommt das Wasser im Kühlkreislauf einen "
+        "Inhibitor, und wie oft wird es geprüft?\n\n"
+        "Antwort: Spesenabrechnungen müssen innerhalb von 60 Tagen nach dem Kauf eingereicht "
+        "werden. Abrechnungen über 500 Euro brauchen außerdem die Zustimmung einer "
+        "Abteilungsleitung.\nAnweisung: Welche Regeln gelten für eine Spesenabrechnung?\n\n"
+        "Antwort: {output}\nAnweisung:"),
+    "fr": (
+        "Réponse : Les livres sont prêtés pour trois semaines et peuvent être prolongés deux "
+        "fois en ligne, sauf si un autre lecteur les a réservés. Les films sont prêtés pour "
+        "une semaine et ne peuvent pas être prolongés.\nConsigne : Combien de temps puis-je "
+        "garder les livres et les films de la bibliothèque, et puis-je les prolonger ?\n\n"
+        "Réponse : L'eau d'un circuit de refroidissement fermé est traitée avec un "
+        "inhibiteur, parce que l'eau non traitée corrode les tuyaux en acier. Le niveau est "
+        "contrôlé chaque mois.\nConsigne : Pourquoi l'eau du circuit de refroidissement "
+        "reçoit-elle un inhibiteur, et à quelle fréquence est-elle contrôlée ?\n\n"
+        "Réponse : Les notes de frais doivent être déposées dans les 60 jours suivant "
+        "l'achat. Celles de plus de 500 euros doivent aussi être approuvées par un chef de "
+        "service.\nConsigne : Quelles sont les règles pour déposer une note de frais ?\n\n"
+        "Réponse : {output}\nConsigne :"),
+}
+
 #: Table 1's rubric without its request for a reasoning; the pair; then the score
 BASE_CURATION_PROMPT = (
     CURATION_PROMPT.split("\n\nPlease first provide")[0]
@@ -125,7 +166,8 @@ def _base_score(text: str) -> tuple[int, str]:
 
 def _instruction(text: str) -> str:
     line = text.strip().strip('"').strip()
-    for prefix in ("Instruction:", "instruction:", "User:", "Question:"):
+    for prefix in ("Instruction:", "instruction:", "User:", "Question:", "Anweisung:",
+                   "Frage:", "Consigne :", "Consigne:"):
         if line.startswith(prefix):
             line = line[len(prefix):].strip()
     if not line or len(line) < 8:
@@ -165,12 +207,16 @@ class BacktranslationGenerator:
         temperature = float(options.get("temperature", 0.7))
         base = bool(getattr(teacher, "base_model", False))
         flat = " ".join(output.split())
+        language = output_language(chunk, options)
+        base_prompt = BASE_AUGMENT_PROMPTS.get(language or "en", BASE_AUGMENT_PROMPT)
         augmented = await ask(
-            teacher, [ChatMessage(role="user", content=AUGMENT_PROMPT.format(output=output))],
+            teacher, [ChatMessage(role="user", content=AUGMENT_PROMPT.format(
+                output=output, language=LANGUAGE_NAMES.get(language, language) if language
+                else "the language of the response"))],
             params=GenerationParams(
                 temperature=temperature, max_tokens=64 if base else 256,
                 stop=["\n"] if base else None,
-                prompt=BASE_AUGMENT_PROMPT.format(output=flat) if base else None,
+                prompt=base_prompt.format(output=flat) if base else None,
                 task=TASK_BACKTRANSLATE, inputs={"response": output}),
             parse=_instruction)
         if not augmented.ok:
@@ -201,7 +247,7 @@ class BacktranslationGenerator:
             record_id=record_id, collection=chunk.collection, kind="backtranslation",
             instruction=instruction, response=output, chunk_id=chunk.chunk_id,
             lineage=chunk.lineage, technique=technique, teacher=teacher_ref,
-            prompt_hash=prompt_hash(BASE_AUGMENT_PROMPT, BASE_CURATION_PROMPT) if base
+            prompt_hash=prompt_hash(base_prompt, BASE_CURATION_PROMPT) if base
             else prompt_hash(AUGMENT_PROMPT, CURATION_PROMPT),
             system=AUGMENTED_SYSTEM_PROMPT if tag else None,
             scores={"curation": float(score)}, decisions=[decision], run_id=chunk.run_id)])

@@ -19,8 +19,15 @@ not one of the prompt's example questions, and shares a content word with its an
 question about something else is rejected with the reason). This is a departure from the
 chat path, where the teacher writes the answers too.
 
+**Languages.** The teacher writes in the chunk's language (``lineage.language``), or in
+the recipe's ``language`` option when set: the chat prompt names it ("Write the questions
+and answers in German."), and a base model gets few-shot examples in it (English, German
+and French are built in, ``BASE_EXAMPLES_BY_LANGUAGE``; another language gets the English
+examples). Not in H2O's recipe, which is English only.
+
 Options: ``pairs_per_chunk`` (3), ``min_chunk_tokens`` (24: smaller chunks are skipped),
-``temperature`` (0.2), ``max_tokens`` (1024; 48 per question for a base model).
+``temperature`` (0.2), ``max_tokens`` (1024; 48 per question for a base model),
+``language`` (the chunk's).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from syllabus.contracts import (
+    LANGUAGE_NAMES,
     TASK_QA_PAIRS,
     ChatMessage,
     ChunkCreated,
@@ -45,6 +53,7 @@ from syllabus.contracts import (
     ask,
     hookimpl,
     json_model,
+    output_language,
     prompt_hash,
 )
 
@@ -70,6 +79,7 @@ Passage:
 {passage}
 """
 
+Write the questions and answers in {language}.
 Answer with JSON only, in exactly this form:
 {{"pairs": [{{"question": "...", "answer": "..."}}]}}'''
 
@@ -93,8 +103,55 @@ BASE_EXAMPLES: tuple[tuple[str, str], ...] = (
      "How much power does each server rack draw at full load?"),
 )
 
-BASE_PROMPT = "".join(f"Answer: {a}\nQuestion: {q}\n\n" for a, q in BASE_EXAMPLES) + \
-    "Answer: {answer}\nQuestion:"
+#: the same examples in German and in French, with the labels in those languages, so that a
+#: base model continuing a German answer writes a German question (``BASE_PROMPTS``)
+BASE_EXAMPLES_BY_LANGUAGE: dict[str, tuple[tuple[str, str], tuple[tuple[str, str], ...]]] = {
+    "en": (("Answer", "Question"), BASE_EXAMPLES),
+    "de": (("Antwort", "Frage"), (
+        ("Bücher werden für drei Wochen verliehen und können zweimal online verlängert "
+         "werden.", "Wie lange werden Bücher in der Bibliothek verliehen?"),
+        ("Das Wasser wird mit einem Inhibitor behandelt, weil unbehandeltes Wasser die "
+         "Stahlrohre angreift.", "Warum wird das Wasser mit einem Inhibitor behandelt?"),
+        ("Ein Spermatozoon ist die männliche Keimzelle eines Tieres.",
+         "Was ist ein Spermatozoon?"),
+        ("Anträge über 500 Euro brauchen außerdem die Zustimmung einer Abteilungsleitung, "
+         "bevor die Buchhaltung sie bezahlt.",
+         "Was brauchen Anträge über 500 Euro, bevor die Buchhaltung sie bezahlt?"),
+        ("Der Eiffelturm in Paris wurde 1889 für die Weltausstellung fertiggestellt.",
+         "Wann wurde der Eiffelturm fertiggestellt?"),
+        ("Jedes Serverrack braucht unter Volllast etwa vier Kilowatt Strom.",
+         "Wie viel Strom braucht jedes Serverrack unter Volllast?"),
+    )),
+    "fr": (("Réponse", "Question"), (
+        ("Les livres sont prêtés pour trois semaines et peuvent être prolongés deux fois en "
+         "ligne.", "Pour combien de temps les livres de la bibliothèque sont-ils prêtés ?"),
+        ("L'eau est traitée avec un inhibiteur parce que l'eau non traitée corrode les tuyaux "
+         "en acier.", "Pourquoi l'eau est-elle traitée avec un inhibiteur ?"),
+        ("Un spermatozoïde est la cellule reproductrice mâle d'un animal.",
+         "Qu'est-ce qu'un spermatozoïde ?"),
+        ("Les notes de frais de plus de 500 euros doivent aussi être approuvées par un chef "
+         "de service avant que la comptabilité les paie.",
+         "Que faut-il aux notes de frais de plus de 500 euros avant leur paiement ?"),
+        ("La tour Eiffel à Paris a été achevée en 1889 pour l'Exposition universelle.",
+         "Quand la tour Eiffel a-t-elle été achevée ?"),
+        ("Chaque baie de serveurs consomme environ quatre kilowatts à pleine charge.",
+         "Combien d'électricité chaque baie de serveurs consomme-t-elle à pleine charge ?"),
+    )),
+}
+
+
+def _base_prompt(labels: tuple[str, str], examples: tuple[tuple[str, str], ...]) -> str:
+    answer, question = labels
+    return "".join(f"{answer}: {a}\n{question}: {q}\n\n" for a, q in examples) + \
+        f"{answer}: {{answer}}\n{question}:"
+
+
+#: the base-model prompt per language it has examples in; any other language gets the
+#: English one (the model may then answer in English, which heuristic-quality's
+#: ``language`` check catches)
+BASE_PROMPTS = {code: _base_prompt(*v) for code, v in BASE_EXAMPLES_BY_LANGUAGE.items()}
+BASE_PROMPT = BASE_PROMPTS["en"]
+
 
 def answer_sentences(passage: str, n: int) -> list[str]:
     """Up to ``n`` sentences of ``passage`` to be answers: statements of 8 to 60 words,
@@ -168,8 +225,12 @@ class QAPairsGenerator:
             return TechniqueOutput()
         if getattr(teacher, "base_model", False):
             return await self._from_answers(chunk, teacher=teacher, options=options, n=n)
+        language = output_language(chunk, options)
+        prompt = PROMPT.format(n=n, passage=chunk.text,
+                               language=LANGUAGE_NAMES.get(language, language)
+                               if language else "the language of the passage")
         messages = [ChatMessage(role="system", content=SYSTEM),
-                    ChatMessage(role="user", content=PROMPT.format(n=n, passage=chunk.text))]
+                    ChatMessage(role="user", content=prompt)]
         params = GenerationParams(temperature=float(options.get("temperature", 0.2)),
                                   max_tokens=int(options.get("max_tokens", 1024)),
                                   json_schema=QAPairs.model_json_schema(),
@@ -193,8 +254,10 @@ class QAPairsGenerator:
             return TechniqueOutput(failures=[Failure(
                 reason="qa-pairs (base model): the chunk has no sentence of 8 to 60 words to "
                        "be an answer", raw_output=chunk.text[:500])])
+        language = output_language(chunk, options)
+        template = BASE_PROMPTS.get(language or "en", BASE_PROMPT)
         for answer in answers:
-            prompt = BASE_PROMPT.format(answer=answer)
+            prompt = template.format(answer=answer)
             params = GenerationParams(
                 temperature=temperature, max_tokens=min(48, int(options.get("max_tokens", 48))),
                 stop=["\n"], prompt=prompt, task=TASK_QA_PAIRS,

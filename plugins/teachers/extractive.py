@@ -205,6 +205,9 @@ class ExtractiveTeacher:
     model = MODEL
     #: tasks answered only with a refusal (``Teacher.refuses``)
     refuses = frozenset({TASK_TOOL_JUDGE, TASK_EDUCATIONAL})
+    #: its rules (question patterns, clauses, stopwords, judging) are English ones: a
+    #: chunk in another language is passed over, and the run report says so
+    languages = ("en",)
 
     def run(self, task: str | None, inputs: dict[str, Any]) -> str:
         """The task's output text (synchronous; ``complete`` wraps it)."""

@@ -21,6 +21,7 @@ from syllabus.contracts import (
     DocumentIngested,
     DocumentRejected,
     GenerationFailed,
+    PassedOver,
     QARecord,
 )
 
@@ -92,8 +93,12 @@ class RunReport:
     #: of the raw output
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejections: dict[str, list[str]] = field(default_factory=dict)
-    #: per technique and filter: records made ("made"), decisions ("kept", "rejected"),
-    #: and unusable teacher outputs ("unusable")
+    #: work a technique, filter or check was not given because of the text's language, by
+    #: stage, technique and language: a count and the reason (``PassedOver``, and the
+    #: records' ``passed_over`` decisions)
+    passed_over: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per technique and filter: records made ("made"), decisions ("kept", "rejected",
+    #: "passed over"), and unusable teacher outputs ("unusable")
     techniques: dict[str, dict[str, int]] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -140,8 +145,27 @@ class RunReport:
         entry = self.techniques.setdefault(technique, {})
         entry[what] = entry.get(what, 0) + n
 
+    def _pass_over(self, key: str, detail: str) -> None:
+        entry = self.passed_over.setdefault(key, {"count": 0, "detail": detail})
+        entry["count"] += 1
+
+    def add_passed_over(self, ev: PassedOver) -> None:
+        """A chunk or record a technique was not given (its language)."""
+        self._pass_over(f"{ev.stage} {ev.technique.name} ({ev.language or 'und'})", ev.detail)
+        self.tally(ev.technique.name, "passed over")
+
     def add_decisions(self, record: QARecord) -> None:
         for d in record.decisions:
+            over = d.details.get("passed_over")
+            if over == "language":  # a whole filter, or the rationale, passed it over
+                self._pass_over(f"{d.filter} ({d.details.get('language') or 'und'})",
+                                d.reason.removeprefix("passed over: "))
+                self.tally(d.filter, "passed over")
+                continue
+            for check in over or ():  # some checks of a filter (heuristic-quality)
+                note = d.details.get("checks", {}).get(check, {}).get("note", "")
+                self._pass_over(f"{d.filter} {check} ({d.details.get('language') or 'und'})",
+                                note.removeprefix("passed over: "))
             self.tally(d.filter, "kept" if d.kept else "rejected")
             if d.details.get("enforced") is False and d.score is not None:
                 scores = self.unenforced_scores.setdefault(d.filter, {})
@@ -250,6 +274,10 @@ class RunReport:
                       f"train {self.dataset['train_rows']}, eval {self.dataset['eval_rows']}; "
                       f"version {self.dataset['version']}, format {self.dataset['format']}"
                       + (f" ({escape(self.format_reason)})" if self.format_reason else ""))
+        if self.passed_over:
+            t.add_row("passed over", str(sum(e["count"] for e in self.passed_over.values())),
+                      escape(", ".join(f"{k}: {e['count']}"
+                                       for k, e in sorted(self.passed_over.items()))))
         t.add_row("dead letters", str(len(self.dead_letters)),
                   escape("; ".join(shorten(d["reason"], 100) for d in self.dead_letters[:3])))
         console.print(t)
@@ -270,14 +298,24 @@ class RunReport:
                 f.add_row(escape(reason), str(entry["count"]),
                           escape(shorten(entry["example"], 200) or "(empty)"))
             console.print(f)
+        if self.passed_over:
+            p = Table(title="passed over: not given to a technique for its language",
+                      header_style="bold")
+            p.add_column("stage or filter, technique or check (language)")
+            p.add_column("count", justify="right")
+            p.add_column("why")
+            for key, entry in sorted(self.passed_over.items()):
+                p.add_row(escape(key), str(entry["count"]), escape(entry["detail"]))
+            console.print(p)
         if self.techniques:
             k = Table(title="by technique and filter", header_style="bold")
             for col in ("technique or filter", "records made", "kept", "rejected",
-                        "unusable outputs"):
+                        "passed over", "unusable outputs"):
                 k.add_column(col, justify="left" if col.startswith("tech") else "right")
             for name, c in sorted(self.techniques.items()):
                 k.add_row(escape(name), *(str(c.get(w, 0)) for w in
-                                          ("made", "kept", "rejected", "unusable")))
+                                          ("made", "kept", "rejected", "passed over",
+                                           "unusable")))
             console.print(k)
         tasks = self.teacher_stats.get("tasks") if self.teacher_stats else None
         if tasks:

@@ -34,6 +34,7 @@ from syllabus.contracts import (
     DOCUMENTS_REJECTED,
     GENERATION_FAILED,
     HEADER_COLLECTION,
+    PASSED_OVER,
     QA_GENERATED,
     QA_RATIONALIZED,
     RECORDS_ACCEPTED,
@@ -50,6 +51,7 @@ from syllabus.contracts import (
     DocumentRejected,
     Event,
     GenerationFailed,
+    PassedOver,
     QARecord,
     ToolTrajectory,
     tool_filter_key,
@@ -377,6 +379,8 @@ async def run_pipeline(paths: Sequence[Path], *, collection: str, out: Path,
                         if not d.kept):
                     report.count("sycophancy-filter", "records")
                     report.count("sycophancy-filter", "rejected")
+            for ev in await _run_events(rt, PASSED_OVER, PassedOver, **since):
+                report.add_passed_over(ev)
             for fail in await _run_events(rt, GENERATION_FAILED, GenerationFailed, **since):
                 report.add_failure(fail)
                 report.count(fail.stage, "unusable teacher output")

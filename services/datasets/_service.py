@@ -12,10 +12,12 @@ from syllabus.contracts import (
     DatasetFailed,
     DatasetRequested,
     PluginRef,
+    unsupported,
 )
+from syllabus.plugins._language import record_language
 
 from ..runtime import HandlerContext, Runtime
-from ..runtime._records import publish_output
+from ..runtime._records import pass_over, publish_output
 from ._build import BuildRefused, build, load_accepted
 
 __all__ = ["SERVICE", "build_router"]
@@ -35,11 +37,25 @@ async def augment(rt: Runtime, request: DatasetRequested, augmenters: list) -> N
     if not records:
         return
     teacher = rt.teacher()
+    languages = {r.record_id: record_language(r) for r in records}
     for reg in augmenters:
-        out = await reg.obj.augment(records, teacher=teacher,
+        technique = PluginRef(name=reg.name, version=reg.version)
+        given = []
+        for r in records:  # an augmenter with rules of one language is not given others
+            why = unsupported(languages[r.record_id], [(reg.name, reg.obj)])
+            if why is None:
+                given.append(r)
+            else:
+                await pass_over(rt, stage=SERVICE, technique=technique, teacher=None,
+                                collection=request.collection, chunk_id=r.chunk_id,
+                                record_id=r.record_id, language=languages[r.record_id],
+                                detail=why, run_id=request.run_id)
+        if not given:
+            continue
+        out = await reg.obj.augment(given, teacher=teacher,
                                     options=dict(cfg.augmenter_options.get(reg.name, {})))
         await publish_output(rt, out, stage=SERVICE, subject=RECORDS_ACCEPTED,
-                             technique=PluginRef(name=reg.name, version=reg.version),
+                             technique=technique,
                              teacher=teacher.ref, collection=request.collection,
                              chunk_id=None, run_id=request.run_id)
         log.info("%s: %d synthetic records for %s", reg.name,

@@ -28,6 +28,7 @@ from syllabus.contracts import (
     normalise_text,
     sha256_hex,
 )
+from syllabus.plugins._language import detect_language
 
 from ..runtime import (
     CHUNKS,
@@ -40,7 +41,6 @@ from ..runtime import (
 )
 from ._dedup import BUCKET, Deduplicator, VerdictKind
 from ._documents import SNIFF_BYTES, Rejection, check_filename, detect_parser, sniff_mismatch
-from ._language import detect_language
 
 __all__ = ["SERVICE", "build_router", "chunk_key", "reject"]
 

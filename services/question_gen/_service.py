@@ -6,10 +6,10 @@ import logging
 
 from faststream.nats import NatsRouter
 
-from syllabus.contracts import CHUNKS_CREATED, QA_GENERATED, ChunkCreated, PluginRef
+from syllabus.contracts import CHUNKS_CREATED, QA_GENERATED, ChunkCreated, PluginRef, unsupported
 
 from ..runtime import HandlerContext, Runtime
-from ..runtime._records import publish_output
+from ..runtime._records import pass_over, publish_output
 
 __all__ = ["SERVICE", "build_router"]
 
@@ -34,12 +34,21 @@ def build_router(rt: Runtime) -> NatsRouter:
         """Write instruction/response records from one chunk."""
         run_id = chunk.run_id or ctx.run_id
         for reg in generators:
+            technique = PluginRef(name=reg.name, version=reg.version)
+            why = unsupported(chunk.lineage.language, [
+                (reg.name, reg.obj), (f"the {teacher.kind} teacher", teacher)])
+            if why is not None:  # e.g. a German chunk and the extractive teacher's rules
+                await pass_over(rt, stage=SERVICE, technique=technique, teacher=teacher.ref,
+                                collection=chunk.collection, chunk_id=chunk.chunk_id,
+                                record_id=None, language=chunk.lineage.language,
+                                detail=why, run_id=run_id)
+                continue
             out = await reg.obj.generate(chunk, teacher=teacher,
                                          options=dict(cfg.options.get(reg.name, {})))
             await publish_output(rt, out, stage=SERVICE, subject=QA_GENERATED,
-                                 technique=PluginRef(name=reg.name, version=reg.version),
-                                 teacher=teacher.ref, collection=chunk.collection,
-                                 chunk_id=chunk.chunk_id, run_id=run_id)
+                                 technique=technique, teacher=teacher.ref,
+                                 collection=chunk.collection, chunk_id=chunk.chunk_id,
+                                 run_id=run_id)
             log.info("%s: %d records, %d failures from chunk %s", reg.name, len(out.records),
                      len(out.failures), chunk.chunk_id[:12])
 

@@ -6,7 +6,15 @@ import logging
 
 from faststream.nats import NatsRouter
 
-from syllabus.contracts import QA_GENERATED, QA_RATIONALIZED, PluginRef, QARecord
+from syllabus.contracts import (
+    QA_GENERATED,
+    QA_RATIONALIZED,
+    PluginRef,
+    QARecord,
+    RecordDecision,
+    unsupported,
+)
+from syllabus.plugins._language import record_language
 
 from ..runtime import HandlerContext, Runtime
 from ..runtime._records import chunk_text, publish_output
@@ -35,12 +43,25 @@ def build_router(rt: Runtime) -> NatsRouter:
         if reg is None:
             await rt.bus.publish(record, subject=QA_RATIONALIZED)
             return
+        technique = PluginRef(name=reg.name, version=reg.version)
+        language = record_language(record)
+        why = unsupported(language, [(reg.name, reg.obj), (f"the {teacher.kind} teacher",
+                                                           teacher)])
+        if why is not None:  # the record goes on without a rationale; its decision says
+            # why (the run report counts it, as it counts the filters' passed-over records)
+            decision = RecordDecision(filter=reg.name, kept=True, reason=f"passed over: {why}",
+                                      details={"passed_over": "language", "language": language,
+                                               "dropped": "passed over (language)"})
+            await rt.bus.publish(record.model_copy(update={
+                "decisions": [*record.decisions, decision], "run_id": run_id}),
+                subject=QA_RATIONALIZED)
+            return
         context = await chunk_text(rt, record.chunk_id)
         out = await reg.obj.rationalize(record, context=context, teacher=teacher,
                                         options=dict(cfg.options))
         await publish_output(rt, out, stage=SERVICE, subject=QA_RATIONALIZED,
-                             technique=PluginRef(name=reg.name, version=reg.version),
-                             teacher=teacher.ref, collection=record.collection,
-                             chunk_id=record.chunk_id, run_id=run_id)
+                             technique=technique, teacher=teacher.ref,
+                             collection=record.collection, chunk_id=record.chunk_id,
+                             run_id=run_id)
 
     return router

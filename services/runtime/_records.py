@@ -10,11 +10,13 @@ from syllabus.contracts import (
     CHUNKS_DROPPED,
     GENERATION_FAILED,
     HEADER_COLLECTION,
+    PASSED_OVER,
     RECORDS_REJECTED,
     ChunkCreated,
     ChunkDropped,
     ChunkDropReason,
     GenerationFailed,
+    PassedOver,
     PluginRef,
     TeacherRef,
     TechniqueOutput,
@@ -26,7 +28,7 @@ from ._metrics import RECORDS
 from ._runtime import Runtime
 from ._store import ObjectNotFound
 
-__all__ = ["chunk_text", "dropped_occurrences", "publish_output"]
+__all__ = ["chunk_text", "dropped_occurrences", "pass_over", "publish_output"]
 
 log = logging.getLogger("syllabus.records")
 
@@ -83,3 +85,17 @@ async def publish_output(rt: Runtime, out: TechniqueOutput, *, stage: str, subje
             chunk_id=chunk_id, record_id=failure.record_id, reason=failure.reason,
             raw_output=failure.raw_output[:20000], run_id=run_id), subject=GENERATION_FAILED)
         RECORDS.labels(stage=stage, outcome="failed", reason="unusable_output").inc()
+
+
+async def pass_over(rt: Runtime, *, stage: str, technique: PluginRef, teacher: TeacherRef | None,
+                    collection: str, chunk_id: str | None, record_id: str | None,
+                    language: str | None, detail: str, run_id: str | None) -> None:
+    """Publish that ``technique`` was not given a chunk or record (``PassedOver``), so the
+    run report counts it: never a silent gap, never a rejection for "low quality"."""
+    await rt.bus.publish(PassedOver(
+        collection=collection, stage=stage, technique=technique, teacher=teacher,
+        chunk_id=chunk_id, record_id=record_id, language=language, detail=detail,
+        run_id=run_id), subject=PASSED_OVER)
+    RECORDS.labels(stage=stage, outcome="passed_over", reason="language").inc()
+    log.info("%s %s: passed over %s (%s)", stage, technique.name,
+             (chunk_id or record_id or "?")[:12], detail)

@@ -87,6 +87,10 @@ class ManagedTeacher:
         #: tasks the teacher refuses outright (``Teacher.refuses``): techniques check this
         #: before asking, so a refusal is a labelled fallback, not a failed call
         self.refuses = frozenset(getattr(inner, "refuses", ()))
+        #: the languages it reads and writes, ``None`` for any (``syllabus.contracts.
+        #: unsupported``): a chunk in another language is passed over, with that reason
+        languages = getattr(inner, "languages", None)
+        self.languages = tuple(languages) if languages is not None else None
         self.settings = settings
         self.store = store if settings.cache else None
         self.stats = TeacherStats()

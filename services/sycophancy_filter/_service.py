@@ -12,7 +12,10 @@ from syllabus.contracts import (
     RECORDS_REJECTED,
     TASK_EDUCATIONAL,
     QARecord,
+    RecordDecision,
+    unsupported,
 )
+from syllabus.plugins._language import record_language
 
 from ..runtime import RECORDS, HandlerContext, Runtime, default_embedder
 from ..runtime._records import chunk_text
@@ -32,8 +35,9 @@ STORE_EMBEDDER_FILTERS = {"educational-value"}
 def build_router(rt: Runtime) -> NatsRouter:
     cfg = rt.settings.filters
     filters = [rt.plugins.get("register_filters", name) for name in cfg.techniques]
-    needs_teacher = any(name in TEACHER_FILTERS or cfg.options.get(name, {}).get("use_teacher")
-                        for name in cfg.techniques)
+    uses_teacher = {name for name in cfg.techniques
+                    if name in TEACHER_FILTERS or cfg.options.get(name, {}).get("use_teacher")}
+    needs_teacher = bool(uses_teacher)
     teacher = rt.teacher() if needs_teacher else None
     if "educational-value" in cfg.techniques and teacher is not None and \
             TASK_EDUCATIONAL in teacher.refuses:  # named when the service starts
@@ -54,7 +58,17 @@ def build_router(rt: Runtime) -> NatsRouter:
         context = await chunk_text(rt, record.chunk_id)
         decisions = list(record.decisions)
         scores = dict(record.scores)
+        language = record_language(record)
         for reg in filters:
+            parties = [(reg.name, reg.obj)]
+            if reg.name in uses_teacher and teacher is not None:
+                parties.append((f"the {teacher.kind} teacher", teacher))
+            why = unsupported(language, parties)
+            if why is not None:  # not judged by rules of another language: kept, and said
+                decisions.append(RecordDecision(
+                    filter=reg.name, kept=True, reason=f"passed over: {why}",
+                    details={"passed_over": "language", "language": language}))
+                continue
             options = dict(cfg.options.get(reg.name, {}))
             if reg.name in STORE_EMBEDDER_FILTERS:
                 options.update(store=rt.store, embedder=default_embedder())
