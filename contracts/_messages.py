@@ -140,6 +140,8 @@ class DocumentIngested(Event):
     parser: PluginRef
     chunker: PluginRef
     pages: int = 0
+    #: pages whose text was read by OCR (no text layer)
+    ocr_pages: int = 0
     size_bytes: int = 0
     chunk_ids: list[str] = Field(default_factory=list, description="chunks announced for it")
     chunks_dropped: dict[str, int] = Field(default_factory=dict, description="by reason")
@@ -181,6 +183,10 @@ class ChunkLineage(BaseModel):
     language: str | None = Field(default=None, description="ISO 639 code of the chunk's "
                                  "language (fastText's lid.176), or None when it is too short "
                                  "to tell")
+    ocr: bool = Field(default=False, description="some of its text was read by OCR from a "
+                      "page without a text layer")
+    ocr_confidence: float | None = Field(default=None, description="the lowest OCR confidence "
+                                         "of its OCR pages (0..1), when ocr is true")
     char_start: int = Field(ge=0, description="start of the chunk in the document's normalised "
                             "text (what the chunker's normalise_document returns)")
     char_end: int = Field(ge=0, description="end of that span (exclusive)")

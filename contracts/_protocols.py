@@ -91,6 +91,9 @@ class Section(BaseModel):
     heading_path: list[str] = Field(default_factory=list)
     page: int | None = Field(default=None, description="1-based page number, when paged")
     kind: str = Field(default="paragraph", description="paragraph | heading | page | list | table")
+    ocr_confidence: float | None = Field(default=None, ge=0, le=1, description="the OCR "
+                                         "engine's confidence when the text was read by OCR "
+                                         "(a page without a text layer), else None")
 
 
 class ParsedDocument(BaseModel):

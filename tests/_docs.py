@@ -198,16 +198,17 @@ def text_image_png_bytes(text: str = "Worker bees build comb from wax.", *,
 
 
 def scan_pdf_bytes(pages: Sequence[str | None] = (None, None), *,
-                   stamp: str | None = None) -> bytes:
+                   stamp: str | None = None, picture: bytes | None = None) -> bytes:
     """A PDF of real text pages (a string) and scanned pages (``None``: only a picture of
     text, no text layer). ``stamp`` is written as real text at the foot of every scanned
-    page, like the page number or "Scanned with ..." line a scanner adds."""
+    page, like the page number or "Scanned with ..." line a scanner adds. ``picture``
+    replaces the picture of text (``png_bytes()``: one with nothing for OCR to read)."""
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
     pdf.set_creation_date(_FIXED_DATE)
     pdf.set_auto_page_break(False)
-    picture = text_image_png_bytes(DEFAULT_PAGES[0])
+    picture = picture or text_image_png_bytes(DEFAULT_PAGES[0])
     for number, text in enumerate(pages, start=1):
         pdf.add_page()
         pdf.set_font("Helvetica", size=11)
@@ -218,6 +219,48 @@ def scan_pdf_bytes(pages: Sequence[str | None] = (None, None), *,
         if stamp is not None:
             pdf.set_xy(10, 280)
             pdf.cell(0, 6, stamp.format(page=number))
+    return bytes(pdf.output())
+
+
+def page_image_png_bytes(text: str, *, dpi: int = 200, font_size: int = 30) -> bytes:
+    """A PNG of an A4 page at ``dpi`` with ``text`` typeset on it (Pillow's bundled
+    TrueType font, wrapped to the page), as a scanner delivers a printed page."""
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = round(8.27 * dpi), round(11.69 * dpi)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=font_size)
+    margin = round(0.8 * dpi)
+    columns = int((width - 2 * margin) / (0.5 * font_size))
+    y = margin
+    for paragraph in text.split("\n\n"):
+        for line in textwrap.wrap(paragraph, columns):
+            draw.text((margin, y), line, fill=0, font=font)
+            y += round(font_size * 1.6)
+        y += font_size
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def scanned_text_pdf_bytes(pages: Sequence[str | tuple[str]], *, dpi: int = 200) -> bytes:
+    """A PDF whose pages are pictures of printed text (a ``str``: no text layer, for OCR
+    to read) or real text (a 1-tuple ``(text,)``: a text layer)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    pdf.set_auto_page_break(False)
+    for page in pages:
+        pdf.add_page()
+        if isinstance(page, tuple):
+            pdf.set_font("Helvetica", size=11)
+            pdf.multi_cell(0, 6, page[0])
+            continue
+        pdf.image(io.BytesIO(page_image_png_bytes(page, dpi=dpi)), x=0, y=0, w=210, h=297)
     return bytes(pdf.output())
 
 
@@ -357,7 +400,8 @@ def bad_inputs() -> tuple[BadInput, ...]:
         BadInput("garbage.pdf", RejectionReason.CORRUPT, corrupt_pdf_bytes()),
         BadInput("scanned.pdf", RejectionReason.NO_TEXT_LAYER, scanned_pdf_bytes()),
         BadInput("scanned-numbered.pdf", RejectionReason.NO_TEXT_LAYER,
-                 scan_pdf_bytes((None, None, None), stamp="{page}")),
+                 scan_pdf_bytes((None, None, None), stamp="{page}",
+                                picture=png_bytes(120, 160))),
         BadInput("empty.txt", RejectionReason.EMPTY, b""),
         BadInput("image.png", RejectionReason.UNKNOWN_TYPE, png_bytes()),
         BadInput("archive.zip", RejectionReason.UNKNOWN_TYPE, zip_bytes()),

@@ -312,7 +312,7 @@ def test_scanned_pdf_has_no_text_layer():
     data = _docs.scanned_pdf_bytes(pages=2)
     assert b"/Subtype /Image" in data  # really an image, not an empty page
     with pytest.raises(ParseError) as caught:
-        PdfParser().parse(data, filename="s.pdf")
+        PdfParser(ocr=False).parse(data, filename="s.pdf")
     assert caught.value.reason is RejectionReason.NO_TEXT_LAYER
     assert "OCR is not enabled" in caught.value.detail
 
@@ -325,7 +325,7 @@ def test_scanned_pdf_with_a_stray_line_of_text_has_no_text_layer(stamp):
     data = _docs.scan_pdf_bytes((None, None, None), stamp=stamp)
     assert data.count(b"/Subtype /Image") == 1 and data.count(b"/Type /Page\n") == 3
     with pytest.raises(ParseError) as caught:
-        PdfParser().parse(data, filename="minutes-scan.pdf")
+        PdfParser(ocr=False).parse(data, filename="minutes-scan.pdf")
     assert caught.value.reason is RejectionReason.NO_TEXT_LAYER
     detail = caught.value.detail
     assert "minutes-scan.pdf" in detail
@@ -335,7 +335,7 @@ def test_scanned_pdf_with_a_stray_line_of_text_has_no_text_layer(stamp):
 
 def test_pdf_with_some_scanned_pages_keeps_the_text_pages_and_names_the_others():
     pages = (DEFAULT_PAGE_TEXT[0], None, DEFAULT_PAGE_TEXT[1], None, None)
-    doc = PdfParser().parse(_docs.scan_pdf_bytes(pages, stamp="{page}"), filename="mixed.pdf")
+    doc = PdfParser(ocr=False).parse(_docs.scan_pdf_bytes(pages, stamp="{page}"), filename="mixed.pdf")
     assert doc.pages == 5
     assert [s.page for s in doc.sections if len(s.text) > 5] == [1, 3]
     (warning,) = [w for w in doc.warnings if "text layer" in w]

@@ -12,12 +12,20 @@ Rejections (``ParseError.reason``):
   or pypdf's ``is_encrypted`` with an empty password that does not decrypt). A PDF with
   only an owner password opens without one and is parsed normally.
 - ``corrupt``: neither library can open the file or read any page from it.
-- ``no_text_layer``: the pages hold no extractable text (a scanned PDF); OCR is not enabled.
+- ``no_text_layer``: the pages hold no extractable text (a scanned PDF) and OCR read none.
   A page that shows an image and has fewer than 32 letters or digits of text (a page
   number, a scanner's "Scanned with ..." line, stray spaces or invisible characters) is a
   scanned page. A PDF with no page of real text and at least one scanned page is refused,
   the detail naming the file and how many pages are scanned; a PDF with both kinds is
   parsed, with a warning naming the scanned pages (their text, if any, is kept).
+
+**OCR** (the ``ocr`` extra, ``_ocr.py``): when it is installed, every scanned page is
+rendered with pypdfium2 and read by RapidOCR; text-layer pages are read as before. An OCR
+page's section carries ``ocr_confidence`` (ingest puts ``ocr`` and the confidence in the
+chunk's lineage). A page whose confidence is under ``_ocr.MIN_CONFIDENCE`` (0.6), or on
+which OCR read nothing, keeps no OCR text and is named in a warning, with its confidence.
+``SYLLABUS_OCR=off`` (or ``PdfParser(ocr=False)``) turns OCR off; a file only pypdf can
+open is not OCR'd (pypdf cannot render pages), and the warning says so.
 
 Damaged but readable input is accepted with ``ParsedDocument.warnings``: a file without
 ``%%EOF`` near its end is reported as truncated (pdfium rebuilds a truncated file's
@@ -33,11 +41,13 @@ PDFium is not thread-safe, so calls into it are serialised with a module-level l
 from __future__ import annotations
 
 import io
+import os
 import threading
 from dataclasses import dataclass, field
 
 from syllabus.contracts import ParsedDocument, ParseError, RejectionReason, Section, hookimpl
 
+from . import _ocr
 from ._outline import page_list
 from ._visible import has_visible_text
 
@@ -57,6 +67,8 @@ _SCAN_MAX_CHARS = 32
 _MAX_FORM_DEPTH = 8
 #: page objects looked at (per page) when searching for an image
 _MAX_OBJECTS = 20_000
+#: why a PDF with no text was not OCR'd, when OCR is on
+_NO_IMAGE = "no page shows an image for OCR to read"
 #: after this many pages in a row fail to load, the rest are not tried
 _MAX_FAILED_RUN = 256
 
@@ -237,12 +249,52 @@ def _looks_truncated(data: bytes) -> bool:
     return b"%%EOF" not in data[-_EOF_WINDOW:]
 
 
+def _ocr_pages(data: bytes, numbers: list[int]) -> dict[int, _ocr.OcrPage]:
+    """OCR of the 1-based pages ``numbers``: each rendered under the PDFium lock, then read
+    (one page image in memory at a time)."""
+    import pypdfium2 as pdfium
+
+    out: dict[int, _ocr.OcrPage] = {}
+    for number in numbers:
+        with _PDFIUM_LOCK:
+            doc = pdfium.PdfDocument(data)
+            try:
+                page = doc[number - 1]
+                try:
+                    width, height = page.get_size()
+                    bitmap = page.render(scale=_ocr.render_scale(width, height),
+                                         grayscale=True)
+                    image = bitmap.to_pil()
+                finally:
+                    page.close()
+            finally:
+                doc.close()
+        out[number] = _ocr.ocr_image(image)
+    return out
+
+
 class PdfParser:
     """Extracts one section of text per page; see the module docstring for rejections."""
 
     name = "pdf"
     media_types = ("application/pdf",)
     priority = 100
+
+    def __init__(self, *, ocr: bool | None = None) -> None:
+        #: OCR of scanned pages: None follows SYLLABUS_OCR and whether the extra is installed
+        self.ocr = ocr
+
+    def _ocr_state(self) -> str | None:
+        """None when OCR is on; else why it is not, for the messages."""
+        if self.ocr is False:
+            return "OCR is not enabled"
+        if self.ocr is None and os.environ.get("SYLLABUS_OCR", "on").strip().lower() in (
+                "0", "off", "false", "no"):
+            return "OCR is not enabled (SYLLABUS_OCR=off)"
+        if not _ocr.available():
+            return ("OCR is not enabled (install the ocr extra: pip install "
+                    "'syllabus[ocr]')")
+        return None
 
     def sniff(self, head: bytes, filename: str) -> bool:
         return b"%PDF-" in head[:_SNIFF_WINDOW]
@@ -279,6 +331,34 @@ class PdfParser:
             raise ParseError(RejectionReason.CORRUPT, "the PDF has no pages")
         scanned = set(extraction.scanned)
         total = len(extraction.pages)
+        confidence: dict[int, float] = {}
+        why_not = self._ocr_state() if scanned else None
+        if scanned and why_not is None and extraction.engine != "pypdfium2":
+            why_not = "OCR needs pypdfium2 to render the pages, and it could not open the file"
+        if scanned and why_not is None:
+            low: list[str] = []
+            for number, page in _ocr_pages(data, sorted(scanned)).items():
+                # as for a text layer, a page number or a stamp alone is not a page's text
+                if not _needs_image_check(page.text) and page.confidence >= _ocr.MIN_CONFIDENCE:
+                    extraction.pages[number - 1] = page.text
+                    confidence[number] = page.confidence
+                    scanned.discard(number)
+                elif not page.lines:
+                    low.append(f"{number} (nothing read)")
+                elif _needs_image_check(page.text):
+                    low.append(f"{number} (only {_letters(page.text)} letters or digits)")
+                else:
+                    low.append(f"{number} ({page.confidence:.2f})")
+            if confidence:
+                extraction.warnings.append(
+                    f"page(s) {page_list(sorted(confidence))} of {total} have no text layer "
+                    f"and were read by OCR (confidence {min(confidence.values()):.2f} to "
+                    f"{max(confidence.values()):.2f})")
+            if low:
+                extraction.warnings.append(
+                    f"OCR left out page(s) {', '.join(low)}: no text, or under the "
+                    f"confidence floor {_ocr.MIN_CONFIDENCE}")
+            why_not = "OCR read no text above its confidence floor on them"
         if scanned and not any(has_visible_text(text) for number, text
                                in enumerate(extraction.pages, start=1)
                                if number not in scanned):
@@ -288,12 +368,12 @@ class PdfParser:
                 f"{filename} has no text layer: {len(scanned)} of {total} page(s) are "
                 "images without text (a scanned PDF?)"
                 + (f", the other {blank} blank or unreadable" if blank else "")
-                + "; OCR is not enabled"
+                + f"; {why_not}"
                 + "".join(f"; {warning}" for warning in extraction.warnings))
         if scanned:
             extraction.warnings.append(
                 f"page(s) {page_list(sorted(scanned))} of {total} are images without a "
-                "text layer (scanned?); their text is missing, as OCR is not enabled")
+                f"text layer (scanned?); their text is missing: {why_not}")
         if not any(has_visible_text(text) for text in extraction.pages):
             if truncated or extraction.warnings:
                 raise ParseError(RejectionReason.CORRUPT,
@@ -302,9 +382,10 @@ class PdfParser:
             raise ParseError(
                 RejectionReason.NO_TEXT_LAYER,
                 f"{filename} has no text layer: none of its {total} page(s) has text "
-                "(a scanned or image-only PDF?); OCR is not enabled")
+                f"(a scanned or image-only PDF?); {why_not or self._ocr_state() or _NO_IMAGE}")
 
-        sections = [Section(text=text, page=number, kind="page")
+        sections = [Section(text=text, page=number, kind="page",
+                            ocr_confidence=confidence.get(number))
                     for number, text in enumerate(extraction.pages, start=1)
                     if has_visible_text(text)]
         return ParsedDocument(media_type="application/pdf", title=extraction.title,

@@ -73,6 +73,8 @@ class RunReport:
     ingested: int = 0
     rejected: int = 0
     pages: int = 0
+    #: pages read by OCR (no text layer)
+    ocr_pages: int = 0
     bytes: int = 0
     #: documents ingested by format ("pdf", "docx", ...; other media types as they are)
     formats: dict[str, int] = field(default_factory=dict)
@@ -119,6 +121,7 @@ class RunReport:
     def add_ingested(self, ev: DocumentIngested) -> None:
         self.ingested += 1
         self.pages += ev.pages
+        self.ocr_pages += ev.ocr_pages
         label = format_label(ev.media_type)
         self.formats[label] = self.formats.get(label, 0) + 1
         self.bytes += ev.size_bytes
@@ -227,7 +230,9 @@ class RunReport:
             t.add_row("api specs submitted", str(self.specs_submitted),
                       "to the api-annotator")
         t.add_row("documents ingested", str(self.ingested),
-                  f"{self.pages} pages, {self.bytes / 1e6:.2f} MB"
+                  f"{self.pages} pages"
+                  + (f" ({self.ocr_pages} pages by OCR)" if self.ocr_pages else "")
+                  + f", {self.bytes / 1e6:.2f} MB"
                   + ("; " + ", ".join(f"{k} {v}" for k, v in sorted(self.formats.items()))
                      if self.formats else ""))
         t.add_row("documents rejected", str(self.rejected),

@@ -58,6 +58,13 @@ async def reject(rt: Runtime, *, doc_id: str, collection: str, filename: str,
     return event
 
 
+def _ocr_lineage(ocr_pages: dict[int, float], pages: list[int]) -> dict[str, object]:
+    """``ocr`` and ``ocr_confidence`` of a chunk's lineage: whether any of its pages was
+    read by OCR, and the lowest confidence among those."""
+    scores = [ocr_pages[p] for p in pages if p in ocr_pages]
+    return {"ocr": True, "ocr_confidence": min(scores)} if scores else {}
+
+
 def build_router(rt: Runtime) -> NatsRouter:
     """The ingest service's FastStream router, bound to ``rt``'s bus, store and plugins."""
     cfg = rt.settings.ingest
@@ -128,6 +135,8 @@ def build_router(rt: Runtime) -> NatsRouter:
                          run_id=run_id)
             return
         parse_seconds = time.perf_counter() - started
+        ocr_pages = {sec.page: sec.ocr_confidence for sec in parsed.sections
+                     if sec.ocr_confidence is not None and sec.page is not None}
         PARSE_SECONDS.labels(media_type=parsed.media_type).observe(parse_seconds)
         INGEST_BYTES.inc(len(data))
 
@@ -178,6 +187,7 @@ def build_router(rt: Runtime) -> NatsRouter:
                         doc_id=doc.doc_id, filename=doc.filename, media_type=parsed.media_type,
                         pages=draft.pages, section=draft.heading_path,
                         language=detect_language(draft.text),
+                        **_ocr_lineage(ocr_pages, draft.pages),
                         char_start=draft.char_start, char_end=draft.char_end,
                         parser=parser_ref, chunker=chunker_ref, settings_hash=settings_hash))
                 if not await rt.to_thread(rt.store.exists, chunk.store_key):
@@ -202,7 +212,8 @@ def build_router(rt: Runtime) -> NatsRouter:
         await rt.bus.publish(DocumentIngested(
             doc_id=doc.doc_id, collection=doc.collection, filename=doc.filename,
             media_type=parsed.media_type, parser=parser_ref, chunker=chunker_ref,
-            pages=parsed.pages, size_bytes=len(data), chunk_ids=announced,
+            pages=parsed.pages, ocr_pages=len(ocr_pages), size_bytes=len(data),
+            chunk_ids=announced,
             chunks_dropped=dict(dropped), parse_seconds=parse_seconds,
             chunk_seconds=chunk_seconds,
             warnings=([mismatch] if mismatch else []) + parsed.warnings, run_id=run_id))
