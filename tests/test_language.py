@@ -5,6 +5,7 @@ data set manifest."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,8 @@ from ._office import docx_bytes, pptx_bytes
 from .test_cli_run import _run
 
 pytest_plugins = ["tests.openai_server"]
+
+MIXED = Path(__file__).resolve().parent.parent / "examples" / "mixed"
 
 SENTENCES = {
     "en": "The queen lays up to two thousand eggs a day during the height of summer.",
@@ -186,3 +189,27 @@ async def test_filters_pass_over_a_german_record_when_their_rules_are_english():
                                                     teacher=None, options={})
     assert decision.kept and decision.details["passed_over"] == [
         "well_formed", "boilerplate", "first_person"], decision.reason
+
+
+@pytest.mark.slow
+def test_the_mixed_examples_are_read_in_every_format_and_both_languages(tmp_path):
+    """examples/mixed (Word, PowerPoint, a scanned PDF, Markdown; English and German) with
+    the offline teacher: every file is ingested, the scanned page by OCR, the chunks are
+    counted by language, and the German ones are passed over by the English rules."""
+    out = tmp_path / "out"
+    res = _run("run", str(MIXED), "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["formats"] == {"docx": 2, "markdown": 1, "pdf": 1, "pptx": 1}
+    assert report["rejected"] == 0 and report["ocr_pages"] == 1
+    assert set(report["languages"]) == {"de", "en"}, report["languages"]
+    chunks = [json.loads(line) for line in (out / "chunks.jsonl").read_text().splitlines()]
+    files = {c["lineage"]["filename"]: c["lineage"]["language"] for c in chunks}
+    assert files == {"winter-checklist.docx": "en", "inspection-record-scan.pdf": "en",
+                     "bienen-im-winter.docx": "de", "schwarmkontrolle.pptx": "de",
+                     "honigernte.md": "de"}
+    german = sum(1 for c in chunks if c["lineage"]["language"] == "de")
+    assert report["passed_over"]["question-gen qa-pairs (de)"]["count"] == german
+    made = {json.loads(line)["metadata"]["filename"] for name in ("train.jsonl", "eval.jsonl")
+            for line in (out / "dataset" / name).read_text().splitlines()}
+    assert {"winter-checklist.docx", "inspection-record-scan.pdf"} <= made, made

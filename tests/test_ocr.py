@@ -110,4 +110,4 @@ def test_a_run_records_ocr_in_the_lineage_and_makes_records(tmp_path):
     assert all(c["lineage"]["ocr_confidence"] >= 0.9 for c in chunks)
     assert report["dataset_rows"] > 0, report
     printed = " ".join(res.stdout.split())
-    assert "2 pages by OCR" in printed
+    assert "2 pages (2 by OCR)" in printed

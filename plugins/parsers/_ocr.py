@@ -19,17 +19,24 @@ so that a page with a huge media box cannot take the memory, and the recognised 
 joined in reading order (top to bottom, then left to right). A page's confidence is the
 mean of its lines' recognition scores, weighted by their lengths.
 
-The engine is loaded once per process, on the first scanned page, and calls are
-serialised with a lock (one ONNX Runtime session; the services run parsers in threads).
+The engine runs in one worker process of its own (a spawned interpreter, started on the
+first scanned page and kept): ONNX Runtime crashed with a segmentation fault when it was
+imported into a process that had loaded torch, as ``syllabus run`` does. Pages go to it as
+PNG bytes, one at a time (a lock; the services run parsers in threads); a worker that dies
+is started again once, and then ``OcrFailed`` names the error.
 """
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
+import io
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DPI", "MAX_PIXELS", "MIN_CONFIDENCE", "OcrPage", "available", "ocr_image"]
+__all__ = ["DPI", "MAX_PIXELS", "MIN_CONFIDENCE", "OcrFailed", "OcrPage", "available",
+           "ocr_image"]
 
 #: the resolution a page is rendered at for OCR
 DPI = 200
@@ -39,7 +46,14 @@ MAX_PIXELS = 12_000_000
 MIN_CONFIDENCE = 0.6
 
 _LOCK = threading.Lock()
+#: the worker process that runs the engine (``_pool``)
+_POOL: Any = None
+#: the engine, in the worker process only
 _ENGINE: Any = None
+
+
+class OcrFailed(RuntimeError):
+    """The OCR engine could not run (its worker process failed to start or died)."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +66,9 @@ class OcrPage:
 
 
 def available() -> bool:
-    """Whether the ``ocr`` extra is installed (rapidocr-onnxruntime imports)."""
-    try:
-        import rapidocr_onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the ``ocr`` extra is installed. It is looked up, not imported: ONNX Runtime
+    is only ever imported in the OCR worker process (see ``ocr_image``)."""
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
 
 
 def _engine() -> Any:
@@ -69,6 +80,55 @@ def _engine() -> Any:
         # lost (bench_ingest --only ocr: 69 % of the characters read with it, 100 % without)
         _ENGINE = RapidOCR(use_cls=False)
     return _ENGINE
+
+
+def _read(png: bytes) -> list[tuple[list[tuple[float, float]], str, float]]:
+    """In the worker: the engine's lines for one page image (PNG bytes)."""
+    import numpy as np
+    from PIL import Image
+
+    result, _ = _engine()(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+    return [([(float(x), float(y)) for x, y in box], str(text), float(score))
+            for box, text, score in (result or [])]
+
+
+def _pool() -> Any:
+    global _POOL
+    if _POOL is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # a fresh interpreter (spawn): ONNX Runtime crashed (SIGSEGV) when it was imported
+        # into a process that had loaded torch, as `syllabus run` and the tests do. The
+        # worker exits when this process does (its end of the pipe closes).
+        _POOL = ProcessPoolExecutor(max_workers=1,
+                                    mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(_shutdown)  # before interpreter teardown, not during it
+    return _POOL
+
+
+def _shutdown() -> None:
+    global _POOL
+    pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lines(png: bytes) -> list[tuple[list[tuple[float, float]], str, float]]:
+    global _POOL
+    from concurrent.futures.process import BrokenProcessPool
+
+    with _LOCK:
+        for attempt in (1, 2):  # a worker that died is started again, once
+            try:
+                return _pool().submit(_read, png).result()
+            except BrokenProcessPool as exc:
+                _POOL = None
+                if attempt == 2:
+                    raise OcrFailed(f"the OCR worker process died ({exc})") from exc
+            except Exception as exc:  # the engine failed to load or to run
+                raise OcrFailed(f"{type(exc).__name__}: {exc}") from exc
+    raise AssertionError("unreachable")
 
 
 def render_scale(width_pt: float, height_pt: float) -> float:
@@ -83,11 +143,9 @@ def render_scale(width_pt: float, height_pt: float) -> float:
 
 def ocr_image(image: Any) -> OcrPage:
     """OCR of one page image (a PIL image)."""
-    import numpy as np
-
-    array = np.asarray(image.convert("RGB"))
-    with _LOCK:
-        result, _ = _engine()(array)
+    png = io.BytesIO()
+    image.convert("L").save(png, "PNG", compress_level=1)
+    result = _lines(png.getvalue())
     if not result:
         return OcrPage(text="", confidence=0.0, lines=0)
     # each line: (4 corner points, text, score); reading order by the top-left corner,

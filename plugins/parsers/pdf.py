@@ -337,7 +337,12 @@ class PdfParser:
             why_not = "OCR needs pypdfium2 to render the pages, and it could not open the file"
         if scanned and why_not is None:
             low: list[str] = []
-            for number, page in _ocr_pages(data, sorted(scanned)).items():
+            failed = ""
+            try:
+                read = _ocr_pages(data, sorted(scanned))
+            except _ocr.OcrFailed as exc:
+                read, failed = {}, f"OCR failed: {exc}"
+            for number, page in read.items():
                 # as for a text layer, a page number or a stamp alone is not a page's text
                 if not _needs_image_check(page.text) and page.confidence >= _ocr.MIN_CONFIDENCE:
                     extraction.pages[number - 1] = page.text
@@ -358,7 +363,7 @@ class PdfParser:
                 extraction.warnings.append(
                     f"OCR left out page(s) {', '.join(low)}: no text, or under the "
                     f"confidence floor {_ocr.MIN_CONFIDENCE}")
-            why_not = "OCR read no text above its confidence floor on them"
+            why_not = failed or "OCR read no text above its confidence floor on them"
         if scanned and not any(has_visible_text(text) for number, text
                                in enumerate(extraction.pages, start=1)
                                if number not in scanned):

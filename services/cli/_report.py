@@ -231,7 +231,7 @@ class RunReport:
                       "to the api-annotator")
         t.add_row("documents ingested", str(self.ingested),
                   f"{self.pages} pages"
-                  + (f" ({self.ocr_pages} pages by OCR)" if self.ocr_pages else "")
+                  + (f" ({self.ocr_pages} by OCR)" if self.ocr_pages else "")
                   + f", {self.bytes / 1e6:.2f} MB"
                   + ("; " + ", ".join(f"{k} {v}" for k, v in sorted(self.formats.items()))
                      if self.formats else ""))
