@@ -38,6 +38,7 @@ from ._language import (
     LANGUAGE_NAMES,
     language_name,
     output_language,
+    prompt_language,
     unsupported,
 )
 from ._messages import *  # noqa: F403
@@ -81,6 +82,7 @@ __all__ = [
     "normalize_answer",
     "output_language",
     "parent_death_signal",
+    "prompt_language",
     "sha256_hex",
     "spec_key",
     "stop_process",

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LANGUAGE_NAMES", "language_name", "output_language", "unsupported"]
+__all__ = ["LANGUAGE_NAMES", "language_name", "output_language", "prompt_language",
+           "unsupported"]
 
 #: English names of the languages most often met (any other code is shown as it is)
 LANGUAGE_NAMES = {
@@ -35,10 +36,17 @@ def language_name(code: str | None) -> str:
     return f"{name} ({code})" if name else code
 
 
+def prompt_language(code: str) -> str:
+    """How a prompt names the language ``code``: ``"German"``, or ``"the language with
+    ISO 639 code hu"`` for a code without a name here."""
+    return LANGUAGE_NAMES.get(code) or f"the language with ISO 639 code {code}"
+
+
 def output_language(chunk: Any, options: dict[str, Any]) -> str | None:
     """The language a technique has its teacher write in: the recipe's ``language`` option,
     else the chunk's (``lineage.language``), else ``None`` (not said)."""
-    return options.get("language") or getattr(getattr(chunk, "lineage", None), "language", None)
+    chosen = str(options.get("language") or "").strip().lower()
+    return chosen or getattr(getattr(chunk, "lineage", None), "language", None)
 
 
 def unsupported(language: str | None, parties: Sequence[tuple[str, Any]]) -> str | None:

@@ -83,7 +83,7 @@ def test_a_run_counts_chunks_and_rows_by_language(tmp_path):
     german_chunks = sum(1 for c in chunks if c["lineage"]["language"] == "de")
     why = "the extractive teacher works in English (en) only; this text is in German (de)"
     assert report["passed_over"] == {
-        f"question-gen {name} (de)": {"count": german_chunks, "detail": why}
+        f"question-gen {name} (de)": {"count": german_chunks, "detail": why, "unit": "chunk"}
         for name in ("qa-pairs", "backtranslation")}
     assert report["techniques"]["qa-pairs"]["passed over"] == german_chunks
     printed = " ".join(res.stdout.split())
@@ -213,3 +213,25 @@ def test_the_mixed_examples_are_read_in_every_format_and_both_languages(tmp_path
     made = {json.loads(line)["metadata"]["filename"] for name in ("train.jsonl", "eval.jsonl")
             for line in (out / "dataset" / name).read_text().splitlines()}
     assert {"winter-checklist.docx", "inspection-record-scan.pdf"} <= made, made
+
+
+async def test_german_number_words_ground_a_german_answer():
+    record = QARecord(
+        record_id="n" * 64, collection="lang", instruction="Wie viel Honig braucht ein "
+        "starkes Volk bis zum Frühjahr?", response="Ein starkes Volk braucht etwa 20 "
+        "Kilogramm Honig.", chunk_id="c" * 64, lineage=_chunk(GERMAN_PASSAGE, "de").lineage,
+        technique=PluginRef(name="qa-pairs"), teacher=TeacherRef(kind="openai", model="m"))
+    decision = await HeuristicQualityFilter().judge(record, context=GERMAN_PASSAGE,
+                                                    teacher=None, options={})
+    assert decision.details["checks"]["grounded"]["passed"] is True, decision.reason
+
+
+def test_a_copied_german_or_french_example_question_is_refused():
+    from syllabus.contracts import OutputParseError
+    from syllabus.plugins.questions.qa_pairs import BASE_EXAMPLES_BY_LANGUAGE, base_question
+
+    answer = "Jedes Serverrack braucht unter Volllast etwa vier Kilowatt Strom."
+    for code in ("de", "fr"):
+        copied = BASE_EXAMPLES_BY_LANGUAGE[code][1][-1][1]
+        with pytest.raises(OutputParseError, match="copies a prompt example"):
+            base_question(answer)(" " + copied)

@@ -42,6 +42,8 @@ __all__ = ["DPI", "MAX_PIXELS", "MIN_CONFIDENCE", "OcrFailed", "OcrPage", "avail
 DPI = 200
 #: the most pixels a rendered page may have (about an A3 page at 200 dpi)
 MAX_PIXELS = 12_000_000
+#: seconds one page may take in the worker before it is stopped
+PAGE_TIMEOUT = 300
 #: pages whose OCR confidence is under this are left out, and named in a warning
 MIN_CONFIDENCE = 0.6
 
@@ -63,6 +65,8 @@ class OcrPage:
     text: str
     confidence: float
     lines: int
+    #: why the page could not be read at all (it could not be rendered or OCR'd)
+    error: str = ""
 
 
 def available() -> bool:
@@ -121,7 +125,13 @@ def _lines(png: bytes) -> list[tuple[list[tuple[float, float]], str, float]]:
     with _LOCK:
         for attempt in (1, 2):  # a worker that died is started again, once
             try:
-                return _pool().submit(_read, png).result()
+                return _pool().submit(_read, png).result(timeout=PAGE_TIMEOUT)
+            except TimeoutError as exc:  # a hung worker: stop it, start a fresh one next
+                pool, _POOL = _POOL, None
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise OcrFailed(f"OCR of one page took over {PAGE_TIMEOUT} s") from exc
             except BrokenProcessPool as exc:
                 _POOL = None
                 if attempt == 2:

@@ -256,20 +256,26 @@ def _ocr_pages(data: bytes, numbers: list[int]) -> dict[int, _ocr.OcrPage]:
 
     out: dict[int, _ocr.OcrPage] = {}
     for number in numbers:
-        with _PDFIUM_LOCK:
-            doc = pdfium.PdfDocument(data)
-            try:
-                page = doc[number - 1]
+        try:
+            with _PDFIUM_LOCK:
+                doc = pdfium.PdfDocument(data)
                 try:
-                    width, height = page.get_size()
-                    bitmap = page.render(scale=_ocr.render_scale(width, height),
-                                         grayscale=True)
-                    image = bitmap.to_pil()
+                    page = doc[number - 1]
+                    try:
+                        width, height = page.get_size()
+                        bitmap = page.render(scale=_ocr.render_scale(width, height),
+                                             grayscale=True)
+                        image = bitmap.to_pil()
+                    finally:
+                        page.close()
                 finally:
-                    page.close()
-            finally:
-                doc.close()
-        out[number] = _ocr.ocr_image(image)
+                    doc.close()
+            out[number] = _ocr.ocr_image(image)
+        except _ocr.OcrFailed:
+            raise  # the engine itself: the other pages would fail the same way
+        except Exception as exc:  # this page only (cannot be rendered, an odd shape)
+            out[number] = _ocr.OcrPage(text="", confidence=0.0, lines=0,
+                                       error=f"{type(exc).__name__}: {exc}")
     return out
 
 
@@ -348,6 +354,8 @@ class PdfParser:
                     extraction.pages[number - 1] = page.text
                     confidence[number] = page.confidence
                     scanned.discard(number)
+                elif page.error:
+                    low.append(f"{number} (not read: {page.error[:200]})")
                 elif not page.lines:
                     low.append(f"{number} (nothing read)")
                 elif _needs_image_check(page.text):

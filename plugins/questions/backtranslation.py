@@ -51,7 +51,6 @@ from typing import Any
 from syllabus.contracts import (
     HUMPBACK_AUGMENTED_SYSTEM,
     HUMPBACK_SEED_SYSTEM,
-    LANGUAGE_NAMES,
     TASK_BACKTRANSLATE,
     TASK_CURATE,
     ChatMessage,
@@ -71,6 +70,7 @@ from syllabus.contracts import (
     output_language,
     parse_score,
     prompt_hash,
+    prompt_language,
 )
 
 __all__ = ["CURATION_PROMPT", "BacktranslationGenerator", "curate",
@@ -211,7 +211,7 @@ class BacktranslationGenerator:
         base_prompt = BASE_AUGMENT_PROMPTS.get(language or "en", BASE_AUGMENT_PROMPT)
         augmented = await ask(
             teacher, [ChatMessage(role="user", content=AUGMENT_PROMPT.format(
-                output=output, language=LANGUAGE_NAMES.get(language, language) if language
+                output=output, language=prompt_language(language) if language
                 else "the language of the response"))],
             params=GenerationParams(
                 temperature=temperature, max_tokens=64 if base else 256,

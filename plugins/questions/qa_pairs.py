@@ -38,7 +38,6 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from syllabus.contracts import (
-    LANGUAGE_NAMES,
     TASK_QA_PAIRS,
     ChatMessage,
     ChunkCreated,
@@ -55,6 +54,7 @@ from syllabus.contracts import (
     json_model,
     output_language,
     prompt_hash,
+    prompt_language,
 )
 
 from ..filters._text import content_keys, split_sentences
@@ -172,7 +172,8 @@ def answer_sentences(passage: str, n: int) -> list[str]:
 
 def base_question(answer: str):
     """The parser of one base-model question, for ``answer``."""
-    examples = {q.casefold() for _, q in BASE_EXAMPLES}
+    examples = {q.casefold() for _, shots in BASE_EXAMPLES_BY_LANGUAGE.values()
+                for _, q in shots}
 
     def parse(text: str) -> str:
         line = text.strip().splitlines()[0].strip() if text.strip() else ""
@@ -227,7 +228,7 @@ class QAPairsGenerator:
             return await self._from_answers(chunk, teacher=teacher, options=options, n=n)
         language = output_language(chunk, options)
         prompt = PROMPT.format(n=n, passage=chunk.text,
-                               language=LANGUAGE_NAMES.get(language, language)
+                               language=prompt_language(language)
                                if language else "the language of the passage")
         messages = [ChatMessage(role="system", content=SYSTEM),
                     ChatMessage(role="user", content=prompt)]
@@ -272,7 +273,7 @@ class QAPairsGenerator:
         return TechniqueOutput(records=self._records(
             chunk, teacher, pairs, settings={"n": n, "temperature": temperature,
                                              "mode": "base"},
-            prompts=(BASE_PROMPT,)), failures=failures)
+            prompts=(template,)), failures=failures)
 
     def _records(self, chunk: ChunkCreated, teacher: Teacher, pairs: list[tuple[str, str]],
                  *, settings: dict[str, Any], prompts: tuple[str, ...]) -> list[QARecord]:

@@ -148,13 +148,14 @@ class RunReport:
         entry = self.techniques.setdefault(technique, {})
         entry[what] = entry.get(what, 0) + n
 
-    def _pass_over(self, key: str, detail: str) -> None:
-        entry = self.passed_over.setdefault(key, {"count": 0, "detail": detail})
+    def _pass_over(self, key: str, detail: str, unit: str) -> None:
+        entry = self.passed_over.setdefault(key, {"count": 0, "detail": detail, "unit": unit})
         entry["count"] += 1
 
     def add_passed_over(self, ev: PassedOver) -> None:
         """A chunk or record a technique was not given (its language)."""
-        self._pass_over(f"{ev.stage} {ev.technique.name} ({ev.language or 'und'})", ev.detail)
+        self._pass_over(f"{ev.stage} {ev.technique.name} ({ev.language or 'und'})", ev.detail,
+                        "record" if ev.record_id else "chunk")
         self.tally(ev.technique.name, "passed over")
 
     def add_decisions(self, record: QARecord) -> None:
@@ -162,13 +163,13 @@ class RunReport:
             over = d.details.get("passed_over")
             if over == "language":  # a whole filter, or the rationale, passed it over
                 self._pass_over(f"{d.filter} ({d.details.get('language') or 'und'})",
-                                d.reason.removeprefix("passed over: "))
+                                d.reason.removeprefix("passed over: "), "record")
                 self.tally(d.filter, "passed over")
                 continue
             for check in over or ():  # some checks of a filter (heuristic-quality)
                 note = d.details.get("checks", {}).get(check, {}).get("note", "")
                 self._pass_over(f"{d.filter} {check} ({d.details.get('language') or 'und'})",
-                                note.removeprefix("passed over: "))
+                                note.removeprefix("passed over: "), "check")
             self.tally(d.filter, "kept" if d.kept else "rejected")
             if d.details.get("enforced") is False and d.score is not None:
                 scores = self.unenforced_scores.setdefault(d.filter, {})
@@ -280,7 +281,10 @@ class RunReport:
                       f"version {self.dataset['version']}, format {self.dataset['format']}"
                       + (f" ({escape(self.format_reason)})" if self.format_reason else ""))
         if self.passed_over:
-            t.add_row("passed over", str(sum(e["count"] for e in self.passed_over.values())),
+            # chunks and records; a filter's checks passed over on a kept record are listed,
+            # not added to the total (three checks on one record are one record)
+            t.add_row("passed over", str(sum(e["count"] for e in self.passed_over.values()
+                                             if e["unit"] != "check")),
                       escape(", ".join(f"{k}: {e['count']}"
                                        for k, e in sorted(self.passed_over.items()))))
         t.add_row("dead letters", str(len(self.dead_letters)),
